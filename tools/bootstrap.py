@@ -40,7 +40,9 @@ def bootstrap_pip(python: Path) -> None:
         with urllib.request.urlopen(wheel["url"], timeout=120) as response:
             target.write_bytes(response.read())
         # A pip wheel can run itself: python pip.whl/pip install pip.whl
-        subprocess.run([str(python), str(target / "pip"), "install", "--quiet", str(target)], check=True)
+        subprocess.run(
+            [str(python), str(target / "pip"), "install", "--quiet", str(target)], check=True
+        )
 
 
 def main() -> int:

@@ -1,0 +1,299 @@
+"""A Bluegrass repository: one bare git repository holding the history of one segment.
+
+Each snapshot is a commit on refs/heads/main whose tree holds `files/` (the user's tree,
+names escaped by bluegrass.core.store.names) and `bluegrass-manifest` (bluegrass.core.store
+.manifest). docs/repository-format.md is the full description.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bluegrass.core.errors import BluegrassError
+from bluegrass.core.store import manifest as mf
+from bluegrass.core.store.git import Git, GitError
+
+BRANCH = "refs/heads/main"
+MANIFEST = "bluegrass-manifest"
+FILES = "files"
+ZERO_OID = "0" * 40
+FORMAT_VERSION = "1"
+# Highest precedence of all attribute sources: nothing in a user's tree (a .gitattributes
+# asking for eol=crlf, an LFS filter, export-ignore) can change what is stored or archived.
+ATTRIBUTES = (
+    "* -text -eol -crlf -filter -ident -working-tree-encoding -export-ignore -export-subst\n"
+)
+SETTINGS = {
+    # Blobs above this are streamed and never delta-compressed: a multi-GB file costs a few
+    # MB of memory to add, pack, archive or fsck here, and to index-pack on a Pi later.
+    "core.bigFileThreshold": "32m",
+    "core.logAllRefUpdates": "always",
+    "core.fsync": "reference,pack,pack-metadata,commit-graph",
+    "gc.auto": "0",
+    "gc.reflogExpire": "never",
+    "gc.reflogExpireUnreachable": "never",
+    "receive.denyNonFastForwards": "true",
+    "receive.denyDeletes": "true",
+    "http.getanyfile": "false",
+    "http.receivepack": "false",
+    "uploadpack.allowReachableSHA1InWant": "true",
+    "bluegrass.format": FORMAT_VERSION,
+}
+
+
+class RepositoryError(BluegrassError):
+    pass
+
+
+@dataclass
+class CommitInfo:
+    commit: str
+    date: datetime
+    summary: str
+    stats: dict[str, int | str] = field(default_factory=dict)
+
+    @property
+    def suspicious(self) -> bool:
+        return self.stats.get("suspicious") == "yes"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "commit": self.commit,
+            "date": self.date.isoformat(),
+            "summary": self.summary,
+            **{k.replace("-", "_"): v for k, v in self.stats.items() if k != "suspicious"},
+            "suspicious": self.suspicious,
+        }
+
+
+class Repository:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.git = Git(path)
+
+    # -- creating and opening -------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: Path) -> Repository:
+        """Create the repository (or bring an existing one's settings up to date)."""
+        if path.exists() and any(path.iterdir()) and not (path / "HEAD").exists():
+            raise RepositoryError(f"{path} exists and is not a git repository")
+        path.mkdir(parents=True, exist_ok=True)
+        repo = cls(path)
+        if not (path / "HEAD").exists():
+            repo.git.run(["init", "--quiet", "--bare", "--initial-branch=main", str(path)])
+        repo.apply_settings()
+        return repo
+
+    @classmethod
+    def open(cls, path: Path) -> Repository:
+        repo = cls(path)
+        if not (path / "HEAD").is_file():
+            raise RepositoryError(f"no repository at {path}")
+        found = repo.git.run(["config", "--get", "bluegrass.format"], check=False)
+        if found.stdout.strip().decode() != FORMAT_VERSION:
+            raise RepositoryError(f"{path} is not a Bluegrass repository (format {FORMAT_VERSION})")
+        return repo
+
+    def apply_settings(self) -> None:
+        for key, value in SETTINGS.items():
+            self.git.run(["config", key, value])
+        info = self.path / "info"
+        info.mkdir(exist_ok=True)
+        (info / "attributes").write_text(ATTRIBUTES)
+        self.state_dir.mkdir(exist_ok=True)
+
+    @property
+    def state_dir(self) -> Path:
+        """Bluegrass's own files beside git's: lock, stat cache, check log. Not replicated."""
+        return self.path / "bluegrass"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One writer at a time; a second snapshot of the same segment fails at once."""
+        self.state_dir.mkdir(exist_ok=True)
+        handle = (self.state_dir / "lock").open("a+b")
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise RepositoryError(f"{self.path} is busy: another snapshot is running") from exc
+            except ImportError:
+                pass
+            yield
+        finally:
+            handle.close()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def head(self) -> str | None:
+        proc = self.git.run(["rev-parse", "--verify", "--quiet", BRANCH + "^{commit}"], check=False)
+        return proc.stdout.decode().strip() or None
+
+    def commit_date(self, commit: str) -> datetime:
+        return datetime.fromisoformat(self.git.out(["show", "-s", "--format=%cI", commit]))
+
+    def read_blob(self, spec: str) -> bytes:
+        return self.git.run(["cat-file", "blob", spec]).stdout
+
+    def manifest(self, commit: str) -> dict[bytes, mf.Entry]:
+        try:
+            return mf.parse(self.read_blob(f"{commit}:{MANIFEST}"))
+        except mf.ManifestError as exc:
+            raise RepositoryError(f"{self.path}: commit {commit[:12]}: {exc}") from exc
+
+    def log(self) -> list[CommitInfo]:
+        if self.head() is None:
+            return []
+        raw = self.git.run(
+            [
+                "log",
+                "--first-parent",
+                "-z",
+                "--format=%H%x1f%cI%x1f%s%x1f%(trailers:only,unfold)",
+                BRANCH,
+            ]
+        ).stdout.decode("utf-8", "replace")
+        commits = []
+        for record in raw.split("\0"):
+            if not record.strip():
+                continue
+            oid, date, summary, trailers = record.split("\x1f", 3)
+            stats: dict[str, int | str] = {}
+            for line in trailers.splitlines():
+                key, _, value = line.partition(": ")
+                if key.startswith("Bluegrass-"):
+                    name = key[len("Bluegrass-") :].lower()
+                    stats[name] = int(value) if value.isdigit() else value
+            commits.append(CommitInfo(oid.strip(), datetime.fromisoformat(date), summary, stats))
+        return commits
+
+    def resolve(self, at: str | None) -> str:
+        """The commit for `--at`: a commit id, or the newest snapshot at or before a date."""
+        head = self.head()
+        if head is None:
+            raise RepositoryError(f"{self.path} has no snapshots yet")
+        if at is None:
+            return head
+        if re.fullmatch(r"[0-9a-fA-F]{4,40}", at):
+            found = (
+                self.git.run(["rev-parse", "--verify", "--quiet", f"{at}^{{commit}}"], check=False)
+                .stdout.decode()
+                .strip()
+            )
+            if found:
+                ancestry = self.git.run(["merge-base", "--is-ancestor", found, head], check=False)
+                if ancestry.returncode == 0:
+                    return found
+                raise RepositoryError(f"commit {at} is not part of this segment's history")
+        when = parse_date(at)
+        found = self.git.out(
+            ["rev-list", "-1", "--first-parent", f"--before={int(when.timestamp())}", head]
+        )
+        if not found:
+            first = self.git.out(["rev-list", "--max-parents=0", "--format=%cI", head]).splitlines()
+            since = first[-1] if first else "unknown"
+            raise RepositoryError(
+                f"no snapshot at or before {when.isoformat()}: the first is from {since}"
+            )
+        return found
+
+    # -- checks log ---------------------------------------------------------------------
+
+    def record_check(self, record: dict[str, object]) -> None:
+        with (self.state_dir / "checks.jsonl").open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def checks(self) -> list[dict[str, object]]:
+        path = self.state_dir / "checks.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    # -- upkeep ---------------------------------------------------------------------------
+
+    def maintain(self) -> None:
+        """Pack loose objects and refresh the commit-graph (with path Bloom filters for log)."""
+        self.git.run(["repack", "-d", "-q", "--geometric=2"])
+        if self.head() is not None:
+            self.git.run(
+                ["commit-graph", "write", "--reachable", "--changed-paths", "--no-progress"]
+            )
+
+    def verify(self) -> list[str]:
+        """Every problem found, one line each; an empty list means the repository is sound."""
+        problems: list[str] = []
+        for key, value in SETTINGS.items():
+            found = self.git.run(["config", "--get", key], check=False).stdout.decode().strip()
+            if found != value:
+                problems.append(f"setting {key} is {found or 'unset'!r}, expected {value!r}")
+        attributes = self.path / "info" / "attributes"
+        if not attributes.exists() or attributes.read_text() != ATTRIBUTES:
+            problems.append("info/attributes does not neutralise the tree's own attributes")
+        fsck = self.git.run(
+            ["fsck", "--full", "--strict", "--no-dangling", "--no-progress"], check=False
+        )
+        if fsck.returncode != 0:
+            text = (fsck.stdout + fsck.stderr).decode("utf-8", "replace").splitlines()
+            problems += [f"fsck: {line}" for line in text if line.strip()] or ["fsck failed"]
+            return problems
+        head = self.head()
+        if head is not None:
+            problems += self._verify_manifest(head)
+        return problems
+
+    def _verify_manifest(self, commit: str) -> list[str]:
+        from bluegrass.core.store.names import escape_path
+
+        try:
+            entries = self.manifest(commit)
+        except (RepositoryError, GitError) as exc:
+            return [str(exc)]
+        listing = self.git.run(["ls-tree", "-r", "-z", "--full-tree", commit, "--", FILES]).stdout
+        tree: dict[bytes, tuple[str, str]] = {}
+        for record in listing.split(b"\0"):
+            if record:
+                meta, path = record.split(b"\t", 1)
+                mode, _, oid = meta.decode().split(" ")
+                tree[path[len(FILES) + 1 :]] = (mode, oid)
+        problems = []
+        for path, entry in entries.items():
+            if entry.kind == "d":
+                continue
+            stored = tree.pop(escape_path(path), None)
+            if stored != (entry.git_mode, entry.oid):
+                problems.append(f"commit {commit[:12]}: {path!r} differs between manifest and tree")
+        for path in tree:
+            problems.append(
+                f"commit {commit[:12]}: {path!r} is in the tree but not in the manifest"
+            )
+        return problems
+
+
+DATE_FORMATS = "YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] or ISO 8601 with a time zone"
+
+
+def parse_date(text: str) -> datetime:
+    """A date from the command line; a bare day means the end of that day, local time."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = datetime.fromisoformat(text)
+            return day.replace(hour=23, minute=59, second=59).astimezone()
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise RepositoryError(
+            f"not a commit or a date: {text!r} (expected {DATE_FORMATS})"
+        ) from exc
+    return when.astimezone() if when.tzinfo is None else when
+
+
+def now() -> datetime:
+    return datetime.now(UTC).astimezone()

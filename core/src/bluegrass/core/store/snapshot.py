@@ -1,0 +1,331 @@
+"""Taking a snapshot: the user's folder as it is now becomes one commit, byte-exact.
+
+The folder is only read. Git is fed explicit paths and blob ids (never `git add` on the tree),
+so no .gitignore, .gitattributes or nested repository in it can change what is stored.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from bluegrass.core.errors import UsageError
+from bluegrass.core.store import manifest as mf
+from bluegrass.core.store import statcache
+from bluegrass.core.store.manifest import Entry
+from bluegrass.core.store.names import escape_path
+from bluegrass.core.store.objects import hash_files, write_blob
+from bluegrass.core.store.repository import BRANCH, FILES, MANIFEST, ZERO_OID, Repository, now
+from bluegrass.core.store.walk import Stat, walk
+
+# Timestamps can be this coarse (FAT, some network file systems): a file modified within this
+# window of the snapshot is hashed again next time even if its stat looks the same.
+RACY_WINDOW_NS = 2_000_000_000
+LIST_LIMIT = 20
+DEFAULT_SUSPICIOUS_SHARE = 0.30
+
+
+@dataclass
+class SnapshotResult:
+    committed: bool
+    commit: str | None  # the new commit, or the current one when nothing changed
+    parent: str | None
+    when: datetime
+    added: int = 0
+    changed: int = 0
+    deleted: int = 0
+    files: int = 0
+    bytes: int = 0  # size of every file in the snapshot
+    bytes_added: int = 0  # size of the added and changed files
+    change_share: float = 0.0
+    suspicious: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    unstable: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "committed": self.committed,
+            "commit": self.commit,
+            "parent": self.parent,
+            "date": self.when.isoformat(),
+            "added": self.added,
+            "changed": self.changed,
+            "deleted": self.deleted,
+            "files": self.files,
+            "bytes": self.bytes,
+            "bytes_added": self.bytes_added,
+            "change_share": round(self.change_share, 4),
+            "suspicious": self.suspicious,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
+            "changed_while_read": self.unstable,
+        }
+
+
+def _show(path: bytes) -> str:
+    return os.fsdecode(path)
+
+
+def _same_stat(cached: statcache.Cached, st: Stat) -> bool:
+    return (
+        not cached.racy
+        and cached.kind == st.kind
+        and cached.mode == st.mode
+        and cached.mtime_ns == st.mtime_ns
+        and cached.ctime_ns == st.ctime_ns
+        and cached.size == st.size
+        and cached.ino == st.ino
+    )
+
+
+def snapshot(
+    repo: Repository,
+    source: Path,
+    *,
+    when: datetime | None = None,
+    suspicious_share: float = DEFAULT_SUSPICIOUS_SHARE,
+    label: str | None = None,
+) -> SnapshotResult:
+    """Record `source` in `repo`; commit only if something changed since the last snapshot."""
+    when = when or now()
+    with repo.lock():
+        head = repo.head()
+        if head is not None and when < repo.commit_date(head):
+            raise UsageError(
+                f"snapshot date {when.isoformat()} is before the last snapshot "
+                f"({repo.commit_date(head).isoformat()})"
+            )
+        previous = repo.manifest(head) if head else {}
+        cache_path = repo.state_dir / "statcache"
+        cache = statcache.load(cache_path, head)
+        start_ns = time.time_ns()
+        root = os.fsencode(source)
+        seen = walk(root)
+        result = SnapshotResult(committed=False, commit=head, parent=head, when=when)
+        result.skipped = [(_show(p), r) for p, r in seen.skipped]
+
+        entries: dict[bytes, Entry] = {}
+        new_cache: dict[bytes, statcache.Cached] = {}
+        to_hash: list[tuple[bytes, bytes, int]] = []
+        links: dict[bytes, bytes] = {}
+        for rel, st in seen.entries.items():
+            if st.kind == "d":
+                entries[rel] = Entry("d", st.mode, st.mtime_ns, 0, None)
+            elif st.kind == "l":
+                assert st.link_target is not None
+                links[rel] = st.link_target
+            else:
+                cached = cache.get(rel)
+                if cached is not None and _same_stat(cached, st):
+                    entries[rel] = Entry("f", st.mode, st.mtime_ns, st.size, cached.oid)
+                    new_cache[rel] = cached
+                else:
+                    to_hash.append((rel, root + b"/" + rel, st.size))
+
+        hashed = hash_files(repo.git, to_hash)
+        # A file written to while it was read may be torn: read it again, a few times.
+        for _attempt in range(3):
+            moved = []
+            for rel, path, _size in to_hash:
+                if rel not in hashed.oids:
+                    continue
+                try:
+                    after = os.lstat(path)
+                except FileNotFoundError:
+                    hashed.oids.pop(rel)  # deleted since the walk: not in this snapshot
+                    seen.entries.pop(rel)
+                    continue
+                st = seen.entries[rel]
+                if (after.st_mtime_ns, after.st_ctime_ns, after.st_size, after.st_ino) != (
+                    st.mtime_ns,
+                    st.ctime_ns,
+                    st.size,
+                    st.ino,
+                ):
+                    st.mtime_ns, st.ctime_ns, st.size, st.ino = (
+                        after.st_mtime_ns,
+                        after.st_ctime_ns,
+                        after.st_size,
+                        after.st_ino,
+                    )
+                    moved.append((rel, path, st.size))
+            if not moved:
+                break
+            again = hash_files(repo.git, moved)
+            hashed.oids.update(again.oids)
+            hashed.failed.extend(again.failed)
+            to_hash = moved
+        else:
+            result.unstable = sorted(_show(rel) for rel, _, _ in moved)
+        unstable = {os.fsencode(p) for p in result.unstable}
+
+        unreadable = list(seen.unreadable)
+        for rel, reason in hashed.failed:
+            if os.path.lexists(root + b"/" + rel):
+                unreadable.append((rel, reason))
+            seen.entries.pop(rel, None)
+        for rel, oid in hashed.oids.items():
+            st = seen.entries.get(rel)
+            if st is None:
+                continue
+            entries[rel] = Entry("f", st.mode, st.mtime_ns, st.size, oid)
+            racy = rel in unstable or max(st.mtime_ns, st.ctime_ns) > start_ns - RACY_WINDOW_NS
+            new_cache[rel] = statcache.Cached(
+                "f", st.mode, st.mtime_ns, st.ctime_ns, st.size, st.ino, oid, racy
+            )
+        for rel, target in links.items():
+            st = seen.entries[rel]
+            entries[rel] = Entry(
+                "l", st.mode, st.mtime_ns, len(target), write_blob(repo.path, target)
+            )
+
+        # What could not be read keeps its previous version rather than vanishing from the
+        # snapshot: history must never suggest a file was deleted when it was only unreadable.
+        for rel, _reason in unreadable:
+            prefix = b"" if rel == b"." else rel + b"/"
+            for path, entry in previous.items():
+                if (path == rel or path.startswith(prefix)) and path not in entries:
+                    entries[path] = entry
+        result.unreadable = [(_show(p), r) for p, r in unreadable]
+
+        _count_changes(result, previous, entries, suspicious_share)
+        if head is not None and _unchanged(previous, entries):
+            statcache.save(cache_path, head, new_cache)
+            repo.record_check({"at": when.isoformat(), "committed": False, "commit": head})
+            return result
+
+        commit = _commit(repo, head, entries, result, when, label)
+        _make_durable()
+        repo.git.run(["update-ref", "-m", "bluegrass snapshot", BRANCH, commit, head or ZERO_OID])
+        statcache.save(cache_path, commit, new_cache)
+        result.committed = True
+        result.commit = commit
+        repo.record_check({"at": when.isoformat(), "committed": True, "commit": commit})
+        return result
+
+
+def _unchanged(previous: dict[bytes, Entry], entries: dict[bytes, Entry]) -> bool:
+    if previous.keys() != entries.keys():
+        return False
+    return all(previous[p].same_content(e) for p, e in entries.items())
+
+
+def _count_changes(
+    result: SnapshotResult,
+    previous: dict[bytes, Entry],
+    entries: dict[bytes, Entry],
+    suspicious_share: float,
+) -> None:
+    old_files = {p: e for p, e in previous.items() if e.kind != "d"}
+    for path, entry in entries.items():
+        if entry.kind == "d":
+            continue
+        result.files += 1
+        if entry.kind == "f":
+            result.bytes += entry.size
+        before = old_files.get(path)
+        new_bytes = entry.size if entry.kind == "f" else 0
+        if before is None:
+            result.added += 1
+            result.bytes_added += new_bytes
+        elif before.oid != entry.oid or before.kind != entry.kind or before.mode != entry.mode:
+            result.changed += 1
+            result.bytes_added += new_bytes
+    result.deleted = sum(1 for p in old_files if p not in entries or entries[p].kind == "d")
+    if old_files:
+        result.change_share = (result.deleted + result.changed) / len(old_files)
+        result.suspicious = result.change_share > suspicious_share
+
+
+def _commit(
+    repo: Repository,
+    head: str | None,
+    entries: dict[bytes, Entry],
+    result: SnapshotResult,
+    when: datetime,
+    label: str | None,
+) -> str:
+    manifest_oid = write_blob(repo.path, mf.serialize(entries))
+    records = [b"100644 %s\t%s\0" % (manifest_oid.encode(), MANIFEST.encode())]
+    prefix = FILES.encode() + b"/"
+    for path, entry in entries.items():
+        if entry.kind != "d":
+            records.append(
+                b"%s %s\t%s%s\0"
+                % (entry.git_mode.encode(), entry.oid.encode(), prefix, escape_path(path))  # type: ignore[union-attr]
+            )
+    index = repo.state_dir / "index.tmp"
+    index.unlink(missing_ok=True)
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        repo.git.run(
+            ["update-index", "--add", "-z", "--index-info"], input=b"".join(records), env=env
+        )
+        tree = repo.git.out(["write-tree"], env=env)
+    finally:
+        index.unlink(missing_ok=True)
+    stamp = f"{int(when.timestamp())} {when.strftime('%z')}"
+    args = ["commit-tree", tree]
+    if head:
+        args += ["-p", head]
+    return repo.git.out(
+        args,
+        input=_message(result, label).encode("utf-8", "surrogateescape"),
+        env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp},
+    )
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _message(result: SnapshotResult, label: str | None) -> str:
+    counts = f"{result.added} added, {result.changed} changed, {result.deleted} deleted"
+    title = f"Snapshot of {label}: {counts}" if label else f"Snapshot: {counts}"
+    sizes = f"{_human(result.bytes)}; {_human(result.bytes_added)} new or changed."
+    lines = [title, "", f"{result.files} files, {sizes}"]
+    if result.suspicious:
+        lines.append(
+            f"SUSPICIOUS: {result.change_share:.0%} of the previous files were deleted or changed."
+        )
+    for heading, items in (
+        ("Skipped", result.skipped),
+        ("Unreadable, previous version kept", result.unreadable),
+    ):
+        if items:
+            lines += ["", f"{heading}:"]
+            lines += [f"  {p} ({r})" for p, r in items[:LIST_LIMIT]]
+            if len(items) > LIST_LIMIT:
+                lines.append(f"  … and {len(items) - LIST_LIMIT} more")
+    if result.unstable:
+        lines += ["", "Changed while being read (stored as last read):"]
+        lines += [f"  {p}" for p in result.unstable[:LIST_LIMIT]]
+    lines += [
+        "",
+        f"Bluegrass-Added: {result.added}",
+        f"Bluegrass-Changed: {result.changed}",
+        f"Bluegrass-Deleted: {result.deleted}",
+        f"Bluegrass-Files: {result.files}",
+        f"Bluegrass-Bytes: {result.bytes}",
+        f"Bluegrass-Bytes-Added: {result.bytes_added}",
+        f"Bluegrass-Skipped: {len(result.skipped)}",
+        f"Bluegrass-Unreadable: {len(result.unreadable)}",
+        f"Bluegrass-Suspicious: {'yes' if result.suspicious else 'no'}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _make_durable() -> None:
+    # Loose objects are not fsynced one by one (78k fsyncs would double a first snapshot);
+    # one sync before the branch moves guarantees the ref never points at lost objects.
+    if hasattr(os, "sync"):
+        os.sync()
