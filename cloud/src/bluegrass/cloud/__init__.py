@@ -1,0 +1,1 @@
+"""The cloud role: hosts users, receives their files, commits them daily, serves history."""

@@ -1,0 +1,1 @@
+"""One module per `bluegrass-cloud` subcommand; each exposes `add_parser(subparsers)`."""

@@ -1,0 +1,100 @@
+"""`bluegrass-cloud commit`: snapshot segments' live trees into their histories."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bluegrass.cloud import settings
+from bluegrass.cloud.datadir import DataRoot
+from bluegrass.core.cli import emit_json
+from bluegrass.core.errors import BluegrassError
+from bluegrass.core.store import Repository, parse_date, snapshot
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "commit",
+        help="snapshot live trees into their histories",
+        description="Snapshot DATA/files/USER/SEGMENT/ into DATA/repos/USER/SEGMENT.git for "
+        "every segment, or only those chosen. Nothing is committed for a segment that did not "
+        "change; the check is still recorded.",
+    )
+    p.add_argument("--user", help="only this user's segments")
+    p.add_argument("--segment", help="only this segment (needs --user)")
+    p.add_argument(
+        "--date",
+        help="record the snapshot as taken at this date (for imports and the demo; "
+        "it may not be earlier than the last snapshot)",
+    )
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    root = DataRoot.from_args(args.data).require()
+    cfg = settings.load(root.path)
+    if args.segment and not args.user:
+        raise BluegrassError("--segment needs --user")
+    when = parse_date(args.date) if args.date else None
+    users = [args.user] if args.user else root.users()
+    targets: list[tuple[str, str]] = []
+    problems: list[dict[str, str]] = []
+    for user in users:
+        if args.segment:
+            root.live_tree(user, args.segment)  # validates the name
+            targets.append((user, args.segment))
+            continue
+        targets += [(user, s) for s in root.segments(user)]
+        problems += [
+            {"user": s.user, "segment": s.name, "error": s.reason} for s in root.strays(user)
+        ]
+    results = []
+    for user, segment in targets:
+        tree = root.live_tree(user, segment)
+        if not tree.is_dir():
+            problems.append(
+                {"user": user, "segment": segment, "error": f"live tree {tree} is missing"}
+            )
+            continue
+        try:
+            repo = Repository.init(root.repo_path(user, segment))
+            res = snapshot(
+                repo,
+                tree,
+                when=when,
+                suspicious_share=settings.suspicious_share(cfg, user, segment),
+                label=f"{user}/{segment}",
+            )
+        except BluegrassError as exc:
+            problems.append({"user": user, "segment": segment, "error": str(exc)})
+            continue
+        results.append({"user": user, "segment": segment, **res.to_json()})
+    if args.json:
+        emit_json({"segments": results, "errors": problems})
+    else:
+        for r in results:
+            name = f"{r['user']}/{r['segment']}"
+            if r["committed"]:
+                print(
+                    f"{name}: committed {r['commit'][:12]}: {r['added']} added, {r['changed']} "
+                    f"changed, {r['deleted']} deleted"
+                )
+            else:
+                print(f"{name}: no change since {str(r['commit'])[:12]}")
+            if r["suspicious"]:
+                print(
+                    f"{name}: WARNING: {r['change_share']:.0%} of files deleted or changed "
+                    "(suspicious; the old versions are kept in history)"
+                )
+            for item in r["skipped"]:
+                print(f"{name}: skipped {item['path']} ({item['reason']})")
+            for item in r["unreadable"]:
+                print(
+                    f"{name}: unreadable {item['path']} ({item['reason']}); previous version kept"
+                )
+        if not targets and not problems:
+            print("no segments to commit")
+    for p in problems:
+        sys.stderr.write(f"bluegrass-cloud: error: {p['user']}/{p['segment']}: {p['error']}\n")
+    return 1 if problems else 0
