@@ -1,0 +1,1 @@
+"""The Raspberry Pi appliance: detects the backup drive, mirrors histories onto it."""

@@ -1,0 +1,38 @@
+"""`bluegrass`: the laptop client's command line.
+
+Enrollment and sync (`enroll`, `segment`, `sync`, `run`, `status`) are not built yet; see the
+project's issues. This entry point exists so the package installs and reports what it is.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from bluegrass.core import cli, rclone
+
+
+def build_parser() -> cli.Parser:
+    parser = cli.Parser(
+        prog="bluegrass",
+        description="Bluegrass laptop client: keeps chosen folders in two-way sync with your "
+        "Bluegrass cloud. (Sync commands are not available in this version yet.)",
+    )
+    sub = parser.add_subparsers(metavar="COMMAND", parser_class=cli.Parser)
+    version = sub.add_parser("version", help="show versions of Bluegrass and its rclone")
+    version.set_defaults(handler=_version)
+    return parser
+
+
+def _version(_args: object) -> int:
+    major, minor, patch = rclone.version()
+    print(f"bluegrass 0.1.0, rclone {major}.{minor}.{patch} ({rclone.binary()})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
