@@ -74,8 +74,10 @@ class CommitInfo:
 
 class Repository:
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.git = Git(path)
+        # git runs with the repository as its working directory: a relative path would be
+        # taken relative to itself.
+        self.path = path.absolute()
+        self.git = Git(self.path)
 
     # -- creating and opening -------------------------------------------------------------
 
@@ -87,7 +89,7 @@ class Repository:
         path.mkdir(parents=True, exist_ok=True)
         repo = cls(path)
         if not (path / "HEAD").exists():
-            repo.git.run(["init", "--quiet", "--bare", "--initial-branch=main", str(path)])
+            repo.git.run(["init", "--quiet", "--bare", "--initial-branch=main", str(repo.path)])
         repo.apply_settings()
         return repo
 

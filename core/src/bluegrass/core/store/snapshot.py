@@ -15,6 +15,7 @@ from pathlib import Path
 from bluegrass.core.errors import UsageError
 from bluegrass.core.store import manifest as mf
 from bluegrass.core.store import statcache
+from bluegrass.core.store import walk as walk_mod
 from bluegrass.core.store.manifest import Entry
 from bluegrass.core.store.names import escape_path
 from bluegrass.core.store.objects import hash_files, write_blob
@@ -92,6 +93,7 @@ def snapshot(
 ) -> SnapshotResult:
     """Record `source` in `repo`; commit only if something changed since the last snapshot."""
     when = when or now()
+    root = os.fsencode(source.absolute())
     with repo.lock():
         head = repo.head()
         if head is not None and when < repo.commit_date(head):
@@ -99,113 +101,150 @@ def snapshot(
                 f"snapshot date {when.isoformat()} is before the last snapshot "
                 f"({repo.commit_date(head).isoformat()})"
             )
-        previous = repo.manifest(head) if head else {}
-        cache_path = repo.state_dir / "statcache"
-        cache = statcache.load(cache_path, head)
-        start_ns = time.time_ns()
-        root = os.fsencode(source)
-        seen = walk(root)
         result = SnapshotResult(committed=False, commit=head, parent=head, when=when)
-        result.skipped = [(_show(p), r) for p, r in seen.skipped]
-
-        entries: dict[bytes, Entry] = {}
-        new_cache: dict[bytes, statcache.Cached] = {}
-        to_hash: list[tuple[bytes, bytes, int]] = []
-        links: dict[bytes, bytes] = {}
-        for rel, st in seen.entries.items():
-            if st.kind == "d":
-                entries[rel] = Entry("d", st.mode, st.mtime_ns, 0, None)
-            elif st.kind == "l":
-                assert st.link_target is not None
-                links[rel] = st.link_target
-            else:
-                cached = cache.get(rel)
-                if cached is not None and _same_stat(cached, st):
-                    entries[rel] = Entry("f", st.mode, st.mtime_ns, st.size, cached.oid)
-                    new_cache[rel] = cached
-                else:
-                    to_hash.append((rel, root + b"/" + rel, st.size))
-
-        hashed = hash_files(repo.git, to_hash)
-        # A file written to while it was read may be torn: read it again, a few times.
-        for _attempt in range(3):
-            moved = []
-            for rel, path, _size in to_hash:
-                if rel not in hashed.oids:
-                    continue
-                try:
-                    after = os.lstat(path)
-                except FileNotFoundError:
-                    hashed.oids.pop(rel)  # deleted since the walk: not in this snapshot
-                    seen.entries.pop(rel)
-                    continue
-                st = seen.entries[rel]
-                if (after.st_mtime_ns, after.st_ctime_ns, after.st_size, after.st_ino) != (
-                    st.mtime_ns,
-                    st.ctime_ns,
-                    st.size,
-                    st.ino,
-                ):
-                    st.mtime_ns, st.ctime_ns, st.size, st.ino = (
-                        after.st_mtime_ns,
-                        after.st_ctime_ns,
-                        after.st_size,
-                        after.st_ino,
-                    )
-                    moved.append((rel, path, st.size))
-            if not moved:
-                break
-            again = hash_files(repo.git, moved)
-            hashed.oids.update(again.oids)
-            hashed.failed.extend(again.failed)
-            to_hash = moved
-        else:
-            result.unstable = sorted(_show(rel) for rel, _, _ in moved)
-        unstable = {os.fsencode(p) for p in result.unstable}
-
-        unreadable = list(seen.unreadable)
-        for rel, reason in hashed.failed:
-            if os.path.lexists(root + b"/" + rel):
-                unreadable.append((rel, reason))
-            seen.entries.pop(rel, None)
-        for rel, oid in hashed.oids.items():
-            st = seen.entries.get(rel)
-            if st is None:
-                continue
-            entries[rel] = Entry("f", st.mode, st.mtime_ns, st.size, oid)
-            racy = rel in unstable or max(st.mtime_ns, st.ctime_ns) > start_ns - RACY_WINDOW_NS
-            new_cache[rel] = statcache.Cached(
-                "f", st.mode, st.mtime_ns, st.ctime_ns, st.size, st.ino, oid, racy
-            )
-        for rel, target in links.items():
-            st = seen.entries[rel]
-            entries[rel] = Entry(
-                "l", st.mode, st.mtime_ns, len(target), write_blob(repo.path, target)
-            )
-
-        # What could not be read keeps its previous version rather than vanishing from the
-        # snapshot: history must never suggest a file was deleted when it was only unreadable.
-        for rel, _reason in unreadable:
-            prefix = b"" if rel == b"." else rel + b"/"
-            for path, entry in previous.items():
-                if (path == rel or path.startswith(prefix)) and path not in entries:
-                    entries[path] = entry
-        result.unreadable = [(_show(p), r) for p, r in unreadable]
-
-        _count_changes(result, previous, entries, suspicious_share)
-        if head is not None and _unchanged(previous, entries):
-            statcache.save(cache_path, head, new_cache)
+        # The fingerprint is taken before anything is read, so a change made while this
+        # snapshot runs always shows up as a different fingerprint next time.
+        fingerprint = walk_mod.fingerprint(root)
+        known = statcache.load_head(repo.state_dir, head)
+        if (
+            head is not None
+            and fingerprint is not None
+            and known is not None
+            and not known.racy
+            and known.fingerprint == fingerprint.hex()
+        ):
+            result.files, result.bytes = known.files, known.bytes
             repo.record_check({"at": when.isoformat(), "committed": False, "commit": head})
             return result
+        return _snapshot_slow(repo, root, head, result, fingerprint, suspicious_share, label)
 
-        commit = _commit(repo, head, entries, result, when, label)
-        _make_durable()
-        repo.git.run(["update-ref", "-m", "bluegrass snapshot", BRANCH, commit, head or ZERO_OID])
-        statcache.save(cache_path, commit, new_cache)
-        result.committed = True
-        result.commit = commit
-        repo.record_check({"at": when.isoformat(), "committed": True, "commit": commit})
+
+def _snapshot_slow(
+    repo: Repository,
+    root: bytes,
+    head: str | None,
+    result: SnapshotResult,
+    fingerprint: bytes | None,
+    suspicious_share: float,
+    label: str | None,
+) -> SnapshotResult:
+    when = result.when
+    cache = statcache.load(repo.state_dir, head)
+    if cache is not None:
+        previous = {p: c.entry() for p, c in cache.items()}
+    else:
+        previous = repo.manifest(head) if head else {}
+        cache = {}
+    start_ns = time.time_ns()
+    seen = walk(root)
+    result.skipped = [(_show(p), r) for p, r in seen.skipped]
+
+    entries: dict[bytes, Entry] = {}
+    to_hash: list[tuple[bytes, bytes, int]] = []
+    links: dict[bytes, bytes] = {}
+    for rel, st in seen.entries.items():
+        if st.kind == "d":
+            entries[rel] = Entry("d", st.mode, st.mtime_ns, 0, None)
+        elif st.kind == "l":
+            assert st.link_target is not None
+            links[rel] = st.link_target
+        else:
+            cached = cache.get(rel)
+            if cached is not None and _same_stat(cached, st):
+                entries[rel] = Entry("f", st.mode, st.mtime_ns, st.size, cached.oid)
+            else:
+                to_hash.append((rel, root + b"/" + rel, st.size))
+
+    hashed = hash_files(repo.git, to_hash)
+    # A file written to while it was read may be torn: read it again, a few times.
+    for _attempt in range(3):
+        moved = []
+        for rel, path, _size in to_hash:
+            if rel not in hashed.oids:
+                continue
+            try:
+                after = os.lstat(path)
+            except FileNotFoundError:
+                hashed.oids.pop(rel)  # deleted since the walk: not in this snapshot
+                seen.entries.pop(rel)
+                continue
+            st = seen.entries[rel]
+            now_stat = (after.st_mtime_ns, after.st_ctime_ns, after.st_size, after.st_ino)
+            if now_stat != (st.mtime_ns, st.ctime_ns, st.size, st.ino):
+                st.mtime_ns, st.ctime_ns, st.size, st.ino = now_stat
+                moved.append((rel, path, st.size))
+        if not moved:
+            break
+        again = hash_files(repo.git, moved)
+        hashed.oids.update(again.oids)
+        hashed.failed.extend(again.failed)
+        to_hash = moved
+    else:
+        result.unstable = sorted(_show(rel) for rel, _, _ in moved)
+    unstable = {os.fsencode(p) for p in result.unstable}
+
+    unreadable = list(seen.unreadable)
+    for rel, reason in hashed.failed:
+        if os.path.lexists(root + b"/" + rel):
+            unreadable.append((rel, reason))
+        seen.entries.pop(rel, None)
+    for rel, oid in hashed.oids.items():
+        st = seen.entries.get(rel)
+        if st is not None:
+            entries[rel] = Entry("f", st.mode, st.mtime_ns, st.size, oid)
+    for rel, target in links.items():
+        st = seen.entries[rel]
+        oid = write_blob(repo.path, target)
+        entries[rel] = Entry("l", st.mode, st.mtime_ns, len(target), oid)
+
+    # What could not be read keeps its previous version rather than vanishing from the
+    # snapshot: history must never suggest a file was deleted when it was only unreadable.
+    for rel, _reason in unreadable:
+        prefix = b"" if rel == b"." else rel + b"/"
+        for path, entry in previous.items():
+            if (path == rel or path.startswith(prefix)) and path not in entries:
+                entries[path] = entry
+    result.unreadable = [(_show(p), r) for p, r in unreadable]
+
+    new_cache: dict[bytes, statcache.Cached] = {}
+    for rel, entry in entries.items():
+        st = seen.entries.get(rel)
+        if st is None:  # carried over from the previous snapshot, never seen this time
+            new_cache[rel] = statcache.Cached(
+                entry.kind, entry.mode, entry.mtime_ns, -1, entry.size, -1, entry.oid, True
+            )
+            continue
+        racy = rel in unstable or max(st.mtime_ns, st.ctime_ns) > start_ns - RACY_WINDOW_NS
+        new_cache[rel] = statcache.Cached(
+            entry.kind, entry.mode, entry.mtime_ns, st.ctime_ns, entry.size, st.ino, entry.oid, racy
+        )
+
+    _count_changes(result, previous, entries, suspicious_share)
+    racy_left = bool(unreadable) or any(c.racy for c in new_cache.values())
+
+    def save(commit: str) -> None:
+        state = statcache.Head(
+            commit=commit,
+            fingerprint=fingerprint.hex() if fingerprint else None,
+            racy=racy_left,
+            files=result.files,
+            bytes=result.bytes,
+        )
+        statcache.save(repo.state_dir, state, new_cache)
+
+    if head is not None and _unchanged(previous, entries):
+        save(head)
+        repo.record_check({"at": when.isoformat(), "committed": False, "commit": head})
         return result
+
+    commit = _commit(repo, head, entries, result, when, label)
+    _make_durable()
+    repo.git.run(["update-ref", "-m", "bluegrass snapshot", BRANCH, commit, head or ZERO_OID])
+    save(commit)
+    result.committed = True
+    result.commit = commit
+    repo.record_check({"at": when.isoformat(), "committed": True, "commit": commit})
+    return result
 
 
 def _unchanged(previous: dict[bytes, Entry], entries: dict[bytes, Entry]) -> bool:

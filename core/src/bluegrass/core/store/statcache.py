@@ -1,18 +1,25 @@
-"""The stat cache: lets an unchanged file skip re-hashing, the way git's index does.
+"""The stat cache: lets an unchanged tree skip re-hashing, the way git's index does.
 
-Kept beside the repository (GIT_DIR/bluegrass/statcache), never in the user's tree, and tied
-to the commit it describes: if the branch moved without it (a crash between commit and save),
-it is ignored and every file is hashed again, which is slow but always right.
+Kept beside the repository (GIT_DIR/bluegrass/), never in the user's tree, and tied to the
+commit it describes: if the branch moved without it (a crash between commit and save), it is
+ignored and every file is hashed again, which is slow but always right.
+
+Two files: `statcache` holds every entry of the last snapshot's manifest with the stat data
+seen when it was read; `statcache.head` is small and holds the tree's stat fingerprint, so an
+unchanged tree is recognised without loading the rest.
 """
 
 from __future__ import annotations
 
+import json
 import marshal
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-VERSION = 1
+from bluegrass.core.store.manifest import Entry
+
+VERSION = 2
 
 
 @dataclass(slots=True)
@@ -23,33 +30,65 @@ class Cached:
     ctime_ns: int
     size: int
     ino: int
-    oid: str
-    # Seen modified within the timestamp granularity of the snapshot: hash again next time.
+    oid: str | None
+    # Seen modified within the timestamp granularity of the snapshot, or never seen at all
+    # (kept from an earlier snapshot because unreadable): hash again next time.
     racy: bool
 
+    def entry(self) -> Entry:
+        return Entry(self.kind, self.mode, self.mtime_ns, self.size, self.oid)
 
-def load(path: Path, commit: str | None) -> dict[bytes, Cached]:
+
+@dataclass
+class Head:
+    commit: str
+    fingerprint: str | None
+    racy: bool
+    files: int
+    bytes: int
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def load_head(folder: Path, commit: str | None) -> Head | None:
     if commit is None:
-        return {}
+        return None
+    try:
+        data = json.loads((folder / "statcache.head").read_text())
+        head = Head(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    return head if head.commit == commit else None
+
+
+def load(folder: Path, commit: str | None) -> dict[bytes, Cached] | None:
+    if commit is None:
+        return None
     try:
         # Our own file inside the repository directory: whoever can write it owns the repo.
-        data = marshal.loads(path.read_bytes())  # noqa: S302
+        data = marshal.loads((folder / "statcache").read_bytes())  # noqa: S302
     except (OSError, EOFError, ValueError, TypeError):
-        return {}
+        return None
     if not isinstance(data, dict) or data.get("version") != VERSION or data.get("commit") != commit:
-        return {}
+        return None
     return {p: Cached(*t) for p, t in data["entries"].items()}
 
 
-def save(path: Path, commit: str, entries: dict[bytes, Cached]) -> None:
+def save(folder: Path, head: Head, entries: dict[bytes, Cached]) -> None:
+    # The big file first: a crash in between leaves a head that does not match, never a
+    # head that vouches for a stale cache.
+    (folder / "statcache.head").unlink(missing_ok=True)
     data = {
         "version": VERSION,
-        "commit": commit,
+        "commit": head.commit,
         "entries": {
             p: (c.kind, c.mode, c.mtime_ns, c.ctime_ns, c.size, c.ino, c.oid, c.racy)
             for p, c in entries.items()
         },
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(marshal.dumps(data))
-    os.replace(tmp, path)
+    _write(folder / "statcache", marshal.dumps(data))
+    _write(folder / "statcache.head", json.dumps(head.__dict__).encode())
