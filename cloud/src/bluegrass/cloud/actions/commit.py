@@ -7,6 +7,7 @@ import sys
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.datadir import DataRoot
+from bluegrass.core import syncspec
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.store import Repository, parse_date, snapshot
@@ -29,6 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=run)
+
+
+def _in_flight(name: bytes) -> str | None:
+    # A half-uploaded file waits for the next snapshot; its previous version stays as it was.
+    return "upload in progress" if syncspec.is_partial_upload(name) else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
                 when=when,
                 suspicious_share=settings.suspicious_share(cfg, user, segment),
                 label=f"{user}/{segment}",
+                skip=_in_flight,
             )
         except BluegrassError as exc:
             problems.append({"user": user, "segment": segment, "error": str(exc)})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -90,8 +91,13 @@ def snapshot(
     when: datetime | None = None,
     suspicious_share: float = DEFAULT_SUSPICIOUS_SHARE,
     label: str | None = None,
+    skip: Callable[[bytes], str | None] | None = None,
 ) -> SnapshotResult:
-    """Record `source` in `repo`; commit only if something changed since the last snapshot."""
+    """Record `source` in `repo`; commit only if something changed since the last snapshot.
+
+    `skip(name)` may return a reason to leave an entry out (e.g. an upload still in flight);
+    it is reported in the result's `skipped`.
+    """
     when = when or now()
     root = os.fsencode(source.absolute())
     with repo.lock():
@@ -116,7 +122,7 @@ def snapshot(
             result.files, result.bytes = known.files, known.bytes
             repo.record_check({"at": when.isoformat(), "committed": False, "commit": head})
             return result
-        return _snapshot_slow(repo, root, head, result, fingerprint, suspicious_share, label)
+        return _snapshot_slow(repo, root, head, result, fingerprint, suspicious_share, label, skip)
 
 
 def _snapshot_slow(
@@ -127,6 +133,7 @@ def _snapshot_slow(
     fingerprint: bytes | None,
     suspicious_share: float,
     label: str | None,
+    skip: Callable[[bytes], str | None] | None,
 ) -> SnapshotResult:
     when = result.when
     cache = statcache.load(repo.state_dir, head)
@@ -136,7 +143,7 @@ def _snapshot_slow(
         previous = repo.manifest(head) if head else {}
         cache = {}
     start_ns = time.time_ns()
-    seen = walk(root)
+    seen = walk(root, skip)
     result.skipped = [(_show(p), r) for p, r in seen.skipped]
 
     entries: dict[bytes, Entry] = {}

@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -60,8 +61,12 @@ def stat_entry(st: os.stat_result) -> Stat | None:
     )
 
 
-def walk(root: bytes) -> Walk:
-    """Walk `root` (an existing directory) and return every entry keyed by relative path."""
+def walk(root: bytes, skip: Callable[[bytes], str | None] | None = None) -> Walk:
+    """Walk `root` (an existing directory) and return every entry keyed by relative path.
+
+    `skip(name)` may return a reason to leave an entry out (an upload still in flight); such
+    entries are reported in `skipped`, never dropped in silence.
+    """
     result = Walk()
     root_stat = stat_entry(os.lstat(root))
     if root_stat is None or root_stat.kind != "d":
@@ -78,6 +83,9 @@ def walk(root: bytes) -> Walk:
             continue
         for item in listing:
             rel = rel_dir + b"/" + item.name if rel_dir else item.name
+            if skip is not None and (reason := skip(item.name)):
+                result.skipped.append((rel, reason))
+                continue
             try:
                 st = item.stat(follow_symlinks=False)
             except FileNotFoundError:

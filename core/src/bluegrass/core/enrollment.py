@@ -1,0 +1,99 @@
+"""The enrollment code: one pasteable line that sets up a laptop or a Pi.
+
+    bg1-<base64url of zlib-compressed JSON, no padding>
+
+The JSON (all keys required):
+
+    {"v": 1,
+     "server": "backup.example.org",      host name or address of the cloud
+     "sftp_port": 2022,                   the sync endpoint (rclone serve sftp)
+     "http_port": 8080,                   git over HTTP and the web UI
+     "user": "alice",
+     "device": "d1a2b3c4",                this device's id: revocable on its own
+     "secret": "…",                       this device's secret (stored hashed on the server)
+     "host_key": "ssh-ed25519 AAAA…"}     the server's SSH host key, pinned by the client
+
+The device logs in to the sync endpoint as `user` with the password `device.secret`
+(see `password`). The code is a credential: whoever has it can read and write the user's files.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import zlib
+from dataclasses import asdict, dataclass
+
+from bluegrass.core import names
+from bluegrass.core.errors import UsageError
+
+PREFIX = "bg1-"
+_DEVICE = re.compile(r"d[0-9a-f]{8}")
+_SECRET = re.compile(r"[A-Za-z0-9_-]{20,100}")
+_HOST_KEY = re.compile(r"ssh-(ed25519|rsa) [A-Za-z0-9+/=]+")
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    server: str
+    sftp_port: int
+    http_port: int
+    user: str
+    device: str
+    secret: str
+    host_key: str
+    v: int = 1
+
+    @property
+    def password(self) -> str:
+        """What the device presents to the sync endpoint and to git over HTTP."""
+        return f"{self.device}.{self.secret}"
+
+    def encode(self) -> str:
+        raw = json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        return PREFIX + base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
+
+
+def decode(code: str) -> Enrollment:
+    """Parse and check a pasted code; any damage gives one clear error."""
+    code = code.strip()
+    if not code.startswith(PREFIX):
+        raise UsageError(f"not a Bluegrass enrollment code (it should start with {PREFIX!r})")
+    body = code[len(PREFIX) :]
+    try:
+        raw = zlib.decompress(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        data = json.loads(raw)
+    except (binascii.Error, zlib.error, ValueError) as exc:
+        raise UsageError("the enrollment code is damaged (was it copied whole?)") from exc
+    if not isinstance(data, dict) or data.get("v") != 1:
+        raise UsageError("unsupported enrollment code version (update Bluegrass)")
+    try:
+        found = Enrollment(**data)
+    except TypeError as exc:
+        raise UsageError("the enrollment code is damaged (missing or extra fields)") from exc
+    checks = [
+        (isinstance(found.server, str) and 0 < len(found.server) <= 253, "server"),
+        (isinstance(found.sftp_port, int) and 0 < found.sftp_port < 65536, "sftp_port"),
+        (isinstance(found.http_port, int) and 0 < found.http_port < 65536, "http_port"),
+        (isinstance(found.user, str) and names.is_valid(found.user), "user"),
+        (isinstance(found.device, str) and _DEVICE.fullmatch(found.device) is not None, "device"),
+        (isinstance(found.secret, str) and _SECRET.fullmatch(found.secret) is not None, "secret"),
+        (
+            isinstance(found.host_key, str) and _HOST_KEY.fullmatch(found.host_key) is not None,
+            "host_key",
+        ),
+    ]
+    for ok, key in checks:
+        if not ok:
+            raise UsageError(f"the enrollment code has a bad {key!r} field")
+    return found
+
+
+def split_password(password: str) -> tuple[str, str] | None:
+    """(device, secret) from a presented password, or None if it is not of that shape."""
+    device, sep, secret = password.partition(".")
+    if not sep or not _DEVICE.fullmatch(device) or not _SECRET.fullmatch(secret):
+        return None
+    return device, secret

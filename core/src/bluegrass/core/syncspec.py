@@ -1,0 +1,23 @@
+"""Conventions the laptop, the cloud and the Pi must agree on for syncing files.
+
+Laptop segment LOCAL <-> sync endpoint path "<segment>" (the endpoint jails each user in
+DATA/files/<user>/, so the remote path is just the segment's name).
+"""
+
+from __future__ import annotations
+
+import re
+
+# rclone uploads into "<name>.<8 hex>" + this suffix, then renames into place. Ours, not the
+# default ".partial": a user's own "x.partial" must still be backed up. Only names of exactly
+# this shape are in-flight uploads; the snapshot leaves them out and says so.
+PARTIAL_SUFFIX = ".bluegrass-partial"
+PARTIAL_NAME = re.compile(rb".*\.[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX.encode()))
+
+# bisync --check-access sentinel, present on both sides of every segment: a missing or
+# unmounted folder on either side then aborts the run instead of looking like mass deletion.
+CHECK_FILENAME = ".bluegrass-check"
+
+
+def is_partial_upload(name: bytes) -> bool:
+    return PARTIAL_NAME.fullmatch(name) is not None
