@@ -20,11 +20,14 @@ _ESCAPED_BYTES = frozenset(b"%. ~\\:")
 _HFS_IGNORABLE = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
 # Names git treats as its own, after NTFS trimming of trailing dots and spaces.
 _DOT_NAMES = {b".git", b"git~1", b".gitmodules", b".gitattributes"}
+_INVALID_UTF8 = re.compile("[\udc80-\udcff]")
 _HFS_NAMES = {".git", ".gitmodules", ".gitattributes"}
 # NTFS 8.3 short names: "gitmod~1".."gitmod~4" and the hashed fall-back forms "gi7eba~N"
 # (.gitmodules) and "gi7d29~N" (.gitattributes), matched here more widely than git does:
 # escaping a harmless name costs nothing, missing a dangerous one breaks every mirror.
-_SHORT_NAME = re.compile(rb"(gitmod|gitatt)~[0-9]+|g(i(7(e(ba?)?|d(29?)?)?)?)?~[0-9]+|git~[0-9]+")
+_SHORT_NAME = re.compile(
+    rb"(gitmod|gitatt)~[0-9]+|(g(i(7(e(ba?)?|d(29?)?)?)?)?)?~[0-9]+|git~[0-9]+"
+)
 
 
 def _is_ntfs_special(name: bytes) -> bool:
@@ -37,12 +40,34 @@ def _is_ntfs_special(name: bytes) -> bool:
 
 
 def _is_hfs_special(name: bytes) -> bool:
-    text = _HFS_IGNORABLE.sub("", name.decode("utf-8", "surrogateescape"))
-    return text.lower() in _HFS_NAMES
+    text = name.decode("utf-8", "surrogateescape")
+    # git's HFS reader stops at the first invalid UTF-8 sequence, as if the name ended there:
+    # ".GIT\x80" is ".GIT" to it.
+    invalid = _INVALID_UTF8.search(text)
+    if invalid is not None:
+        text = text[: invalid.start()]
+    return _HFS_IGNORABLE.sub("", text).lower() in _HFS_NAMES
+
+
+def _maybe_special(text: bytes) -> bool:
+    """A cheap over-approximation: False means no component of `text` can need escaping.
+
+    Every special name contains "git" (in some case), or a "~" (short names), or an HFS
+    ignorable code point (UTF-8 lead bytes E2/EF), or the "%%" marker.
+    """
+    return (
+        b"~" in text
+        or b"%%" in text
+        or b"\xe2" in text
+        or b"\xef" in text
+        or b"git" in text.lower()
+    )
 
 
 def needs_escape(name: bytes) -> bool:
     """True when `name` (one path component) must be stored escaped."""
+    if not _maybe_special(name):
+        return False
     return name.startswith(MARKER) or _is_ntfs_special(name) or _is_hfs_special(name)
 
 
@@ -82,6 +107,8 @@ def unescape(name: bytes) -> bytes:
 
 def escape_path(path: bytes) -> bytes:
     """Escape every component of a '/'-separated relative path."""
+    if not _maybe_special(path):
+        return path
     return b"/".join(escape(part) for part in path.split(b"/"))
 
 

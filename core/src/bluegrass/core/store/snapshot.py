@@ -244,7 +244,7 @@ def _snapshot_slow(
         repo.record_check({"at": when.isoformat(), "committed": False, "commit": head})
         return result
 
-    commit = _commit(repo, head, entries, result, when, label)
+    commit = _commit(repo, head, previous, entries, result, when, label)
     _make_durable()
     repo.git.run(["update-ref", "-m", "bluegrass snapshot", BRANCH, commit, head or ZERO_OID])
     save(commit)
@@ -278,7 +278,7 @@ def _count_changes(
         if before is None:
             result.added += 1
             result.bytes_added += new_bytes
-        elif before.oid != entry.oid or before.kind != entry.kind or before.mode != entry.mode:
+        elif not before.same_content(entry):
             result.changed += 1
             result.bytes_added += new_bytes
     result.deleted = sum(1 for p in old_files if p not in entries or entries[p].kind == "d")
@@ -287,27 +287,55 @@ def _count_changes(
         result.suspicious = result.change_share > suspicious_share
 
 
+def _tree_records(previous: dict[bytes, Entry], entries: dict[bytes, Entry]) -> list[bytes]:
+    """`update-index --index-info` records turning the previous commit's tree into this one.
+
+    Removals come first, so a file that became a folder (or back) never collides with itself.
+    Only changed paths are escaped and sent: the index read from the previous tree keeps its
+    cached subtree ids, and write-tree re-hashes only the folders that changed.
+    """
+    prefix = FILES.encode() + b"/"
+    removals, additions = [], []
+    for path, old in previous.items():
+        new = entries.get(path)
+        if old.kind != "d" and (new is None or new.kind == "d"):
+            removals.append(b"0 %s\t%s%s\0" % (ZERO_OID.encode(), prefix, escape_path(path)))
+    for path, new in entries.items():
+        if new.kind == "d":
+            continue
+        old = previous.get(path)
+        if (
+            old is None
+            or old.kind != new.kind
+            or old.oid != new.oid
+            or old.git_mode != new.git_mode
+        ):
+            assert new.oid is not None
+            additions.append(
+                b"%s %s\t%s%s\0"
+                % (new.git_mode.encode(), new.oid.encode(), prefix, escape_path(path))
+            )
+    return removals + additions
+
+
 def _commit(
     repo: Repository,
     head: str | None,
+    previous: dict[bytes, Entry],
     entries: dict[bytes, Entry],
     result: SnapshotResult,
     when: datetime,
     label: str | None,
 ) -> str:
     manifest_oid = write_blob(repo.path, mf.serialize(entries))
-    records = [b"100644 %s\t%s\0" % (manifest_oid.encode(), MANIFEST.encode())]
-    prefix = FILES.encode() + b"/"
-    for path, entry in entries.items():
-        if entry.kind != "d":
-            records.append(
-                b"%s %s\t%s%s\0"
-                % (entry.git_mode.encode(), entry.oid.encode(), prefix, escape_path(path))  # type: ignore[union-attr]
-            )
+    records = _tree_records(previous if head else {}, entries)
+    records.append(b"100644 %s\t%s\0" % (manifest_oid.encode(), MANIFEST.encode()))
     index = repo.state_dir / "index.tmp"
     index.unlink(missing_ok=True)
     env = {"GIT_INDEX_FILE": str(index)}
     try:
+        if head:
+            repo.git.run(["read-tree", head], env=env)
         repo.git.run(
             ["update-index", "--add", "-z", "--index-info"], input=b"".join(records), env=env
         )
