@@ -1,0 +1,24 @@
+"""The cloud's HTTP interface as the Pi (and any other reader) uses it.
+
+Base URL: http://<enrollment.server>:<enrollment.http_port>
+Authentication: HTTP Basic, user = the user's name, password = the device's password
+("device.secret", bluegrass.core.enrollment.Enrollment.password). A revoked device, a wrong
+password or another user's name gets 401; a repository of another user gets 404, the same
+as one that does not exist, so names do not leak.
+
+    GET  /api/v1/segments
+         200 {"user": "alice",
+              "segments": [{"name": "docs", "git": "/git/alice/docs.git", "head": "<40 hex>"|null}]}
+    GET  /git/<user>/<segment>.git/info/refs?service=git-upload-pack     (git smart HTTP,
+    POST /git/<user>/<segment>.git/git-upload-pack                        read-only, protocol v2)
+         git-receive-pack and dumb-HTTP file reads are refused (403).
+"""
+
+from __future__ import annotations
+
+SEGMENTS_PATH = "/api/v1/segments"
+GIT_PREFIX = "/git/"
+
+
+def git_path(user: str, segment: str) -> str:
+    return f"{GIT_PREFIX}{user}/{segment}.git"
