@@ -1,0 +1,223 @@
+"""Read-only git over HTTP: `git http-backend` behind a small WSGI app, plus the segment list.
+
+The app streams in both directions (request bodies may be chunked; a multi-GB pack is never
+held in memory), runs http-backend with git's configuration isolated, and decides access
+itself before git sees the request: HTTP Basic with a device's credentials, only the
+user's own repositories, only upload-pack (fetch/clone). The contract is core/httpspec.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import subprocess
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bluegrass.core import httpspec, names
+from bluegrass.core.store.git import git_env
+
+Authenticate = Callable[[str, str, str], bool]  # (user, password, client address) -> ok
+StartResponse = Callable[..., Any]
+
+_GIT_PATH = re.compile(
+    r"/git/(?P<user>[a-z0-9][a-z0-9-]{0,62})/(?P<segment>[a-z0-9][a-z0-9-]{0,62})\.git"
+    r"(?P<rest>/info/refs|/git-upload-pack)"
+)
+CHUNK = 1 << 16
+
+
+def _plain(
+    start: StartResponse, status: str, text: str, extra: list[tuple[str, str]] | None = None
+) -> list[bytes]:
+    body = (text + "\n").encode()
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    start(status, headers + (extra or []))
+    return [body]
+
+
+def _credentials(environ: dict[str, Any]) -> tuple[str, str] | None:
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+class GitHTTP:
+    """WSGI app serving DATA/repos read-only to authenticated devices."""
+
+    def __init__(self, repos: Path, authenticate: Authenticate) -> None:
+        self.repos = repos.absolute()
+        self.authenticate = authenticate
+
+    def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        creds = _credentials(environ)
+        client = environ.get("REMOTE_ADDR", "")
+        if (
+            creds is None
+            or not names.is_valid(creds[0])
+            or not self.authenticate(creds[0], creds[1], client)
+        ):
+            return _plain(
+                start,
+                "401 Unauthorized",
+                "authentication required",
+                [("WWW-Authenticate", 'Basic realm="bluegrass", charset="UTF-8"')],
+            )
+        user = creds[0]
+        if path == httpspec.SEGMENTS_PATH and environ.get("REQUEST_METHOD") == "GET":
+            return self._segments(user, start)
+        match = _GIT_PATH.fullmatch(path)
+        if match is None:
+            if path.startswith(httpspec.GIT_PREFIX) and (
+                "receive-pack" in path or "receive-pack" in environ.get("QUERY_STRING", "")
+            ):
+                return _plain(start, "403 Forbidden", "this server is read-only")
+            if path.startswith(httpspec.GIT_PREFIX):
+                return _plain(start, "403 Forbidden", "only git smart HTTP fetches are served")
+            return _plain(start, "404 Not Found", "not found")
+        if match["user"] != user:
+            return _plain(start, "404 Not Found", "not found")  # never confirm another user's repo
+        repo = self.repos / user / f"{match['segment']}.git"
+        if not (repo / "HEAD").is_file():
+            return _plain(start, "404 Not Found", "not found")
+        if (
+            match["rest"] == "/info/refs"
+            and environ.get("QUERY_STRING") != "service=git-upload-pack"
+        ):
+            return _plain(start, "403 Forbidden", "this server is read-only")
+        return self._backend(environ, start, user, f"/{user}/{match['segment']}.git{match['rest']}")
+
+    def _segments(self, user: str, start: StartResponse) -> list[bytes]:
+        folder = self.repos / user
+        listing = []
+        if folder.is_dir():
+            for repo in sorted(folder.glob("*.git")):
+                segment = repo.name[:-4]
+                if not names.is_valid(segment):
+                    continue
+                ref = repo / "refs" / "heads" / "main"
+                head = ref.read_text().strip() if ref.is_file() else _packed_head(repo)
+                listing.append(
+                    {"name": segment, "git": httpspec.git_path(user, segment), "head": head}
+                )
+        body = json.dumps({"user": user, "segments": listing}).encode()
+        start(
+            "200 OK",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [body]
+
+    def _backend(
+        self, environ: dict[str, Any], start: StartResponse, user: str, path_info: str
+    ) -> Iterable[bytes]:
+        env = git_env(
+            self.repos,
+            {
+                "GIT_PROJECT_ROOT": str(self.repos),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "PATH_INFO": path_info,
+                "REQUEST_METHOD": environ.get("REQUEST_METHOD", "GET"),
+                "QUERY_STRING": environ.get("QUERY_STRING", ""),
+                "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
+                "REMOTE_ADDR": environ.get("REMOTE_ADDR", ""),
+                # Authenticated for our purposes, yet upload-pack only: receive-pack stays off
+                # because every repository has http.receivepack=false.
+                "REMOTE_USER": user,
+            },
+        )
+        env.pop("GIT_DIR", None)
+        for key in ("CONTENT_LENGTH", "HTTP_CONTENT_ENCODING", "HTTP_GIT_PROTOCOL"):
+            if environ.get(key):
+                env[key] = environ[key]
+        if environ.get("HTTP_GIT_PROTOCOL"):
+            env["GIT_PROTOCOL"] = environ["HTTP_GIT_PROTOCOL"]
+        proc = subprocess.Popen(
+            ["git", "http-backend"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=self.repos,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        threading.Thread(target=_feed, args=(environ, proc.stdin), daemon=True).start()
+        status, headers = _cgi_headers(proc.stdout)
+        start(status, headers)
+        return _stream(proc)
+
+
+def _packed_head(repo: Path) -> str | None:
+    packed = repo / "packed-refs"
+    if packed.is_file():
+        for line in packed.read_text().splitlines():
+            if line.endswith(" refs/heads/main"):
+                return line.split()[0]
+    return None
+
+
+def _feed(environ: dict[str, Any], sink: Any) -> None:
+    """Copy the request body into http-backend, chunked or not, without holding it whole."""
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH")
+    remaining = int(length) if length and length.isdigit() else None
+    try:
+        while remaining is None or remaining > 0:
+            chunk = stream.read(CHUNK if remaining is None else min(CHUNK, remaining))
+            if not chunk:
+                break
+            sink.write(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
+    except (BrokenPipeError, OSError):
+        pass
+    finally:
+        try:
+            sink.close()
+        except OSError:
+            pass
+
+
+def _cgi_headers(stdout: Any) -> tuple[str, list[tuple[str, str]]]:
+    status = "200 OK"
+    headers: list[tuple[str, str]] = []
+    while True:
+        line = stdout.readline()
+        if not line or line in (b"\r\n", b"\n"):
+            break
+        key, _, value = line.decode("latin-1").rstrip("\r\n").partition(":")
+        if key.lower() == "status":
+            status = value.strip()
+        else:
+            headers.append((key.strip(), value.strip()))
+    return status, headers
+
+
+def _stream(proc: subprocess.Popen[bytes]) -> Iterator[bytes]:
+    assert proc.stdout is not None
+    try:
+        while (
+            chunk := proc.stdout.read1(CHUNK)
+            if hasattr(proc.stdout, "read1")
+            else proc.stdout.read(CHUNK)
+        ):
+            yield chunk
+    finally:
+        proc.stdout.close()
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait()
