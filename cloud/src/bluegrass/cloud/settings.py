@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 
 from bluegrass.core import config
@@ -20,8 +22,55 @@ _SNAPSHOT = {
         doc="A snapshot that deletes or changes more than this share of files is flagged.",
     ),
 }
-# The same keys for one segment; unset (None) means "as in [snapshot]".
-_SNAPSHOT_OVERRIDE = {"suspicious_share": Field((int, float), None, _SHARE, config.is_share)}
+_CLOCK = 'a local time "HH:MM" (24-hour)'
+# The same keys for one segment; unset (None) means "as in [snapshot]" / "as in [schedule]".
+_SEGMENT_OVERRIDE = {
+    "suspicious_share": Field((int, float), None, _SHARE, config.is_share),
+    "commit_at": Field(str, None, _CLOCK, config.is_clock_time),
+}
+
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def is_host(value: str) -> bool:
+    """An IP address or a DNS host name: what a client can connect to, or we can bind."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    name = value.removesuffix(".")
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+
+
+def is_port(value: int) -> bool:
+    return 0 < value < 65536
+
+
+_HOST = "a host name or an IP address (e.g. backup.example.org or 192.0.2.10)"
+_PORT = "a TCP port number from 1 to 65535"
+_SERVER = {
+    "address": Field(
+        str,
+        "127.0.0.1",
+        _HOST,
+        is_host,
+        doc="The host name or IP address devices connect to; it goes into enrollment codes.",
+    ),
+    "bind": Field(
+        str,
+        "127.0.0.1",
+        _HOST.replace("e.g. backup.example.org or 192.0.2.10", "0.0.0.0 for every interface"),
+        is_host,
+        doc="The local address the sync endpoint and the web server listen on.",
+    ),
+    "sftp_port": Field(
+        int, 2022, _PORT, is_port, doc="The sync endpoint's port (rclone serve sftp)."
+    ),
+    "http_port": Field(
+        int, 8080, _PORT, is_port, doc="The web server's port (git over HTTP and the web UI)."
+    ),
+}
 
 SCHEMA = Table(
     {
@@ -31,18 +80,19 @@ SCHEMA = Table(
                 "commit_at": Field(
                     str,
                     "03:00",
-                    'a local time "HH:MM" (24-hour)',
+                    _CLOCK,
                     config.is_clock_time,
                     doc="When the daily commit of every segment runs.",
                 ),
             },
             doc="When jobs run.",
         ),
+        "server": Table(dict(_SERVER), doc="Where devices reach this server."),
         "segments": TableMap(
-            Table(dict(_SNAPSHOT_OVERRIDE)),
+            Table(dict(_SEGMENT_OVERRIDE)),
             key_pattern=rf"{NAME_PATTERN}/{NAME_PATTERN}",
             key_expected='a "user/segment" name, e.g. [segments."alice/photos"]',
-            doc='Per-segment overrides of [snapshot], keyed "user/segment".',
+            doc='Per-segment overrides of [snapshot] and [schedule], keyed "user/segment".',
         ),
     }
 )
@@ -60,6 +110,13 @@ def suspicious_share(cfg: config.Config, user: str, segment: str) -> float:
     if override.get("suspicious_share") is not None:
         return override["suspicious_share"]
     return cfg.get("snapshot.suspicious_share")
+
+
+def commit_at(cfg: config.Config, user: str, segment: str) -> str:
+    override = cfg.get("segments").get(f"{user}/{segment}", {})
+    if override.get("commit_at") is not None:
+        return override["commit_at"]
+    return cfg.get("schedule.commit_at")
 
 
 def default_text() -> str:

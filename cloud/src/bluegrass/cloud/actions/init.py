@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from bluegrass.cloud import settings
+from bluegrass.cloud import hostkey, settings
+from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.datadir import MARKER, DataRoot
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import UsageError
@@ -31,9 +32,12 @@ def run(args: argparse.Namespace) -> int:
     if not config_path.exists():
         config_path.write_text(settings.default_text())
     settings.load(root.path)  # an existing file must still be valid
+    Accounts.open(root.path).close()  # creates or migrates the accounts database
+    host_key = hostkey.public_line(root.path)
     (root.path / MARKER).write_text("Bluegrass cloud data root, format 1\n")
     if args.json:
-        emit_json({"data": str(root.path), "created": created})
+        emit_json({"data": str(root.path), "created": created, "host_key": host_key})
     else:
         print(f"{'Created' if created else 'Already a'} data root at {root.path}")
+        print(f"SSH host key (devices pin it through their enrollment codes): {host_key}")
     return 0

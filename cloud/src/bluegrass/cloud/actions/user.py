@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import shutil
 
+from bluegrass.cloud import hostkey, settings
+from bluegrass.cloud.accounts import Accounts, check_device_name
+from bluegrass.cloud.actions.device import enrollment_code, print_code
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core import names
 from bluegrass.core.cli import emit_json
@@ -15,9 +18,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("user", help="add, list or remove users", description=__doc__)
     usub = p.add_subparsers(metavar="ACTION")
     add = usub.add_parser(
-        "add", help="add a user", description="Add a user: creates DATA/files/NAME/."
+        "add",
+        help="add a user and their first device",
+        description="Add a user: creates DATA/files/NAME/ (each sub-folder is a segment) and a "
+        "first device, and prints that device's enrollment code (shown only this once). More "
+        "devices: bluegrass-cloud device add NAME.",
     )
     add.add_argument("name", metavar="NAME")
+    add.add_argument(
+        "--device-name",
+        default="first device",
+        help='a name to recognise the first device by (default: "first device")',
+    )
     add.add_argument("--json", action="store_true", help="print the result as JSON")
     add.set_defaults(handler=run_add)
     ls = usub.add_parser("list", help="list users and their segments", description="List users.")
@@ -39,14 +51,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_add(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
     name = names.check("user", args.name)
+    check_device_name(args.device_name)
     folder = root.files / name
-    if folder.exists():
+    if folder.exists() or folder.is_symlink():
         raise UsageError(f"user {name!r} already exists")
-    folder.mkdir()
+    settings.load(root.path)  # a broken config must stop us before anything is written
+    hostkey.ensure(root.path)
+    with Accounts.open(root.path) as accounts:
+        if accounts.has_user(name):
+            # Devices left from a user whose folder was deleted by hand must not open the
+            # new user's files.
+            raise UsageError(
+                f"user {name!r} has no folder but still has devices; remove them first: "
+                f"bluegrass-cloud user remove {name}"
+            )
+        # The folder and the rows appear together: the rows commit only if mkdir worked, and
+        # the folder goes again if the commit fails.
+        made = False
+        try:
+            with accounts.transaction():
+                new = accounts.new_device(name, args.device_name)
+                code = enrollment_code(root, new)
+                folder.mkdir()
+                made = True
+        except BaseException:
+            if made and not accounts.has_user(name):
+                folder.rmdir()
+            raise
     if args.json:
-        emit_json({"user": name, "files": str(folder)})
+        emit_json(
+            {
+                "user": name,
+                "files": str(folder),
+                "device": new.device.id,
+                "device_name": new.device.name,
+                "enrollment_code": code,
+            }
+        )
     else:
         print(f"Added user {name}; their segments go in {folder}/<segment>/")
+        print_code(new, code)
     return 0
 
 
@@ -63,15 +107,25 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
-    folder = root.user_dir(args.name)
-    repos = root.repos / args.name
-    has_data = any(folder.iterdir()) or (repos.exists() and any(repos.iterdir()))
-    if has_data and not args.delete_data:
-        raise UsageError(
-            f"user {args.name!r} has files or history; pass --delete-data to delete them for good"
+    name = names.check("user", args.name)
+    folder = root.files / name
+    repos = root.repos / name
+    with Accounts.open(root.path) as accounts:
+        if not folder.is_dir() and not accounts.has_user(name):
+            root.user_dir(name)  # raises: unknown user
+        has_data = (folder.is_dir() and any(folder.iterdir())) or (
+            repos.exists() and any(repos.iterdir())
         )
-    shutil.rmtree(folder)
+        if has_data and not args.delete_data:
+            raise UsageError(
+                f"user {name!r} has files or history; pass --delete-data to delete them for good"
+            )
+        # Credentials first: should deleting the files fail half-way, nobody can log in to
+        # what is left, and running the command again finishes the job.
+        accounts.remove_user(name)
+    if folder.is_dir():
+        shutil.rmtree(folder)
     if repos.exists():
         shutil.rmtree(repos)
-    print(f"Removed user {args.name}")
+    print(f"Removed user {name}")
     return 0
