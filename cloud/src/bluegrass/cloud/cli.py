@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from bluegrass.cloud.actions import commit, device, init, log, maintain, restore, user, verify
+from bluegrass.cloud.actions import commit, device, init, log, maintain, restore, run, user, verify
 from bluegrass.core import cli
 
 
@@ -20,7 +20,7 @@ def build_parser() -> cli.Parser:
         help="the data root (default: $BLUEGRASS_DATA, else ./bluegrass-data)",
     )
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=cli.Parser)
-    for action in (init, user, device, commit, log, restore, verify, maintain):
+    for action in (init, user, device, commit, log, restore, verify, maintain, run):
         action.add_parser(sub)
     return parser
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
+from typing import Any
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core import syncspec
 from bluegrass.core.cli import emit_json
+from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
-from bluegrass.core.store import Repository, parse_date, snapshot
+from bluegrass.core.store import Repository, RepositoryError, parse_date, snapshot
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +40,34 @@ def _in_flight(name: bytes) -> str | None:
     return "upload in progress" if syncspec.is_partial_upload(name) else None
 
 
+BUSY = "busy: another commit of this segment is running (the scheduler's?); try again shortly"
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether a snapshot failed only because another one holds the repository's lock."""
+    # The store says so in its message; a dedicated exception type is asked of core.
+    return isinstance(exc, RepositoryError) and "is busy" in str(exc)
+
+
+def commit_one(
+    root: DataRoot, cfg: Config, user: str, segment: str, when: datetime | None = None
+) -> dict[str, Any]:
+    """Snapshot one segment; its result as in `commit --json`. Raises BluegrassError."""
+    tree = root.live_tree(user, segment)
+    if not tree.is_dir():
+        raise BluegrassError(f"live tree {tree} is missing")
+    repo = Repository.init(root.repo_path(user, segment))
+    res = snapshot(
+        repo,
+        tree,
+        when=when,
+        suspicious_share=settings.suspicious_share(cfg, user, segment),
+        label=f"{user}/{segment}",
+        skip=_in_flight,
+    )
+    return {"user": user, "segment": segment, **res.to_json()}
+
+
 def run(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
     cfg = settings.load(root.path)
@@ -57,26 +88,11 @@ def run(args: argparse.Namespace) -> int:
         ]
     results = []
     for user, segment in targets:
-        tree = root.live_tree(user, segment)
-        if not tree.is_dir():
-            problems.append(
-                {"user": user, "segment": segment, "error": f"live tree {tree} is missing"}
-            )
-            continue
         try:
-            repo = Repository.init(root.repo_path(user, segment))
-            res = snapshot(
-                repo,
-                tree,
-                when=when,
-                suspicious_share=settings.suspicious_share(cfg, user, segment),
-                label=f"{user}/{segment}",
-                skip=_in_flight,
-            )
+            results.append(commit_one(root, cfg, user, segment, when))
         except BluegrassError as exc:
-            problems.append({"user": user, "segment": segment, "error": str(exc)})
-            continue
-        results.append({"user": user, "segment": segment, **res.to_json()})
+            error = BUSY if is_busy(exc) else str(exc)
+            problems.append({"user": user, "segment": segment, "error": error})
     if args.json:
         emit_json({"segments": results, "errors": problems})
     else:

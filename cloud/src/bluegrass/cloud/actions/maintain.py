@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
+from bluegrass.cloud.actions.commit import is_busy
 from bluegrass.cloud.datadir import DataRoot
-from bluegrass.core.store import Repository
+from bluegrass.core.store import Repository, RepositoryError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,13 +23,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def maintain_one(path: Path) -> None:
+    repo = Repository.open(path)
+    with repo.lock():
+        repo.maintain()
+
+
 def run(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
     users = [args.user] if args.user else root.users()
+    busy = []
     for user in users:
         root.user_dir(user)
         for path in sorted((root.repos / user).glob("*.git")):
-            with Repository.open(path).lock():
-                Repository.open(path).maintain()
-            print(f"{user}/{path.name[:-4]}: maintained")
-    return 0
+            name = f"{user}/{path.name[:-4]}"
+            try:
+                maintain_one(path)
+            except RepositoryError as exc:
+                if not is_busy(exc):
+                    raise
+                busy.append(name)
+                continue
+            print(f"{name}: maintained")
+    for name in busy:
+        sys.stderr.write(f"bluegrass-cloud: error: {name}: busy (a commit is running); skipped\n")
+    return 1 if busy else 0

@@ -1,0 +1,160 @@
+"""The daily commit: every segment at its `commit_at` local time, then `maintain`.
+
+Each segment's run is identified by the occurrence it belongs to (its last HH:MM at or before
+now) and recorded in the job history, so a server that was down at 03:00 commits as soon as
+it is back, once, and a restart does not commit twice. A segment whose repository is busy (an
+on-demand `commit` holds its lock) is retried after a short, growing delay; any other failure
+is logged and recorded, and waits for the next day.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from bluegrass.cloud import settings
+from bluegrass.cloud.accounts import Accounts, Job, now_text
+from bluegrass.cloud.actions.commit import commit_one, is_busy
+from bluegrass.cloud.actions.maintain import maintain_one
+from bluegrass.cloud.datadir import DataRoot
+from bluegrass.core.config import Config
+from bluegrass.core.errors import BluegrassError
+
+Log = Callable[[str], None]
+TICK = 30.0  # new segments and config edits are noticed within this long
+FIRST_RETRY = 2.0
+MAX_RETRY = 300.0
+
+
+def last_occurrence(now: datetime, clock: str) -> datetime:
+    """The latest local time `clock` ("HH:MM") at or before `now` (naive local time)."""
+    hour, minute = (int(x) for x in clock.split(":"))
+    today = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return today if today <= now else today - timedelta(days=1)
+
+
+class Scheduler(threading.Thread):
+    def __init__(self, root: DataRoot, stop: threading.Event, log: Log) -> None:
+        super().__init__(name="scheduler", daemon=True)
+        self.root = root
+        self.stop = stop
+        self.log = log
+        self.cfg: Config | None = None
+        self._config_error = ""
+        # (user, segment) -> (monotonic time of the next try, delay after that)
+        self._retry: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # a bug here must not end the daily commits for good
+                self.log(f"scheduler: error: {exc!r}")
+            self.stop.wait(self._next_wait())
+
+    def _next_wait(self) -> float:
+        soonest = min((at for at, _ in self._retry.values()), default=None)
+        if soonest is None:
+            return TICK
+        return max(0.1, min(TICK, soonest - time.monotonic()))
+
+    def _config(self) -> Config | None:
+        try:
+            self.cfg = settings.load(self.root.path)
+            self._config_error = ""
+        except BluegrassError as exc:
+            if str(exc) != self._config_error:  # once per change, not every tick
+                self._config_error = str(exc)
+                self.log(f"scheduler: {exc}; keeping the last valid configuration")
+        return self.cfg
+
+    def due(self, accounts: Accounts, cfg: Config, now: datetime) -> list[tuple[str, str, str]]:
+        """(user, segment, occurrence) of every segment whose daily commit has not run yet."""
+        found = []
+        for user in self.root.users():
+            for segment in self.root.segments(user):
+                if not self.root.live_tree(user, segment).is_dir():
+                    continue
+                when = last_occurrence(now, settings.commit_at(cfg, user, segment))
+                occurrence = when.strftime("%Y-%m-%dT%H:%M")
+                if accounts.done_for("commit", user, segment, occurrence):
+                    self._retry.pop((user, segment), None)
+                    continue
+                retry = self._retry.get((user, segment))
+                if retry and retry[0] > time.monotonic():
+                    continue
+                found.append((user, segment, occurrence))
+        return found
+
+    def tick(self) -> None:
+        cfg = self._config()
+        if cfg is None:
+            return
+        with Accounts.open(self.root.path) as accounts:
+            committed = []
+            for user, segment, occurrence in self.due(accounts, cfg, datetime.now()):
+                if self.stop.is_set():
+                    return
+                if self._commit(accounts, cfg, user, segment, occurrence):
+                    committed.append((user, segment))
+            for user, segment in committed:
+                if self.stop.is_set():
+                    return
+                self._maintain(accounts, user, segment)
+
+    def _commit(
+        self, accounts: Accounts, cfg: Config, user: str, segment: str, occurrence: str
+    ) -> bool:
+        name = f"{user}/{segment}"
+        started = now_text()
+        try:
+            result = commit_one(self.root, cfg, user, segment)
+        except BluegrassError as exc:
+            if is_busy(exc):
+                _, delay = self._retry.get((user, segment), (0.0, FIRST_RETRY))
+                self._retry[(user, segment)] = (time.monotonic() + delay, min(delay * 2, MAX_RETRY))
+                outcome, detail = "busy", f"busy; retrying in {delay:g}s"
+            else:
+                outcome, detail = "error", str(exc)
+            self.log(f"commit {name}: {detail}")
+            accounts.record_job(
+                Job("commit", user, segment, occurrence, started, now_text(), outcome, detail)
+            )
+            return False
+        self._retry.pop((user, segment), None)
+        if result["committed"]:
+            detail = (
+                f"committed {result['commit'][:12]}: {result['added']} added, "
+                f"{result['changed']} changed, {result['deleted']} deleted"
+            )
+        else:
+            detail = "no change"
+        if result["suspicious"]:
+            detail += f"; SUSPICIOUS: {result['change_share']:.0%} of files deleted or changed"
+        if result["skipped"]:
+            detail += f"; {len(result['skipped'])} skipped"
+        if result["unreadable"]:
+            detail += f"; {len(result['unreadable'])} unreadable (previous versions kept)"
+        self.log(f"commit {name}: {detail}")
+        accounts.record_job(
+            Job("commit", user, segment, occurrence, started, now_text(), "ok", detail)
+        )
+        return bool(result["committed"])
+
+    def _maintain(self, accounts: Accounts, user: str, segment: str) -> None:
+        started = now_text()
+        path: Path = self.root.repo_path(user, segment)
+        try:
+            maintain_one(path)
+            outcome, detail = "ok", "maintained"
+        except BluegrassError as exc:
+            # Packing can wait a day; a busy repository is simply done tomorrow.
+            outcome = "busy" if is_busy(exc) else "error"
+            detail = "busy; skipped until the next commit" if is_busy(exc) else str(exc)
+        self.log(f"maintain {user}/{segment}: {detail}")
+        accounts.record_job(
+            Job("maintain", user, segment, None, started, now_text(), outcome, detail)
+        )
