@@ -1,8 +1,4 @@
-"""`bluegrass`: the laptop client's command line.
-
-Enrollment and sync (`enroll`, `segment`, `sync`, `run`, `status`) are not built yet; see the
-project's issues. This entry point exists so the package installs and reports what it is.
-"""
+"""`bluegrass`: the laptop client's command line."""
 
 from __future__ import annotations
 
@@ -10,15 +6,18 @@ import sys
 from collections.abc import Sequence
 
 from bluegrass.core import cli, rclone
+from bluegrass.laptop.actions import enroll, run, segment, service, status, sync
 
 
 def build_parser() -> cli.Parser:
     parser = cli.Parser(
         prog="bluegrass",
-        description="Bluegrass laptop client: keeps chosen folders in two-way sync with your "
-        "Bluegrass cloud. (Sync commands are not available in this version yet.)",
+        description="Bluegrass laptop client: keeps chosen folders (segments) in two-way sync "
+        "with your Bluegrass cloud, which keeps every day's version.",
     )
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=cli.Parser)
+    for action in (enroll, segment, sync, run, status, service):
+        action.add_parser(sub)
     version = sub.add_parser("version", help="show versions of Bluegrass and its rclone")
     version.set_defaults(handler=_version)
     return parser

@@ -1,0 +1,510 @@
+"""One segment's two-way sync with rclone bisync, done carefully (DESIGN.md decision 1).
+
+A run:
+1. takes the segment's lock (one Bluegrass process per segment at a time);
+2. checks the local folder exists (a missing folder may be an unmounted disk: never create it);
+3. pre-scans the folder for what cannot be synced (bluegrass.laptop.scan);
+4. clears rclone's lock file if the rclone that wrote it is gone (kill -9, power cut): the
+   listings are only rewritten at the end of a run, so `--recover` continues from them;
+5. on the first run, puts the check file on both sides and runs `--resync`; when the
+   segment's excludes changed, syncs with the old filters first, then resyncs with the new;
+6. runs bisync with the safety flags, following its JSON log for progress;
+7. classifies the result: ok, retry later, needs the user (and what to do), or locked out
+   (and how to recover).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bluegrass.laptop import filters, locking, remote, scan
+from bluegrass.laptop.paths import Places
+from bluegrass.laptop.runner import Interrupts, LogRecord, Rclone, RunResult
+from bluegrass.laptop.settings import Segment, Settings, write_atomic
+from bluegrass.laptop.state import LastRun, SegmentFiles, SegmentState, now_iso
+
+OK = "ok"
+RETRY = "retry"
+NEEDS_USER = "needs-user"
+LOCKED_OUT = "locked-out"
+OUTCOMES = (OK, RETRY, NEEDS_USER, LOCKED_OUT)
+
+MAX_LOCK = "2m"
+SENTINEL_TEXT = (
+    "This file tells Bluegrass that this folder is the one it keeps in sync.\n"
+    "Please leave it here: without it, syncing stops, to protect your files in case the\n"
+    "folder is ever missing or empty (an unplugged disk, say).\n"
+)
+
+
+@dataclass
+class Outcome:
+    kind: str
+    message: str
+    action: str | None = None
+    command: str | None = None
+    exit_code: int | None = None
+    resync: bool = False
+    files_transferred: int = 0
+    bytes_transferred: int = 0
+    deletes: int = 0
+    conflict_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    unsyncable: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    recorded: bool = True  # False: nothing happened worth remembering (segment busy)
+
+
+@dataclass
+class Options:
+    confirm_deletes: bool = False
+    resync: bool = False
+
+
+def command_for(segment: str, flag: str) -> str:
+    return f"bluegrass sync {segment} {flag}"
+
+
+class SegmentSync:
+    def __init__(
+        self,
+        settings: Settings,
+        segment: Segment,
+        *,
+        interrupts: Interrupts | None = None,
+        on_record: Callable[[LogRecord], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.segment = segment
+        self.places: Places = settings.places
+        self.files = SegmentFiles(self.places, segment.name)
+        self.interrupts = interrupts
+        self.on_record = on_record
+        self.rclone = Rclone(
+            self.places.rclone_config,
+            self.places.state_dir / "rclone-cache",
+            settings.sync["bandwidth_limit"],
+        )
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self, options: Options | None = None) -> Outcome:
+        options = options or Options()
+        lock = locking.FileLock(self.files.lock)
+        try:
+            lock.acquire()
+        except locking.Busy:
+            return Outcome(
+                RETRY,
+                f"another Bluegrass process is syncing {self.segment.name} right now",
+                recorded=False,
+            )
+        try:
+            state = self.files.load()
+            started = now_iso()
+            outcome = self._run(state, options)
+            self._record(state, outcome, started)
+            return outcome
+        finally:
+            lock.release()
+
+    def _run(self, state: SegmentState, options: Options) -> Outcome:
+        name = self.segment.name
+        folder = self.segment.path
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            first = "" if state.established else " The first sync never creates it."
+            return Outcome(
+                NEEDS_USER,
+                f"the folder {folder} {what}.{first}",
+                action="If it is on a disk, plug the disk in; otherwise create the folder, or "
+                f"remove the segment with `bluegrass segment remove {name}` and add it again "
+                "with the right path",
+            )
+        found = scan.scan(folder, filters.Excludes(self.segment.exclude))
+        state.unsyncable = [f.to_json() for f in found.unsyncable]
+        state.warnings = [f.to_json() for f in found.warnings]
+        extra = found.excludes
+
+        self.files.workdir.mkdir(parents=True, exist_ok=True)
+        stale = self._clear_stale_lock()
+        if isinstance(stale, Outcome):
+            return stale
+        notes = [stale] if stale else []
+
+        wanted = filters.filters_text(name, self.segment.exclude)
+        current = _read(self.files.filters)
+        has_listings = self._has_listings()
+        if options.resync:
+            outcome = self._resync(wanted, extra, options, reason="as you asked")
+        elif not has_listings:
+            if state.established:
+                return self._locked_out(
+                    "the record of the last sync (bisync's listings) is missing"
+                )
+            outcome = self._resync(wanted, extra, options, reason="first sync of this segment")
+        elif current != wanted:
+            outcome = self._change_filters(current, wanted, extra, options)
+        else:
+            outcome = self._bisync(extra, options)
+        outcome.notes[:0] = notes
+        outcome.unsyncable = state.unsyncable
+        outcome.warnings = state.warnings
+        return outcome
+
+    def _change_filters(
+        self, current: str | None, wanted: str, extra: list[str], options: Options
+    ) -> Outcome:
+        if current is not None:
+            first = self._bisync(extra, options)
+            if first.kind != OK:
+                return first
+        else:
+            first = None
+        second = self._resync(wanted, extra, options, reason="the segment's excludes changed")
+        if first is not None:
+            second.files_transferred += first.files_transferred
+            second.bytes_transferred += first.bytes_transferred
+            second.deletes += first.deletes
+            second.conflict_files[:0] = first.conflict_files
+        return second
+
+    def _resync(self, wanted: str, extra: list[str], options: Options, reason: str) -> Outcome:
+        problem = self._place_sentinels()
+        if problem is not None:
+            return problem
+        write_atomic(self.files.filters, wanted, private=False)
+        outcome = self._bisync(extra, options, resync=True)
+        outcome.resync = True
+        if outcome.kind == OK:
+            outcome.notes.append(f"full two-way copy (--resync): {reason}")
+        return outcome
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    def _has_listings(self) -> bool:
+        work = self.files.workdir
+        for side in ("path1", "path2"):
+            if not any(work.glob(f"*.{side}.lst")) and not any(work.glob(f"*.{side}.lst-old")):
+                return False
+        return True
+
+    def _clear_stale_lock(self) -> str | Outcome | None:
+        """Remove rclone's lock file if its owner is dead; an Outcome if it is still alive."""
+        for lock_file in sorted(self.files.workdir.glob("*.lck")):
+            try:
+                pid = int(json.loads(lock_file.read_text(encoding="utf-8")).get("PID", 0))
+            except (OSError, ValueError, TypeError, AttributeError):
+                pid = 0
+            if pid and locking.pid_alive(pid):
+                return Outcome(
+                    RETRY,
+                    f"an earlier sync of {self.segment.name} is still running "
+                    f"(rclone, process {pid})",
+                    recorded=False,
+                )
+            lock_file.unlink(missing_ok=True)
+            owner = f"process {pid}" if pid else "an unknown process"
+            return f"removed the lock left by an interrupted sync ({owner}); recovering"
+        return None
+
+    def _place_sentinels(self) -> Outcome | None:
+        local = self.segment.path / filters.CHECK_FILENAME
+        if not local.exists():
+            local.write_text(SENTINEL_TEXT, encoding="utf-8", newline="\n")
+        proc = self.rclone.run(
+            [
+                "copyto",
+                str(local),
+                f"{remote.remote_path(self.segment.name)}/{filters.CHECK_FILENAME}",
+                "--ignore-existing",
+            ]
+        )
+        if proc.returncode != 0:
+            return self._connection_outcome(proc.stderr, proc.returncode) or Outcome(
+                RETRY,
+                f"could not put the check file on the cloud: {_last_line(proc.stderr)}",
+                exit_code=proc.returncode,
+            )
+        return None
+
+    def _args(self, extra: list[str], options: Options, *, resync: bool) -> list[str]:
+        args = [
+            "bisync",
+            str(self.segment.path),
+            remote.remote_path(self.segment.name),
+            "--workdir",
+            str(self.files.workdir),
+            "--filters-file",
+            str(self.files.filters),
+            "--resilient",
+            "--recover",
+            "--max-lock",
+            MAX_LOCK,
+            "--conflict-resolve",
+            "newer",
+            "--conflict-loser",
+            "num",
+            "--suffix-keep-extension",
+            "--check-access",
+            "--check-filename",
+            filters.CHECK_FILENAME,
+            "--max-delete",
+            str(self.segment.max_delete_percent),
+            "--links",
+            "--create-empty-src-dirs",
+            "--partial-suffix",
+            filters.PARTIAL_SUFFIX,
+            "--use-json-log",
+            "-v",
+            "--stats",
+            "1s",
+            "--stats-log-level",
+            "NOTICE",
+        ]
+        if resync:
+            args += ["--resync", "--resync-mode", "newer"]
+        if options.confirm_deletes:
+            args.append("--force")
+        for rule in extra:
+            args += ["--exclude", rule]
+        return args
+
+    def _bisync(self, extra: list[str], options: Options, *, resync: bool = False) -> Outcome:
+        result = self.rclone.run_logged(
+            self._args(extra, options, resync=resync),
+            log_file=self.files.log,
+            interrupts=self.interrupts,
+            on_record=self.on_record,
+        )
+        outcome = self.classify(result)
+        stats = result.stats or {}
+        outcome.files_transferred = int(stats.get("transfers") or 0)
+        outcome.bytes_transferred = int(stats.get("bytes") or 0)
+        outcome.deletes = int(stats.get("deletes") or 0)
+        outcome.conflict_files = self._conflicts(result)
+        return outcome
+
+    def _conflicts(self, result: RunResult) -> list[str]:
+        found = []
+        local_root = str(self.segment.path).rstrip("/\\")
+        remote_root = remote.remote_path(self.segment.name) + "/"
+        for record in result.records:
+            match = _RENAMED.search(record.msg)
+            if not match:
+                continue
+            target = match.group(1).strip()
+            if target.startswith(remote_root):
+                target = target[len(remote_root) :]
+            elif target.startswith(local_root):
+                target = target[len(local_root) :].lstrip("/\\").replace("\\", "/")
+            if target not in found:
+                found.append(target)
+        return found
+
+    # -- what a result means ---------------------------------------------------------------
+
+    def classify(self, result: RunResult) -> Outcome:
+        name = self.segment.name
+        code = result.code
+        text = "\n".join(r.msg for r in result.records)
+        errors = [r.msg for r in result.records if r.level in ("error", "critical", "raw")]
+        if code == 0:
+            if result.signalled:
+                return Outcome(
+                    RETRY,
+                    "stopped early, as asked; the next sync continues where this one stopped",
+                    exit_code=code,
+                )
+            return Outcome(OK, "in sync", exit_code=code)
+        problem = self._connection_outcome("\n".join(errors) or text, code)
+        if problem is not None:
+            return problem
+        if "too many deletes" in text:
+            detail = _first(errors, "too many deletes") or "too many deletes"
+            side = "on this computer" if "Path1" in detail else "on the cloud"
+            counts = re.search(r"\((>\d+%), (\d+) of (\d+)\)", detail)
+            how_many = f"{counts.group(2)} of {counts.group(3)} files" if counts else "many files"
+            return Outcome(
+                NEEDS_USER,
+                f"stopped before deleting {how_many} {side} (more than "
+                f"{self.segment.max_delete_percent}% of the segment); nothing was deleted",
+                action="If you meant to delete them, confirm; if not, bring them back with "
+                f"`{command_for(name, '--resync')}`",
+                command=command_for(name, "--confirm-deletes"),
+                exit_code=code,
+            )
+        if "all files were changed" in text.lower():
+            return Outcome(
+                NEEDS_USER,
+                "every file looks changed since the last sync (a clock or time zone change?); "
+                "nothing was copied",
+                action="If that is expected, confirm",
+                command=command_for(name, "--confirm-deletes"),
+                exit_code=code,
+            )
+        if "Access test failed" in text or "check file check failed" in text:
+            on_cloud = "Path1 file not found in Path2" in text or "Path2 count 0" in text
+            where = (
+                "on the cloud"
+                if on_cloud
+                else f"in {self.segment.path} (is it the right folder, its disk mounted?)"
+            )
+            return Outcome(
+                NEEDS_USER,
+                f"the check file {filters.CHECK_FILENAME} is missing {where}; nothing was "
+                "synced, to protect your files",
+                action="If the folder is the right one, put the check file back and copy "
+                "everything both ways (nothing is deleted)",
+                command=command_for(name, "--resync"),
+                exit_code=code,
+            )
+        if "prior lock file found" in text:
+            return Outcome(RETRY, f"another sync of {name} holds rclone's lock", exit_code=code)
+        if "Empty current Path" in text:
+            return Outcome(
+                NEEDS_USER,
+                "one side of the segment is empty; nothing was synced, to protect your files",
+                action="Check the folder (and its disk), then copy everything both ways",
+                command=command_for(name, "--resync"),
+                exit_code=code,
+            )
+        if code == 7 and (not self._has_listings() or "Must run --resync" in text):
+            return self._locked_out(
+                _first(errors, "critical") or "bisync reported a critical error"
+            )
+        if code == 2:
+            return Outcome(
+                NEEDS_USER,
+                f"rclone refused the sync command: {_last(errors)}",
+                action="This is a bug in Bluegrass; please report it with the log "
+                f"{self.files.log}",
+                exit_code=code,
+            )
+        if code == 7:
+            return Outcome(
+                RETRY,
+                f"the sync stopped on an error it can retry: {_last(errors)}",
+                exit_code=code,
+            )
+        return Outcome(RETRY, f"the sync failed: {_last(errors) or f'exit {code}'}", exit_code=code)
+
+    def _connection_outcome(self, text: str, code: int) -> Outcome | None:
+        kind = remote.connection_problem(text)
+        server = self.settings.server
+        if kind == remote.HOST_KEY:
+            return Outcome(
+                NEEDS_USER,
+                "host key does not match: "
+                + remote.host_key_message(server["host"], server["sftp_port"]),
+                action="Get a new enrollment code from the server's administrator",
+                command="bluegrass enroll --force CODE",
+                exit_code=code,
+            )
+        if kind == remote.AUTH:
+            return Outcome(
+                NEEDS_USER,
+                remote.auth_message(server["user"]),
+                action="Get a new enrollment code",
+                command="bluegrass enroll --force CODE",
+                exit_code=code,
+            )
+        if kind in (remote.NETWORK, remote.OTHER):
+            return Outcome(
+                RETRY,
+                f"cannot reach the server {server['host']}:{server['sftp_port']} "
+                f"({_reason(text)}); will retry",
+                exit_code=code,
+            )
+        return None
+
+    def _locked_out(self, detail: str) -> Outcome:
+        return Outcome(
+            LOCKED_OUT,
+            f"sync of {self.segment.name} is locked out: {_one_line(detail)}",
+            action="Copy everything both ways to start afresh (nothing is deleted; files "
+            "deleted since the last good sync come back)",
+            command=command_for(self.segment.name, "--resync"),
+        )
+
+    # -- remembering -----------------------------------------------------------------------
+
+    def _record(self, state: SegmentState, outcome: Outcome, started: str) -> None:
+        if not outcome.recorded:
+            return
+        finished = now_iso()
+        state.last_run = LastRun(
+            started=started,
+            finished=finished,
+            outcome=outcome.kind,
+            message=outcome.message,
+            action=outcome.action,
+            command=outcome.command,
+            resync=outcome.resync,
+            exit_code=outcome.exit_code,
+            files_transferred=outcome.files_transferred,
+            bytes_transferred=outcome.bytes_transferred,
+            deletes=outcome.deletes,
+            conflicts=len(outcome.conflict_files),
+        )
+        if outcome.kind == OK:
+            state.failures = 0
+            state.last_ok = finished
+            if outcome.resync:
+                state.established = True
+        else:
+            state.failures += 1
+        self.files.save(state)
+
+
+_RENAMED = re.compile(r"Renaming Path[12] copy\s+-\s+(.+)$")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _first(lines: list[str], needle: str) -> str | None:
+    for line in lines:
+        if needle.lower() in line.lower():
+            return _one_line(line)
+    return None
+
+
+def _last(lines: list[str]) -> str:
+    for line in reversed(lines):
+        if line.strip():
+            return _one_line(line)[:300]
+    return ""
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return _one_line(lines[-1])[:300] if lines else ""
+
+
+def _reason(text: str) -> str:
+    low = text.lower()
+    for needle in (
+        "connection refused",
+        "no route to host",
+        "i/o timeout",
+        "network is unreachable",
+        "no such host",
+        "connection reset",
+        "temporary failure in name resolution",
+    ):
+        if needle in low:
+            return needle
+    return _last_line(text)[-120:]

@@ -1,0 +1,258 @@
+"""The laptop's configuration file, bluegrass.toml, its schema, and writing it back.
+
+`bluegrass enroll` fills [server]; `bluegrass segment add|remove` edits [segments.NAME]. The
+file holds no secret: the device's password lives only in rclone.conf (obscured, mode 0600).
+Commands that change the file rewrite it whole (comments are not kept); see
+docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bluegrass.core import config
+from bluegrass.core.config import Field, Table, TableMap
+from bluegrass.core.errors import ConfigError
+from bluegrass.core.names import NAME_PATTERN
+from bluegrass.laptop.paths import Places
+
+_MINUTES = "a whole number of minutes from 1 to 1440"
+_PERCENT = "a whole percentage from 1 to 100"
+_BWLIMIT = re.compile(r"(off|\d+(\.\d+)?[BKMGTP]?)?", re.IGNORECASE)
+# One pattern per line of the segment's rclone filters file (written as "- PATTERN"): a
+# line break would smuggle in a rule of its own.
+_PATTERN = re.compile(r"[^\n\r\x00]{1,1000}")
+
+
+def is_minutes(value: int) -> bool:
+    return 1 <= value <= 1440
+
+
+def is_percent(value: int) -> bool:
+    return 1 <= value <= 100
+
+
+def is_pattern(value: str) -> bool:
+    return _PATTERN.fullmatch(value) is not None
+
+
+def _is_patterns(value: list) -> bool:
+    return all(isinstance(v, str) and is_pattern(v) for v in value)
+
+
+def _is_absolute(value: str) -> bool:
+    return Path(value).is_absolute()
+
+
+_SERVER = Table(
+    {
+        "host": Field(str, "", "a host name or address", lambda v: 0 < len(v) <= 253),
+        "sftp_port": Field(int, 0, "a port number from 1 to 65535", lambda v: 0 < v < 65536),
+        "http_port": Field(int, 0, "a port number from 1 to 65535", lambda v: 0 < v < 65536),
+        "user": Field(str, "", "a user name", lambda v: re.fullmatch(NAME_PATTERN, v) is not None),
+        "device": Field(str, "", "a device id like d1a2b3c4", lambda v: len(v) > 0),
+        "host_key": Field(
+            str,
+            "",
+            'an SSH public key, "ssh-ed25519 AAAA..."',
+            lambda v: re.fullmatch(r"ssh-(ed25519|rsa) [A-Za-z0-9+/=]+", v) is not None,
+        ),
+    },
+    doc="The cloud this laptop is enrolled with (written by `bluegrass enroll`).",
+)
+
+_SYNC = Table(
+    {
+        "interval_minutes": Field(
+            int, 15, _MINUTES, is_minutes, doc="How often `bluegrass run` syncs each segment."
+        ),
+        "max_delete_percent": Field(
+            int,
+            50,
+            _PERCENT,
+            is_percent,
+            doc="A sync that would delete more than this share of a segment's files stops "
+            "and asks you to confirm.",
+        ),
+        "backoff_max_minutes": Field(
+            int,
+            60,
+            _MINUTES,
+            is_minutes,
+            doc="After failures, retries wait 1, 2, 4, ... minutes, at most this long.",
+        ),
+        "bandwidth_limit": Field(
+            str,
+            "",
+            'empty, "off", or a rate such as "2M" (bytes per second, rclone --bwlimit)',
+            lambda v: _BWLIMIT.fullmatch(v) is not None,
+            doc="Limit the transfer rate of syncs; empty means no limit.",
+        ),
+    },
+    doc="How syncs run.",
+)
+
+_SEGMENT = Table(
+    {
+        "path": Field(str, "", "an absolute folder path", _is_absolute),
+        "exclude": Field(
+            list,
+            [],
+            "a list of rclone filter patterns (strings, one rule each)",
+            _is_patterns,
+        ),
+        "interval_minutes": Field(int, None, _MINUTES, is_minutes),
+        "max_delete_percent": Field(int, None, _PERCENT, is_percent),
+    }
+)
+
+SCHEMA = Table(
+    {
+        "server": _SERVER,
+        "sync": _SYNC,
+        "segments": TableMap(
+            _SEGMENT,
+            key_pattern=NAME_PATTERN,
+            key_expected="a segment name: 1-63 characters of a-z, 0-9 and '-'",
+            doc="One table per segment (a folder kept in sync), written by `bluegrass segment`.",
+        ),
+    }
+)
+
+HEADER = """Bluegrass laptop client configuration (docs/configuration.md).
+`bluegrass enroll` and `bluegrass segment add|remove` rewrite this file; comments are not kept."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    path: Path
+    exclude: tuple[str, ...]
+    interval_minutes: int
+    max_delete_percent: int
+
+
+@dataclass
+class Settings:
+    places: Places
+    values: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return self.places.config_file
+
+    @property
+    def enrolled(self) -> bool:
+        return bool(self.values["server"]["host"])
+
+    @property
+    def server(self) -> dict[str, Any]:
+        return self.values["server"]
+
+    @property
+    def sync(self) -> dict[str, Any]:
+        return self.values["sync"]
+
+    def segments(self) -> dict[str, Segment]:
+        found = {}
+        for name, body in sorted(self.values["segments"].items()):
+            found[name] = Segment(
+                name=name,
+                path=Path(body["path"]),
+                exclude=tuple(body["exclude"]),
+                interval_minutes=body["interval_minutes"] or self.sync["interval_minutes"],
+                max_delete_percent=body["max_delete_percent"] or self.sync["max_delete_percent"],
+            )
+        return found
+
+    def save(self) -> None:
+        write_atomic(self.path, render(self.values), private=False)
+
+
+def load(places: Places) -> Settings:
+    cfg = config.load(places.config_file, SCHEMA)
+    values = cfg.values
+    where = str(places.config_file)
+    server = values["server"]
+    filled = [k for k, v in server.items() if v not in ("", 0)]
+    if filled and len(filled) != len(server):
+        missing = sorted(k for k, v in server.items() if v in ("", 0))
+        raise ConfigError(
+            f"{where}: server.{missing[0]}: expected a value (the [server] table is written "
+            "whole by `bluegrass enroll`)"
+        )
+    for name, body in values["segments"].items():
+        if not body["path"]:
+            raise ConfigError(f"{where}: segments.{name}.path: expected an absolute folder path")
+    return Settings(places, values)
+
+
+# -- writing TOML (the few shapes this file has) ---------------------------------------------
+
+
+def _string(value: str) -> str:
+    out = []
+    for ch in value:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _table(lines: list[str], header: str, body: Mapping[str, Any]) -> None:
+    items = [(k, v) for k, v in body.items() if v is not None]
+    if not items:
+        return
+    lines += ["", f"[{header}]"]
+    lines += [f"{k} = {_value(v)}" for k, v in items]
+
+
+def render(values: Mapping[str, Any]) -> str:
+    lines = [f"# {line}" for line in HEADER.splitlines()]
+    if values["server"]["host"]:
+        _table(lines, "server", values["server"])
+    _table(lines, "sync", values["sync"])
+    for name, body in sorted(values["segments"].items()):
+        _table(lines, f"segments.{name}", body)
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str, *, private: bool) -> None:
+    """Write through a temporary file and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o600 if private else 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if private and os.name == "posix":
+        tmp.chmod(0o600)
+    tmp.replace(path)
