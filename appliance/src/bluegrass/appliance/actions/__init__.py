@@ -1,0 +1,1 @@
+"""One module per `bluegrass-appliance` subcommand; each exposes `add_parser(subparsers)`."""

@@ -1,0 +1,149 @@
+"""`bluegrass-appliance status`: the daemon's view, last jobs, segments, health, alerts."""
+
+from __future__ import annotations
+
+import argparse
+
+import psutil
+from bluegrass.appliance.app import App
+from bluegrass.appliance.state import iso
+from bluegrass.core.cli import emit_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "status",
+        help="what the appliance is doing, and what went wrong",
+        description="The daemon's state (running?), the drive (ready, or missing since when), "
+        "the cloud (reachable, or unreachable since when and the next try), the last job of "
+        "each kind, every segment's last result, health, and active alerts.",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=run)
+
+
+def collect(app: App) -> dict[str, object]:
+    state = app.state
+    daemon = state.get("daemon") or {}
+    alive = bool(
+        daemon.get("state") == "running" and daemon.get("pid") and psutil.pid_exists(daemon["pid"])
+    )
+    drive = state.get("drive") or {}
+    cloud = state.get("cloud") or {}
+    enrolled = app.enrollment()
+    last = {}
+    for kind in ("mirror", "files"):
+        found = state.jobs(limit=1, kind=kind)
+        last[kind] = found[0] if found else None
+    return {
+        "enrolled": {"user": enrolled.user, "server": enrolled.server} if enrolled else None,
+        "daemon": {
+            "running": alive,
+            "pid": daemon.get("pid") if alive else None,
+            "started": iso(daemon.get("started")),
+            "monitor": daemon.get("monitor"),
+            "job": daemon.get("running") if alive else None,
+            "next": {k: iso(v) for k, v in (daemon.get("next") or {}).items()},
+            "heartbeat": iso(state.get("heartbeat")),
+        },
+        "drive": {
+            "state": drive.get("state", "unknown"),
+            "since": iso(drive.get("since")),
+            "message": drive.get("message", ""),
+            "device": drive.get("device"),
+            "id": drive.get("id"),
+            "mountpoint": drive.get("root"),
+            "found_by": drive.get("found_by"),
+        },
+        "cloud": {
+            "state": cloud.get("state", "unknown"),
+            "since": iso(cloud.get("since")),
+            "attempts": cloud.get("attempts", 0),
+            "next_try": iso(cloud.get("next_try")) if cloud.get("next_try") else None,
+            "message": cloud.get("message", ""),
+        },
+        "last_jobs": last,
+        "segments": state.segment_results(),
+        "health": _health(state.get("health")),
+        "alerts": [a.to_json() for a in state.alerts()],
+    }
+
+
+def _health(found: dict[str, object] | None) -> dict[str, object] | None:
+    if not found:
+        return None
+    return {**found, "at": iso(found.get("at"))}  # type: ignore[arg-type]
+
+
+def run(args: argparse.Namespace) -> int:
+    app = App.from_args(args)
+    found = collect(app)
+    if args.json:
+        emit_json(found)
+        return 0
+    for line in render(found):
+        print(line)
+    return 0
+
+
+def render(found: dict) -> list[str]:
+    lines = []
+    enrolled = found["enrolled"]
+    lines.append(
+        f"Enrolled: {enrolled['user']} on {enrolled['server']}" if enrolled else "Not enrolled."
+    )
+    daemon = found["daemon"]
+    if daemon["running"]:
+        job = f", running the {daemon['job']} job" if daemon["job"] else ""
+        lines.append(
+            f"Daemon: running (pid {daemon['pid']}, since {daemon['started']}, "
+            f"{daemon['monitor']} events){job}"
+        )
+    else:
+        lines.append("Daemon: not running")
+    drive = found["drive"]
+    text = {
+        "ready": f"ready since {drive['since']}: {drive['id']} at {drive['mountpoint']}",
+        "missing": f"MISSING since {drive['since']}: {drive['message']}",
+        "absent": f"not plugged in (since {drive['since']})",
+        "ejected": f"ejected at {drive['since']}: safe to unplug",
+        "unusable": f"found but not usable: {drive['message']}",
+    }.get(drive["state"], drive["state"])
+    lines.append(f"Drive: {text}")
+    cloud = found["cloud"]
+    if cloud["state"] == "unreachable":
+        lines.append(
+            f"Cloud: UNREACHABLE since {cloud['since']} ({cloud['attempts']} attempts, next try "
+            f"{cloud['next_try']}): {cloud['message']}"
+        )
+    elif cloud["state"] == "refused":
+        lines.append(f"Cloud: REFUSED this device since {cloud['since']}: {cloud['message']}")
+    else:
+        lines.append(
+            f"Cloud: {cloud['state']}" + (f" since {cloud['since']}" if cloud["since"] else "")
+        )
+    for kind, job in found["last_jobs"].items():
+        if job:
+            lines.append(
+                f"Last {kind}: {job['outcome'] or 'running'} at {job['started']}: "
+                f"{job['message'] or ''}"
+            )
+    nexts = {k: v for k, v in daemon["next"].items() if v} if daemon["running"] else {}
+    if nexts:
+        lines.append("Next: " + ", ".join(f"{k} at {v}" for k, v in nexts.items()))
+    health = found["health"]
+    if health:
+        parts = [
+            f"memory {health['memory']['available_percent']}% free",
+            "load " + " ".join(str(x) for x in health["load"]),
+        ]
+        if health.get("cpu_temperature") is not None:
+            parts.append(f"CPU {health['cpu_temperature']:.0f} °C")
+        if health.get("drive"):
+            parts.append(f"drive {health['drive']['free_percent']}% free")
+        lines.append("Health: " + ", ".join(parts))
+    alerts = found["alerts"]
+    lines.append(f"Alerts: {len(alerts)}" if alerts else "Alerts: none")
+    for a in alerts:
+        lines.append(f"  #{a['id']} {a['first_seen']} {a['kind']} {a['subject']}: {a['message']}")
+    return lines

@@ -1,0 +1,432 @@
+"""`bluegrass-appliance run`: the daemon.
+
+One main thread owns all decisions (drive, schedule, back-off); a worker thread runs at most
+one job at a time; pyudev's observer thread only forwards block-device events. Everything the
+daemon knows is published to SQLite for `status` and the panel.
+
+Drive states: absent (none seen), ready (mounted, marker checked), missing (was ready and
+vanished: unplugged, I/O errors), unusable (found but cannot be used: says why), ejected
+(unmounted by `drive eject`, safe to unplug; not remounted until it has gone away).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import pyudev
+from bluegrass.appliance import drive, health, jobs
+from bluegrass.appliance.app import App, JobBusy, job_lock
+from bluegrass.appliance.errors import DriveMissing
+from bluegrass.appliance.runner import Runner
+from bluegrass.core.errors import BluegrassError
+
+log = logging.getLogger("bluegrass.appliance")
+
+# The longest the main loop sleeps: a SIGTERM is acted on within this.
+MAX_WAIT = 1.0
+
+
+@dataclass
+class DriveView:
+    state: str = "absent"
+    since: float = field(default_factory=time.time)
+    message: str = ""
+    device: str | None = None
+    devnum: tuple[int, int] | None = None
+    uuid: str | None = None
+    id: str | None = None
+    root: str | None = None
+    found_by: str | None = None
+    mounted_by_us: bool = False
+
+
+@dataclass
+class CloudView:
+    state: str = "unknown"  # unknown | ok | unreachable | refused
+    since: float | None = None
+    attempts: int = 0
+    next_try: float = 0.0
+    message: str = ""
+
+
+class Daemon:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.state = app.state
+        self.events: queue.Queue[tuple[str, object]] = queue.Queue()
+        self.stopping = False
+        self.worker: threading.Thread | None = None
+        self.runner: Runner | None = None
+        self.running_kind: str | None = None
+        self.next_due = {"mirror": 0.0, "files": 0.0 if app.config.get("files.enabled") else -1}
+        self.drive = DriveView()
+        self.cloud = CloudView()
+        self.next_drive_check = 0.0
+        self.next_health = 0.0
+        self.observer: pyudev.MonitorObserver | None = None
+        self.monitor_source = "none"
+        self.started = time.time()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.publish()
+        if self.app.drive_dir:
+            self._attach_dir()
+        else:
+            self._start_monitor()
+            self._scan("start-up scan")
+        while not self.stopping:
+            self._tick(time.time())
+            wait = min(MAX_WAIT, max(0.0, self._next_wakeup() - time.time()))
+            try:
+                kind, payload = self.events.get(timeout=wait)
+            except queue.Empty:
+                continue
+            self._handle(kind, payload)
+        self._shutdown()
+        return 0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only a flag: the main loop notices within MAX_WAIT and shuts down in order.
+        self.stopping = True
+
+    def _next_wakeup(self) -> float:
+        times = [self.next_drive_check, self.next_health]
+        if self.worker is None and self.drive.state == "ready":
+            due = [t for t in self.next_due.values() if t >= 0]
+            if due:
+                times.append(max(min(due), self.cloud.next_try))
+        return min(times)
+
+    def _handle(self, kind: str, payload: object) -> None:
+        if kind == "udev":
+            assert isinstance(payload, pyudev.Device)
+            self._on_udev(payload)
+        elif kind == "job-done":
+            assert isinstance(payload, jobs.Outcome)
+            self._on_job_done(payload)
+        self.publish()
+
+    def _tick(self, now: float) -> None:
+        changed = False
+        if now >= self.next_drive_check:
+            self.next_drive_check = now + self.app.seconds("schedule.drive_check_every")
+            self._check_drive()
+            changed = True
+        if now >= self.next_health:
+            self.next_health = now + self.app.seconds("schedule.health_every")
+            self._record_health()
+            changed = True
+        if self._maybe_start_job(now):
+            changed = True
+        if changed:
+            self.publish()
+
+    # -- drive ------------------------------------------------------------------------------
+
+    def _start_monitor(self) -> None:
+        context = pyudev.Context()
+        # udevd's events carry its database (labels, ids) and come after its rules ran; without
+        # udevd (a bare container) the kernel's own events still say when a device changes.
+        self.monitor_source = "udev" if Path("/run/udev/control").exists() else "kernel"
+        monitor = pyudev.Monitor.from_netlink(context, source=self.monitor_source)
+        monitor.filter_by("block")
+        self.observer = pyudev.MonitorObserver(
+            monitor, callback=lambda device: self.events.put(("udev", device)), name="udev"
+        )
+        self.observer.start()
+        log.info("watching block devices (%s events)", self.monitor_source)
+
+    def _attach_dir(self) -> None:
+        root = self.app.prepare_drive_dir()
+        try:
+            marker = self.app.open_root(root)
+        except (BluegrassError, OSError) as exc:
+            self._set_drive("unusable", str(exc))
+            return
+        self.drive = DriveView(
+            "ready",
+            time.time(),
+            "a folder standing in for the drive",
+            id=marker.id,
+            root=str(root),
+            found_by="--drive-dir",
+        )
+
+    def _scan(self, why: str) -> None:
+        if self.drive.state in ("ready", "ejected"):
+            return
+        with contextlib.suppress(OSError):
+            found = drive.find_candidates(self.app.label)
+            if found:
+                self._attach(found[0], why)
+
+    def _on_udev(self, device: pyudev.Device) -> None:
+        action = device.action
+        devnum = (os.major(device.device_number), os.minor(device.device_number))
+        if self.drive.devnum == devnum and self.drive.state in ("ready", "ejected"):
+            gone = action == "remove" or not drive.devnum_present(devnum)
+            if not gone and action == "change" and self.drive.state == "ready":
+                gone = drive.probe(device.device_node or "").get("UUID") != self.drive.uuid
+            if gone:
+                if self.drive.state == "ready":
+                    self._vanished(f"the drive went away ({action} event for {device.device_node})")
+                else:
+                    self._set_drive("absent", "the ejected drive was unplugged")
+                return
+        if action in ("add", "change") and self.drive.state not in ("ready", "ejected"):
+            with contextlib.suppress(OSError):
+                found = drive.candidate(device, self.app.label)
+                if found:
+                    self._attach(found, f"udev {action} event ({self.monitor_source})")
+
+    def _attach(self, found: drive.Candidate, why: str) -> None:
+        mountpoint = self.app.mountpoint
+        try:
+            current = drive.mount_at(mountpoint)
+            ours = False
+            if current is None:
+                drive.check_fs(found.device)
+                drive.mount(found.device, mountpoint)
+                ours = True
+            elif current.devnum != found.devnum:
+                raise drive.DriveError(
+                    f"{mountpoint} already has another file system mounted ({current.source})"
+                )
+            try:
+                marker = self.app.open_root(mountpoint)
+            except (DriveMissing, OSError):
+                if ours:
+                    drive.unmount(mountpoint)
+                raise
+        except (BluegrassError, OSError) as exc:
+            self._set_drive("unusable", f"{found.device}: {exc}")
+            log.warning("drive %s not used: %s", found.device, exc)
+            return
+        missing_since = self.drive.since if self.drive.state == "missing" else None
+        self.drive = DriveView(
+            "ready",
+            time.time(),
+            f"mounted at {mountpoint}",
+            found.device,
+            found.devnum,
+            found.uuid,
+            marker.id,
+            str(mountpoint),
+            why,
+            ours,
+        )
+        log.info("drive %s (%s) ready at %s, found by %s", marker.id, found.device, mountpoint, why)
+        if missing_since is not None:
+            log.info("drive back after %.0f s", time.time() - missing_since)
+
+    def _check_drive(self) -> None:
+        """Is the mounted drive still there and readable? Is an absent one back?"""
+        self._heartbeat()
+        if self.drive.state == "ready" and not self.app.drive_dir:
+            if not self._drive_alive():
+                self._vanished("the drive stopped answering (unplugged, or I/O errors)")
+        elif self.drive.state != "ready" and not self.app.drive_dir:
+            self._scan("periodic scan")
+
+    def _drive_alive(self) -> bool:
+        root = Path(self.drive.root or self.app.mountpoint)
+        current = drive.mount_at(root)
+        if current is None:
+            note = self.state.get("eject")
+            if note and note.get("uuid") == self.drive.uuid:
+                self._set_drive("ejected", "unmounted by `drive eject`: safe to unplug", keep=True)
+            else:
+                self._set_drive("absent", f"{root} was unmounted by someone else")
+            return True
+        if self.drive.devnum and not drive.devnum_present(self.drive.devnum):
+            return False
+        try:
+            os.statvfs(root)
+            return drive.read_marker(root) is not None
+        except OSError:
+            return False
+
+    def _vanished(self, reason: str) -> None:
+        log.warning("%s", reason)
+        if self.runner is not None:
+            self.runner.cancel(reason)
+        if self.worker is not None:
+            self.worker.join(timeout=60)
+        root = Path(self.drive.root or self.app.mountpoint)
+        if not self.app.drive_dir and drive.mount_at(root) is not None:
+            # Lazily: processes may still hold files on the dead file system; the kernel lets
+            # go of the device once they close them (a loop device then detaches).
+            with contextlib.suppress(BluegrassError):
+                drive.unmount(root, lazy=True)
+        since = self.drive.since if self.drive.state == "missing" else time.time()
+        keep = self.drive
+        self.drive = DriveView(
+            "missing", since, reason, keep.device, keep.devnum, keep.uuid, keep.id
+        )
+
+    def _set_drive(self, state: str, message: str, keep: bool = False) -> None:
+        old = self.drive
+        if keep:
+            self.drive = DriveView(
+                state, time.time(), message, old.device, old.devnum, old.uuid, old.id
+            )
+        else:
+            self.drive = DriveView(state, time.time(), message)
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def _maybe_start_job(self, now: float) -> bool:
+        if self.worker is not None or self.stopping or self.drive.state != "ready":
+            return False
+        if now < self.cloud.next_try:
+            return False
+        due = [k for k in jobs.KINDS if 0 <= self.next_due[k] <= now]
+        if not due:
+            return False
+        kind = due[0]
+        runner = Runner()
+        root = Path(self.drive.root or self.app.mountpoint)
+        devnum = None if self.app.drive_dir else self.drive.devnum
+        self.runner, self.running_kind = runner, kind
+        self.worker = threading.Thread(
+            target=self._work, args=(kind, root, devnum, runner), name=f"job-{kind}", daemon=True
+        )
+        self.worker.start()
+        return True
+
+    def _work(self, kind: str, root: Path, devnum: tuple[int, int] | None, runner: Runner) -> None:
+        try:
+            with job_lock(self.app.paths):
+                if devnum is not None:
+                    current = drive.mount_at(root)
+                    if current is None or current.devnum != devnum:
+                        raise DriveMissing(f"the drive is no longer mounted at {root}")
+                outcome = jobs.run(self.app, kind, root, runner, "daemon")
+        except JobBusy as exc:
+            outcome = jobs.Outcome(kind, "busy", str(exc))
+        except DriveMissing as exc:
+            outcome = jobs.Outcome(kind, "drive-failed", str(exc))
+        except Exception as exc:  # the worker must always report back, or the daemon stalls
+            log.exception("job %s crashed", kind)
+            outcome = jobs.Outcome(kind, "failed", f"internal error: {exc!r}")
+        self.events.put(("job-done", outcome))
+
+    def _on_job_done(self, outcome: jobs.Outcome) -> None:
+        if self.worker is not None:
+            self.worker.join()
+        self.worker, self.runner, self.running_kind = None, None, None
+        now = time.time()
+        kind = outcome.kind
+        every = self.app.seconds(f"schedule.{kind}_every")
+        log.info("%s job: %s: %s", kind, outcome.outcome, outcome.message)
+        if outcome.outcome == "cloud-unreachable":
+            self._cloud_failed(outcome.message, now)
+            return
+        if outcome.outcome in ("ok", "failed", "drive-full"):
+            self._cloud_ok(now)
+        if outcome.outcome == "cloud-refused":
+            self.cloud = CloudView("refused", now, 0, now + every, outcome.message)
+        if outcome.outcome in ("drive-failed", "cancelled"):
+            # Run again as soon as a drive is ready; first find out whether this one still is.
+            self.next_due[kind] = now
+            if self.drive.state == "ready" and not self.app.drive_dir and not self._drive_alive():
+                self._vanished(f"the drive failed during the {kind} job: {outcome.message}")
+            return
+        if outcome.outcome == "busy":
+            self.next_due[kind] = now + min(60, self.app.seconds("schedule.retry_min"))
+            return
+        self.next_due[kind] = now + every
+
+    def _cloud_failed(self, message: str, now: float) -> None:
+        attempts = self.cloud.attempts + 1 if self.cloud.state == "unreachable" else 1
+        since = self.cloud.since if self.cloud.state == "unreachable" else now
+        low = self.app.seconds("schedule.retry_min")
+        high = self.app.seconds("schedule.retry_max")
+        delay = min(high, low * 2 ** min(attempts - 1, 30))
+        self.cloud = CloudView("unreachable", since, attempts, now + delay, message)
+        log.warning(
+            "cloud unreachable (attempt %d), next try in %d s: %s", attempts, delay, message
+        )
+
+    def _cloud_ok(self, now: float) -> None:
+        if self.cloud.state != "ok":
+            self.cloud = CloudView("ok", now, 0, 0.0, "")
+
+    # -- health, publishing, shutdown -------------------------------------------------------
+
+    def _record_health(self) -> None:
+        root = Path(self.drive.root) if self.drive.state == "ready" and self.drive.root else None
+        found = health.snapshot(root)
+        self.state.put("health", found)
+        for kind, message in health.problems(
+            found,
+            self.app.config.get("drive.low_space_percent"),
+            self.app.config.get("health.max_temperature"),
+        ):
+            self.state.alert(kind, "drive" if kind.startswith("drive") else "pi", message)
+
+    def _heartbeat(self) -> None:
+        self.state.put("heartbeat", time.time())
+
+    def publish(self, state: str = "running") -> None:
+        drive_view = asdict(self.drive)
+        self.state.put("drive", drive_view)
+        self.state.put("cloud", asdict(self.cloud))
+        self.state.put(
+            "daemon",
+            {
+                "state": state,
+                "pid": os.getpid(),
+                "started": self.started,
+                "monitor": self.monitor_source,
+                "running": self.running_kind,
+                "next": {
+                    k: (max(v, self.cloud.next_try) if v >= 0 else None)
+                    for k, v in self.next_due.items()
+                },
+            },
+        )
+
+    def _shutdown(self) -> None:
+        log.info("stopping")
+        if self.runner is not None:
+            self.runner.cancel("the daemon is stopping")
+        if self.worker is not None:
+            self.worker.join(timeout=60)
+            # Record the cancelled job's outcome rather than leaving it "running".
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    kind, payload = self.events.get_nowait()
+                    if kind == "job-done":
+                        self._on_job_done(payload)  # type: ignore[arg-type]
+        if self.observer is not None:
+            self.observer.stop()
+        if self.drive.state == "ready" and self.drive.mounted_by_us:
+            os.sync()
+            try:
+                drive.unmount(Path(self.drive.root or self.app.mountpoint))
+                self._set_drive("absent", "released when the daemon stopped")
+            except BluegrassError as exc:
+                log.warning("%s", exc)
+        self.publish("stopped")
+
+
+def main(app: App) -> int:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    return Daemon(app).run()

@@ -1,0 +1,247 @@
+"""The latest plain files: `rclone sync` from the cloud's sync endpoint onto the drive.
+
+DRIVE/bluegrass/<user>/<segment>/ follows the cloud's live tree (the history is in the
+mirror beside it). rclone is the pinned binary (bluegrass.core.rclone.binary()), never one
+found on PATH, with a configuration of our own (0600) that pins the server's SSH host key and
+holds the password only obscured. Only reads happen on the server side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bluegrass.appliance import errors
+from bluegrass.appliance.errors import CloudRefused, CloudUnreachable, DriveError
+from bluegrass.appliance.runner import Runner
+from bluegrass.appliance.settings import Paths
+from bluegrass.appliance.source import REMOTE_NAME, HttpSource, Segment, Source
+from bluegrass.appliance.state import State
+from bluegrass.core import rclone, syncspec
+from bluegrass.core.enrollment import Enrollment
+from bluegrass.core.errors import BluegrassError
+
+# rclone's in-flight uploads on the cloud ("name.<8 hex>.bluegrass-partial") and the bisync
+# check sentinel at each segment's root are the sync machinery's, not the user's.
+_HEX = "[0-9a-f]" * 8
+FILTERS = (
+    f"- /{syncspec.CHECK_FILENAME}",
+    f"- *.{_HEX}{syncspec.PARTIAL_SUFFIX}",
+)
+
+
+@dataclass
+class FilesResult:
+    segment: Segment
+    ok: bool
+    message: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "user": self.segment.user,
+            "segment": self.segment.name,
+            "ok": self.ok,
+            "message": self.message,
+        }
+
+
+@dataclass
+class FilesReport:
+    results: list[FilesResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def summary(self) -> str:
+        failed = [r for r in self.results if not r.ok]
+        text = f"latest files of {len(self.results)} segments pulled"
+        if failed:
+            text += "; failed: " + "; ".join(f"{r.segment.key}: {r.message}" for r in failed)
+        return text
+
+
+def files_path(drive_root: Path, user: str, segment: str) -> Path:
+    return drive_root / "bluegrass" / user / segment
+
+
+def rclone_env() -> dict[str, str]:
+    # Nothing from the caller's environment may steer rclone (RCLONE_* flags, a config path).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
+    env["LC_ALL"] = "C"
+    return env
+
+
+def obscure(password: str) -> str:
+    """rclone's reversible obscuring, as its config files expect; the password goes through
+    stdin, never the command line."""
+    proc = subprocess.run(
+        [str(rclone.binary()), "obscure", "-"],
+        input=password.encode(),
+        capture_output=True,
+        env=rclone_env(),
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise BluegrassError(f"rclone obscure failed: {proc.stderr.decode(errors='replace')}")
+    return proc.stdout.decode().strip()
+
+
+def known_hosts_line(server: str, port: int, host_key: str) -> str:
+    host = server if port == 22 else f"[{server}]:{port}"
+    return f"{host} {host_key}\n"
+
+
+def write_rclone_config(paths: Paths, enrollment: Enrollment) -> None:
+    """The sftp remote, written 0600 before each pull so a new enrollment takes effect."""
+    paths.ensure()
+    _write_private(
+        paths.known_hosts,
+        known_hosts_line(enrollment.server, enrollment.sftp_port, enrollment.host_key),
+    )
+    text = "\n".join(
+        [
+            f"[{REMOTE_NAME}]",
+            "type = sftp",
+            f"host = {enrollment.server}",
+            f"port = {enrollment.sftp_port}",
+            f"user = {enrollment.user}",
+            f"pass = {obscure(enrollment.password)}",
+            f"known_hosts_file = {paths.known_hosts}",
+            "shell_type = unix",
+            "md5sum_command = md5sum",
+            "sha1sum_command = sha1sum",
+            "",
+        ]
+    )
+    _write_private(paths.rclone_config, text)
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    tmp.chmod(0o600)  # an existing file keeps its mode through O_CREAT
+    tmp.replace(path)
+
+
+def pull_segment(
+    drive_root: Path, segment: Segment, source: Source, config: Path, runner: Runner, transfers: int
+) -> FilesResult:
+    target = files_path(drive_root, segment.user, segment.name)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise errors.from_os_error(exc, f"creating {target}") from None
+    argv = [
+        str(rclone.binary()),
+        "sync",
+        source.files_remote(segment),
+        str(target),
+        "--config",
+        str(config),
+        "--links",
+        "--create-empty-src-dirs",
+        *[arg for rule in FILTERS for arg in ("--filter", rule)],
+        "--transfers",
+        str(transfers),
+        "--checkers",
+        str(max(2, transfers * 2)),
+        # A Pi has little memory: rclone's default read-ahead is 16 MB per transfer.
+        "--buffer-size",
+        "4M",
+        "--contimeout",
+        "30s",
+        "--timeout",
+        "5m",
+        "--retries",
+        "2",
+        "--use-json-log",
+        "--log-level",
+        "NOTICE",
+    ]
+    proc = runner.run(argv, env=rclone_env())
+    if proc.returncode == 0:
+        return FilesResult(segment, True, "up to date")
+    failure = classify_rclone(proc.stderr.decode("utf-8", "replace"), segment, proc.returncode)
+    if isinstance(failure, CloudUnreachable | CloudRefused | DriveError):
+        raise failure
+    return FilesResult(segment, False, str(failure))
+
+
+def rclone_messages(stderr: str) -> list[str]:
+    found = []
+    for line in stderr.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if line.strip():
+                found.append(line.strip())
+            continue
+        if isinstance(record, dict) and record.get("level") in ("error", "critical", "fatal"):
+            found.append(str(record.get("msg", "")).strip())
+    return found
+
+
+def classify_rclone(stderr: str, segment: Segment, code: int) -> BluegrassError:
+    messages = rclone_messages(stderr)
+    text = "\n".join(messages).lower()
+    last = messages[-1] if messages else f"rclone exited with {code}"
+    if "knownhosts: key mismatch" in text or "key is unknown" in text:
+        return CloudRefused(
+            f"{segment.key}: the sync endpoint's SSH host key does not match the enrollment "
+            "(someone in between, or a reinstalled server: enroll again)"
+        )
+    if "unable to authenticate" in text:
+        return CloudRefused(f"{segment.key}: the sync endpoint refused this device's password")
+    drive = errors.classify_drive_text(text, f"pulling files of {segment.key}")
+    if drive:
+        return drive
+    if any(
+        t in text
+        for t in (
+            "connection refused",
+            "no route to host",
+            "i/o timeout",
+            "couldn't connect",
+            "connection reset",
+            "no such host",
+        )
+    ):
+        return CloudUnreachable(f"{segment.key}: cannot reach the sync endpoint ({last})")
+    if code == 3 or "directory not found" in text:
+        return BluegrassError(f"{segment.key}: the segment's files are not on the cloud")
+    return BluegrassError(f"{segment.key}: rclone sync failed: {last}")
+
+
+def pull_all(
+    drive_root: Path,
+    source: Source,
+    paths: Paths,
+    runner: Runner,
+    state: State,
+    transfers: int,
+) -> FilesReport:
+    segments = source.segments()
+    config = Path(os.devnull)
+    if isinstance(source, HttpSource):
+        write_rclone_config(paths, source.enrollment)
+        config = paths.rclone_config
+    report = FilesReport()
+    for segment in segments:
+        runner.check()
+        try:
+            result = pull_segment(drive_root, segment, source, config, runner, transfers)
+        except (CloudUnreachable, CloudRefused, DriveError, errors.Cancelled):
+            raise
+        except OSError as exc:
+            raise errors.from_os_error(exc, f"pulling files of {segment.key}") from None
+        except BluegrassError as exc:
+            result = FilesResult(segment, False, str(exc))
+        report.results.append(result)
+        state.segment_result(segment.user, segment.name, "files", result.ok, None, result.message)
+    return report

@@ -1,0 +1,390 @@
+"""The append-only mirror: every segment's history fetched onto the drive, never rewritten.
+
+DRIVE/bluegrass/<user>/<segment>.git is a bare repository whose only remote fetches
+`refs/heads/*:refs/heads/*` and `refs/tags/*:refs/tags/*` without `+`, never with --force or
+--prune: a history the cloud rewrote is refused by git itself (exit 1, "non-fast-forward"),
+the old commits stay, and we raise an alert. Every received object is checked
+(transfer.fsckObjects); every ref update is logged in a reflog that never expires.
+DESIGN.md decision 6; research gitstore.md §4.1 and §2.2 (memory on a Pi).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bluegrass.appliance import errors
+from bluegrass.appliance.errors import CloudRefused, CloudUnreachable, DriveError
+from bluegrass.appliance.runner import Runner
+from bluegrass.appliance.source import Segment, Source
+from bluegrass.appliance.state import State
+from bluegrass.core.errors import BluegrassError
+from bluegrass.core.store.git import git_env
+from bluegrass.core.store.repository import ATTRIBUTES, FORMAT_VERSION
+
+REMOTE = "origin"
+REFSPECS = ("refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*")
+
+SETTINGS = {
+    # Append-only: reflogs for every ref update, kept forever; nothing repacks or prunes
+    # behind our back (a surprise repack of a multi-GB pack on a USB drive, or a prune of the
+    # objects of a refused rewrite, which are evidence).
+    "core.logAllRefUpdates": "always",
+    "gc.auto": "0",
+    "maintenance.auto": "false",
+    "gc.reflogExpire": "never",
+    "gc.reflogExpireUnreachable": "never",
+    "gc.pruneExpire": "never",
+    "gc.worktreePruneExpire": "never",
+    # Check every object received (index-pack recomputes ids; fsck checks structure).
+    "transfer.fsckObjects": "true",
+    # Keep what arrives as a pack (one file per fetch), not thousands of loose files.
+    "transfer.unpackLimit": "1",
+    # Nobody may push a rewrite into the mirror either.
+    "receive.denyNonFastForwards": "true",
+    "receive.denyDeletes": "true",
+    # Within a Pi's means (research §2.2): stream big blobs, small caches, one thread.
+    "core.bigFileThreshold": "16m",
+    "core.deltaBaseCacheLimit": "16m",
+    "core.packedGitWindowSize": "16m",
+    "core.packedGitLimit": "128m",
+    "pack.threads": "1",
+    "pack.windowMemory": "32m",
+    "pack.deltaCacheSize": "16m",
+    # A power cut or a pulled cable must not leave a ref pointing at unwritten objects.
+    "core.fsync": "all",
+    # Read by bluegrass.core.store.Repository.open, so core's restore works on the mirror.
+    "bluegrass.format": FORMAT_VERSION,
+}
+
+
+@dataclass
+class SegmentResult:
+    segment: Segment
+    ok: bool
+    before: str | None
+    after: str | None
+    new_commits: int = 0
+    message: str = ""
+    alert: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "user": self.segment.user,
+            "segment": self.segment.name,
+            "ok": self.ok,
+            "before": self.before,
+            "after": self.after,
+            "new_commits": self.new_commits,
+            "message": self.message,
+            "alert": self.alert,
+        }
+
+
+@dataclass
+class MirrorReport:
+    results: list[SegmentResult] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def summary(self) -> str:
+        failed = [r for r in self.results if not r.ok]
+        new = sum(r.new_commits for r in self.results)
+        text = f"{len(self.results)} histories mirrored, {new} new snapshots"
+        if failed:
+            text += "; failed: " + "; ".join(f"{r.segment.key}: {r.message}" for r in failed)
+        return text
+
+
+def mirror_path(drive_root: Path, user: str, segment: str) -> Path:
+    return drive_root / "bluegrass" / user / f"{segment}.git"
+
+
+class Mirror:
+    """One segment's mirror repository on the drive."""
+
+    def __init__(self, path: Path, runner: Runner, extra_config: dict[str, str] | None = None):
+        self.path = path
+        self.runner = runner
+        self.extra_config = extra_config or {}
+
+    def git(self, *args: str, check: bool = True) -> tuple[int, str, str]:
+        env = git_env(self.path, _config_env(self.extra_config))
+        proc = self.runner.run(["git", *args], env=env, cwd=self.path)
+        out = proc.stdout.decode("utf-8", "replace")
+        err = proc.stderr.decode("utf-8", "replace")
+        if check and proc.returncode != 0:
+            raise _git_failure(args[0], err, self.path)
+        return proc.returncode, out, err
+
+    def ensure(self, url: str) -> None:
+        """Create the repository, or bring its settings up to date; safe to repeat."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not (self.path / "HEAD").exists():
+                self.git("init", "--quiet", "--bare", "--initial-branch=main", str(self.path))
+            for key, value in SETTINGS.items():
+                self.git("config", key, value)
+            self.git("config", f"remote.{REMOTE}.url", url)
+            self.git("config", "--unset-all", f"remote.{REMOTE}.fetch", check=False)
+            for spec in REFSPECS:
+                self.git("config", "--add", f"remote.{REMOTE}.fetch", spec)
+            # No "mirror" remote and no "prune": neither may ever be switched on.
+            self.git("config", "--unset-all", f"remote.{REMOTE}.mirror", check=False)
+            self.git("config", f"remote.{REMOTE}.prune", "false")
+            self.git("config", f"remote.{REMOTE}.pruneTags", "false")
+            info = self.path / "info"
+            info.mkdir(exist_ok=True)
+            attributes = info / "attributes"
+            if not attributes.exists() or attributes.read_text() != ATTRIBUTES:
+                _write_synced(attributes, ATTRIBUTES.encode())
+        except OSError as exc:
+            raise errors.from_os_error(exc, f"setting up {self.path}") from None
+
+    def head(self) -> str | None:
+        code, out, _ = self.git("rev-parse", "--verify", "--quiet", "refs/heads/main", check=False)
+        return out.strip() if code == 0 and out.strip() else None
+
+    def refs(self) -> dict[str, str]:
+        _, out, _ = self.git("for-each-ref", "--format=%(objectname) %(refname)")
+        return {ref: oid for oid, ref in (line.split(" ", 1) for line in out.splitlines())}
+
+    def clean_leftovers(self) -> list[str]:
+        """Remove what an interrupted fetch leaves behind (a pulled drive, a killed job).
+
+        Only temporary pack files (never referenced by anything) and stale ref locks (which
+        would block every later fetch). Called with the job lock held, so no git of ours is
+        running in this repository.
+        """
+        removed = []
+        for pattern in ("objects/pack/tmp_*", "objects/incoming-*", "objects/tmp_*"):
+            for path in self.path.glob(pattern):
+                _remove(path)
+                removed.append(str(path.relative_to(self.path)))
+        for pattern in ("refs/**/*.lock", "logs/**/*.lock", "packed-refs.lock", "*.lock"):
+            for path in self.path.glob(pattern):
+                if path.is_file():
+                    path.unlink()
+                    removed.append(str(path.relative_to(self.path)))
+        return removed
+
+    def fetch(self) -> tuple[int, str]:
+        # Never --force, never --prune; no auto gc or maintenance; the refspecs come from the
+        # repository's own configuration.
+        code, _, err = self.git(
+            "fetch",
+            "--no-progress",
+            "--no-auto-gc",
+            "--no-auto-maintenance",
+            "--no-recurse-submodules",
+            REMOTE,
+            check=False,
+        )
+        return code, err
+
+    def fetched_tip(self, ref: str) -> str | None:
+        """The tip the cloud offered for `ref` in the last fetch, even if it was refused."""
+        try:
+            text = (self.path / "FETCH_HEAD").read_text()
+        except OSError:
+            return None
+        short = ref.removeprefix("refs/heads/")
+        for line in text.splitlines():
+            if f"branch '{short}' of" in line:
+                return line.split("\t", 1)[0]
+        return None
+
+
+def _config_env(config: dict[str, str]) -> dict[str, str]:
+    # GIT_CONFIG_COUNT/KEY/VALUE: configuration for this process only, invisible in the
+    # command line (ps) and never written into the repository's config file.
+    env = {"GIT_CONFIG_COUNT": str(len(config))}
+    for i, (key, value) in enumerate(config.items()):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+_REJECTED = re.compile(r"^\s*!\s*\[rejected\]\s+(\S+)\s+->\s+(\S+)\s+\((.+)\)\s*$", re.M)
+_CLOUD_DOWN = (
+    "could not resolve host",
+    "failed to connect",
+    "connection refused",
+    "connection timed out",
+    "operation timed out",
+    "couldn't connect to server",
+    "empty reply from server",
+    "recv failure",
+    "the requested url returned error: 5",
+    "remote end hung up unexpectedly",
+    "transfer closed with outstanding read data",
+)
+
+
+class HistoryRewriteRefused(BluegrassError):
+    pass
+
+
+class ObjectsRejected(BluegrassError):
+    pass
+
+
+def _git_failure(command: str, stderr: str, where: Path) -> BluegrassError:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    last = lines[-1] if lines else "no message"
+    drive = errors.classify_drive_text(stderr, f"git {command} in {where}")
+    if drive:
+        return drive
+    return BluegrassError(f"git {command} failed in {where}: {last}")
+
+
+def classify_fetch(stderr: str, segment: Segment, where: Path) -> BluegrassError:
+    """What a failed fetch means, from git's own messages (run with LC_ALL=C)."""
+    lowered = stderr.lower()
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    last = lines[-1] if lines else "no message"
+    rejected = _REJECTED.findall(stderr)
+    if rejected:
+        refs = ", ".join(f"{dst} ({why})" for _, dst, why in rejected)
+        return HistoryRewriteRefused(
+            f"{segment.key}: the cloud rewrote history ({refs}); refused, the mirror keeps "
+            "the old history"
+        )
+    if "fsck error" in lowered or re.search(r"^error: object [0-9a-f]+: ", stderr, re.M):
+        detail = next((ln for ln in lines if ln.startswith("error: object")), last)
+        return ObjectsRejected(
+            f"{segment.key}: the cloud sent objects that fail git's checks, nothing was "
+            f"taken ({detail})"
+        )
+    drive = errors.classify_drive_text(stderr, f"fetching {segment.key} into {where}")
+    if drive:
+        return drive
+    if "returned error: 401" in lowered or "returned error: 403" in lowered:
+        return CloudRefused(f"{segment.key}: the cloud refused this device's credentials ({last})")
+    if any(t in lowered for t in _CLOUD_DOWN):
+        return CloudUnreachable(f"{segment.key}: cannot reach the cloud ({last})")
+    return BluegrassError(f"{segment.key}: git fetch failed: {last}")
+
+
+def mirror_segment(
+    drive_root: Path, segment: Segment, source: Source, runner: Runner
+) -> SegmentResult:
+    path = mirror_path(drive_root, segment.user, segment.name)
+    mirror = Mirror(path, runner, source.git_config())
+    mirror.ensure(segment.git_url)
+    mirror.clean_leftovers()
+    before = mirror.head()
+    if segment.head is None or segment.head == before:
+        # The listing says there is nothing new: no git process talks to the cloud.
+        message = "no snapshots on the cloud yet" if segment.head is None else "up to date"
+        return SegmentResult(segment, True, before, before, 0, message)
+    refs_before = mirror.refs()
+    code, stderr = mirror.fetch()
+    if code != 0:
+        failure = classify_fetch(stderr, segment, path)
+        mirror.clean_leftovers()
+        if isinstance(failure, HistoryRewriteRefused):
+            offered = mirror.fetched_tip("refs/heads/main")
+            if offered:
+                failure = HistoryRewriteRefused(
+                    f"{failure} (kept {before[:12] if before else 'nothing'}, refused "
+                    f"{offered[:12]})"
+                )
+        if isinstance(failure, CloudUnreachable | CloudRefused | DriveError):
+            raise failure
+        alert = "rewrite" if isinstance(failure, HistoryRewriteRefused) else None
+        if isinstance(failure, ObjectsRejected):
+            alert = "bad-objects"
+        return SegmentResult(segment, False, before, mirror.head(), 0, str(failure), alert)
+    after = mirror.head()
+    _check_append_only(mirror, refs_before, segment)
+    new = 0
+    if after and after != before:
+        spec = f"{before}..{after}" if before else after
+        new = int(mirror.git("rev-list", "--count", spec)[1].strip() or 0)
+    return SegmentResult(segment, True, before, after, new, f"{new} new snapshots")
+
+
+def _check_append_only(mirror: Mirror, before: dict[str, str], segment: Segment) -> None:
+    """Belt and braces: git's refspecs already refuse a rewrite; prove no ref went back."""
+    after = mirror.refs()
+    for ref, old in before.items():
+        new = after.get(ref)
+        if new is None:
+            raise BluegrassError(f"{segment.key}: {ref} disappeared from the mirror")
+        if new != old:
+            code, _, _ = mirror.git("merge-base", "--is-ancestor", old, new, check=False)
+            if code != 0:
+                raise BluegrassError(f"{segment.key}: {ref} moved off its history")
+
+
+def mirror_all(drive_root: Path, source: Source, runner: Runner, state: State) -> MirrorReport:
+    """Mirror every segment the source lists. Cloud and drive failures end the job (the
+    daemon backs off, or waits for the drive); any other failure is one segment's."""
+    segments = source.segments()
+    report = MirrorReport()
+    for segment in segments:
+        runner.check()
+        try:
+            result = mirror_segment(drive_root, segment, source, runner)
+        except (CloudUnreachable, CloudRefused, DriveError):
+            raise
+        except OSError as exc:
+            raise errors.from_os_error(exc, f"mirroring {segment.key}") from None
+        except errors.Cancelled:
+            raise
+        except BluegrassError as exc:
+            result = SegmentResult(segment, False, None, None, 0, str(exc))
+        report.results.append(result)
+        state.segment_result(
+            segment.user, segment.name, "mirror", result.ok, result.after, result.message
+        )
+        if result.alert:
+            state.alert(result.alert, segment.key, result.message)
+    report.vanished = _vanished(drive_root, segments, {s.user for s in segments})
+    for key in report.vanished:
+        state.alert(
+            "segment-gone",
+            key,
+            f"{key} is no longer listed by the cloud; its mirror on the drive is kept",
+        )
+    return report
+
+
+def _vanished(drive_root: Path, segments: list[Segment], users: set[str]) -> list[str]:
+    listed = {s.key for s in segments}
+    gone = []
+    for user in sorted(users):
+        folder = drive_root / "bluegrass" / user
+        if folder.is_dir():
+            for repo in sorted(folder.glob("*.git")):
+                key = f"{user}/{repo.name[: -len('.git')]}"
+                if key not in listed:
+                    gone.append(key)
+    return gone
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        for child in path.iterdir():
+            _remove(child)
+        path.rmdir()
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+    with tmp.open("wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)

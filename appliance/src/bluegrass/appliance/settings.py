@@ -1,0 +1,204 @@
+"""The appliance's state folder, its configuration file and that file's schema.
+
+STATE (default /var/lib/bluegrass-appliance, else $BLUEGRASS_APPLIANCE_STATE or --state):
+
+    bluegrass-appliance.toml   settings a person edits (checked by bluegrass.core.config)
+    enrollment.json            the pasted enrollment code, 0600 (written by `enroll`)
+    state.sqlite               jobs, results, alerts, the daemon's view of drive and cloud
+    rclone.conf, known_hosts   written before each file pull from the enrollment, 0600
+    job.lock                   one job at a time, daemon or command line
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bluegrass.core import config
+from bluegrass.core.config import Field, Table
+
+FILENAME = "bluegrass-appliance.toml"
+DEFAULT_STATE = Path("/var/lib/bluegrass-appliance")
+STATE_ENV = "BLUEGRASS_APPLIANCE_STATE"
+
+_DURATION = re.compile(r"([1-9]\d*)(s|m|h|d)")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_EXPECTED = 'a duration like "90s", "15m", "1h" or "1d"'
+
+
+def is_duration(value: str) -> bool:
+    return _DURATION.fullmatch(value) is not None
+
+
+def seconds(value: str) -> int:
+    found = _DURATION.fullmatch(value)
+    if found is None:
+        raise ValueError(f"not a duration: {value!r}")
+    return int(found.group(1)) * _UNITS[found.group(2)]
+
+
+def _is_label(value: str) -> bool:
+    # ext4 labels are at most 16 bytes; keep to characters that survive udev's escaping.
+    return re.fullmatch(r"[A-Za-z0-9_-]{1,16}", value) is not None
+
+
+def _is_abs_or_empty(value: str) -> bool:
+    return value == "" or value.startswith("/")
+
+
+def _is_url(value: str) -> bool:
+    return value == "" or re.fullmatch(r"(https?://[^\s/]+|file:///\S*)/?", value) is not None
+
+
+def _duration(default: str, doc: str) -> Field:
+    return Field(str, default, DURATION_EXPECTED, is_duration, doc=doc)
+
+
+SCHEMA = Table(
+    {
+        "schedule": Table(
+            {
+                "mirror_every": _duration("1h", "How often every history is mirrored."),
+                "files_every": _duration("15m", "How often the latest files are pulled."),
+                "retry_min": _duration(
+                    "1m", "First wait after the cloud could not be reached; doubles each time."
+                ),
+                "retry_max": _duration("1h", "Longest wait between tries to reach the cloud."),
+                "drive_check_every": _duration(
+                    "30s", "How often a mounted drive is checked, and a missing one looked for."
+                ),
+                "health_every": _duration("1m", "How often disk, memory and heat are recorded."),
+            },
+            doc="When jobs run.",
+        ),
+        "drive": Table(
+            {
+                "label": Field(
+                    str,
+                    "BLUEGRASS",
+                    "1-16 characters of A-Z, a-z, 0-9, - and _",
+                    _is_label,
+                    doc="The file-system label `drive prepare` writes and the daemon looks for.",
+                ),
+                "mountpoint": Field(
+                    str,
+                    "/media/bluegrass",
+                    "an absolute path",
+                    lambda v: v.startswith("/"),
+                    doc="Where the daemon mounts the drive.",
+                ),
+                "dir": Field(
+                    str,
+                    "",
+                    "an absolute path, or empty",
+                    _is_abs_or_empty,
+                    doc="A plain folder standing in for the drive (no detection, no mounting).",
+                ),
+                "id": Field(
+                    str,
+                    "",
+                    'a drive id like "bgd-0123456789abcdef", or empty',
+                    lambda v: v == "" or re.fullmatch(r"bgd-[0-9a-f]{16}", v) is not None,
+                    doc="Accept only the drive with this id (empty: any prepared drive).",
+                ),
+                "low_space_percent": Field(
+                    (int, float),
+                    5,
+                    "a number from 0 to 50",
+                    lambda v: 0 <= v <= 50,
+                    doc="Raise an alert when the drive's free space falls below this share.",
+                ),
+            },
+            doc="The backup drive.",
+        ),
+        "cloud": Table(
+            {
+                "url": Field(
+                    str,
+                    "",
+                    'empty (use the enrollment), "http(s)://HOST[:PORT]" or "file:///DATA"',
+                    _is_url,
+                    doc="Where histories come from; file:///DATA mirrors a cloud data root on "
+                    "this machine (the embedded setup).",
+                ),
+                "timeout": _duration("30s", "How long to wait for the cloud to answer."),
+            },
+            doc="The cloud server.",
+        ),
+        "files": Table(
+            {
+                "enabled": Field(bool, True, "true or false", doc="Pull the latest files too."),
+                "transfers": Field(
+                    int,
+                    2,
+                    "a whole number from 1 to 16",
+                    lambda v: 1 <= v <= 16,
+                    doc="Files copied at once (each costs memory on a small Pi).",
+                ),
+            },
+            doc="The latest plain files, pulled with rclone.",
+        ),
+        "health": Table(
+            {
+                "max_temperature": Field(
+                    (int, float),
+                    80,
+                    "degrees Celsius from 40 to 110",
+                    lambda v: 40 <= v <= 110,
+                    doc="Raise an alert when the CPU is hotter than this.",
+                ),
+            },
+            doc="Health checks.",
+        ),
+    }
+)
+
+HEADER = """Bluegrass appliance configuration. Every key is optional; shown with its default.
+Documented in docs/appliance.md and docs/configuration.md."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    state: Path
+
+    @classmethod
+    def resolve(cls, state: str | None) -> Paths:
+        chosen = state or os.environ.get(STATE_ENV) or str(DEFAULT_STATE)
+        return cls(Path(chosen).absolute())
+
+    @property
+    def config(self) -> Path:
+        return self.state / FILENAME
+
+    @property
+    def enrollment(self) -> Path:
+        return self.state / "enrollment.json"
+
+    @property
+    def database(self) -> Path:
+        return self.state / "state.sqlite"
+
+    @property
+    def job_lock(self) -> Path:
+        return self.state / "job.lock"
+
+    @property
+    def rclone_config(self) -> Path:
+        return self.state / "rclone.conf"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.state / "known_hosts"
+
+    def ensure(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def load(paths: Paths) -> config.Config:
+    return config.load(paths.config, SCHEMA)
+
+
+def default_text() -> str:
+    return config.render_defaults(SCHEMA, HEADER)

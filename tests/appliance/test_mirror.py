@@ -1,0 +1,208 @@
+"""The append-only mirror over git smart HTTP, with a plain folder standing in for the drive."""
+
+from __future__ import annotations
+
+import filecmp
+import stat
+from pathlib import Path
+
+from tests.appliance.conftest import (
+    USER,
+    Appliance,
+    CloudData,
+    enrollment,
+    fsck,
+    git,
+)
+from tests.appliance.fakecloud import FakeCloud
+
+
+def setup(appliance: Appliance, cloud: FakeCloud, drive: Path) -> None:
+    appliance.enroll(enrollment(cloud.port))
+    appliance.global_args = ["--drive-dir", str(drive)]
+
+
+def mirror_of(drive: Path, segment: str) -> Path:
+    return drive / "bluegrass" / USER / f"{segment}.git"
+
+
+def test_mirror_fetches_every_segment_with_append_only_settings(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    (cloud_data.files("docs") / "letter.txt").write_text("dear grandma\n")
+    (cloud_data.files("photos") / "cat.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    docs_head = cloud_data.commit("docs")
+    photos_head = cloud_data.commit("photos")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+
+    result = appliance.json("mirror")
+
+    assert result["outcome"] == "ok", result
+    mirror = mirror_of(drive, "docs")
+    assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == docs_head
+    assert (
+        git("--git-dir", str(mirror_of(drive, "photos")), "rev-parse", "main").stdout.strip()
+        == photos_head
+    )
+    fsck(mirror)
+
+    def config(key: str) -> list[str]:
+        return git("--git-dir", str(mirror), "config", "--get-all", key).stdout.split("\n")[:-1]
+
+    assert config("remote.origin.fetch") == ["refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"]
+    assert config("transfer.fsckObjects") == ["true"]
+    assert config("core.logAllRefUpdates") == ["always"]
+    assert config("gc.reflogExpire") == ["never"]
+    assert config("gc.auto") == ["0"]
+    assert config("core.bigFileThreshold") == ["16m"]
+    assert config("pack.threads") == ["1"]
+    assert git("--git-dir", str(mirror), "config", "remote.origin.mirror", check=False).returncode
+    assert (mirror / "info" / "attributes").read_text().startswith("* -text -eol -crlf -filter")
+    # The device's password is nowhere on the drive, in clear or in Basic form.
+    code = enrollment(fake_cloud.port)
+    for path in drive.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert code.secret.encode() not in data, path
+            assert b"Authorization" not in data, path
+    # A reflog records the update, in a bare repository.
+    assert (mirror / "logs" / "refs" / "heads" / "main").exists()
+    # The README and the format description are at the drive's root.
+    assert "git clone bluegrass/USER/SEGMENT.git" in (drive / "README").read_text()
+    repo_format = Path(__file__).parents[2] / "docs" / "repository-format.md"
+    assert (drive / "repository-format.md").read_bytes() == repo_format.read_bytes()
+
+    # Unchanged cloud: nothing fetched, still ok.
+    again = appliance.json("mirror")
+    assert again["outcome"] == "ok"
+    assert all(s["message"] == "up to date" for s in again["segments"])
+
+
+def test_history_rewrite_on_the_cloud_is_refused_and_alerted(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    folder = cloud_data.files("docs")
+    (folder / "a.txt").write_text("first\n")
+    first = cloud_data.commit("docs")
+    (folder / "a.txt").write_text("second\n")
+    second = cloud_data.commit("docs")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    assert appliance.json("mirror")["outcome"] == "ok"
+
+    # The cloud (broken or compromised) replaces history: main now starts from a new root.
+    server = str(cloud_data.repo_path("docs"))
+    tree = git("--git-dir", server, "rev-parse", f"{second}^{{tree}}").stdout.strip()
+    forged = git("--git-dir", server, "commit-tree", tree, "-m", "nothing to see").stdout.strip()
+    git("--git-dir", server, "update-ref", "refs/heads/main", forged)
+
+    proc = appliance("mirror", check=False)
+
+    assert proc.returncode == 1
+    error = proc.stderr.strip()
+    assert len(error.splitlines()) == 1, error
+    assert "rewrote history" in error and "refused" in error, error
+    mirror = mirror_of(drive, "docs")
+    assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == second
+    assert git("--git-dir", str(mirror), "cat-file", "-e", first).returncode == 0
+    fsck(mirror)
+    status = appliance.json("status")
+    alerts = [a for a in status["alerts"] if a["kind"] == "rewrite"]
+    assert len(alerts) == 1, status["alerts"]
+    assert alerts[0]["subject"] == f"{USER}/docs"
+    assert forged[:12] in alerts[0]["message"] and second[:12] in alerts[0]["message"]
+    assert "rewrite" in "\n".join(appliance("status").stdout.splitlines())
+
+    # Refused again an hour later: the same alert counts up, no second one.
+    assert appliance("mirror", check=False).returncode == 1
+    alerts = [a for a in appliance.json("alerts")["alerts"] if a["kind"] == "rewrite"]
+    assert len(alerts) == 1 and alerts[0]["count"] == 2
+    assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == second
+
+
+def test_objects_that_fail_checks_are_refused(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    (cloud_data.files("docs") / "a.txt").write_text("ok\n")
+    good = cloud_data.commit("docs")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    assert appliance.json("mirror")["outcome"] == "ok"
+
+    # A commit whose tree holds ".GIT": what git's fsck calls hasDotgit (a checkout of it
+    # would write into a repository's own configuration).
+    server = str(cloud_data.repo_path("docs"))
+    blob = git("--git-dir", server, "hash-object", "-w", "--stdin").stdout.strip()
+    tree = subprocess_input(["git", "--git-dir", server, "mktree"], f"100644 blob {blob}\t.GIT\n")
+    bad = git("--git-dir", server, "commit-tree", tree, "-p", good, "-m", "evil").stdout.strip()
+    git("--git-dir", server, "update-ref", "refs/heads/main", bad)
+
+    result = appliance.json("mirror")
+    assert result["outcome"] == "failed"
+    assert "fail git's checks" in result["message"], result
+    mirror = mirror_of(drive, "docs")
+    assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == good
+    assert git("--git-dir", str(mirror), "cat-file", "-e", bad, check=False).returncode != 0
+    assert [a["kind"] for a in appliance.json("alerts")["alerts"]] == ["bad-objects"]
+
+
+def subprocess_input(argv: list[str], text: str) -> str:
+    import subprocess
+
+    from tests.appliance.conftest import isolated_git_env
+
+    out = subprocess.run(
+        argv, input=text, capture_output=True, text=True, env=isolated_git_env(), check=True
+    )
+    return out.stdout.strip()
+
+
+def test_restore_from_the_drive_and_plain_git_clone(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    folder = cloud_data.files("docs")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "notes.txt").write_text("v1\n")
+    (folder / "run.sh").write_text("#!/bin/sh\n")
+    (folder / "run.sh").chmod(0o755)
+    first = cloud_data.commit("docs")
+    (folder / "sub" / "notes.txt").write_text("v2\n")
+    cloud_data.commit("docs")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    assert appliance.json("mirror")["outcome"] == "ok"
+
+    latest = tmp_path / "latest"
+    done = appliance.json("restore", "docs", "--to", str(latest))
+    assert done["files"] == 2
+    assert not filecmp.dircmp(folder, latest).diff_files
+    assert (latest / "sub" / "notes.txt").read_text() == "v2\n"
+    assert stat.S_IMODE((latest / "run.sh").stat().st_mode) == 0o755
+
+    old = tmp_path / "old"
+    appliance("restore", "docs", "sub/notes.txt", "--at", first, "--to", str(old))
+    assert (old / "notes.txt").read_text() == "v1\n"
+
+    # What the README promises: plain git gets the files back without Bluegrass.
+    clone = tmp_path / "clone"
+    git("clone", "--quiet", str(mirror_of(drive, "docs")), str(clone))
+    assert (clone / "files" / "sub" / "notes.txt").read_text() == "v2\n"
+
+    inside = appliance("restore", "docs", "--to", str(drive / "bluegrass" / "x"), check=False)
+    assert inside.returncode == 2 and "inside the drive" in inside.stderr
+
+
+def test_wrong_credentials_are_reported_and_alerted(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    (cloud_data.files("docs") / "a.txt").write_text("x\n")
+    cloud_data.commit("docs")
+    setup(appliance, fake_cloud, tmp_path / "drive")
+    fake_cloud.passwords[USER] = "revoked"
+
+    result = appliance.json("mirror")
+
+    assert result["outcome"] == "cloud-refused"
+    assert "refused this device's credentials" in result["message"]
+    assert [a["kind"] for a in appliance.json("alerts")["alerts"]] == ["cloud-refused"]
