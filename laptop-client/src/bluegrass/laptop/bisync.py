@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bluegrass.laptop import filters, locking, remote, scan
@@ -197,10 +198,15 @@ class SegmentSync:
         """Remove rclone's lock file if its owner is dead; an Outcome if it is still alive."""
         for lock_file in sorted(self.files.workdir.glob("*.lck")):
             try:
-                pid = int(json.loads(lock_file.read_text(encoding="utf-8")).get("PID", 0))
+                data = json.loads(lock_file.read_text(encoding="utf-8"))
+                pid = int(data.get("PID", 0))
+                expires = _rclone_time(data.get("TimeExpires"))
             except (OSError, ValueError, TypeError, AttributeError):
-                pid = 0
-            if pid and locking.pid_alive(pid):
+                pid, expires = 0, None
+            # A live rclone renews its lock every minute (--max-lock 2m): a lock long past its
+            # expiry belongs to a process that is gone, even if its pid was given to another.
+            expired = expires is not None and expires < datetime.now(UTC) - timedelta(minutes=1)
+            if pid and locking.pid_alive(pid) and not expired:
                 return Outcome(
                     RETRY,
                     f"an earlier sync of {self.segment.name} is still running "
@@ -462,6 +468,17 @@ class SegmentSync:
 
 
 _RENAMED = re.compile(r"Renaming Path[12] copy\s+-\s+(.+)$")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def _rclone_time(text: object) -> datetime | None:
+    """rclone's RFC 3339 times carry nanoseconds; Python reads at most microseconds."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(_FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _read(path: Path) -> str | None:

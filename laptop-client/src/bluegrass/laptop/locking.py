@@ -96,8 +96,19 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # it exists, owned by someone else
-    return True
+        pass  # it exists, owned by someone else
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but not been reaped yet is as good as dead (Linux only)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # "pid (comm) S ...": the state follows the last ')' (comm may contain anything).
+    state = stat_line.rpartition(")")[2].split()[:1]
+    return state in (["Z"], ["X"])
 
 
 def _pid_alive_windows(pid: int) -> bool:
