@@ -305,7 +305,7 @@ def refuse_reason(
         return "the kernel does not list it as a block device"
     disk = topology.disk_of(name)
     if disk in system_disks(topology, mount_list, swaps):
-        return f"it is the system disk ({disk} holds / or /boot), or part of it"
+        return f"it is the system disk ({disk} holds /, /boot or swap), or part of it"
     involved = {name, *topology.partitions(name)}
     for m in mount_list:
         if m.devnum[0] == 0:
