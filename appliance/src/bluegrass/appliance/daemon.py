@@ -82,12 +82,13 @@ class Daemon:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        self.publish()
         if self.app.drive_dir:
             self._attach_dir()
         else:
             self._start_monitor()
             self._scan("start-up scan")
+        # Published once the monitor listens: from here on a plugged-in drive is seen.
+        self.publish()
         while not self.stopping:
             self._tick(time.time())
             wait = min(MAX_WAIT, max(0.0, self._next_wakeup() - time.time()))
@@ -340,11 +341,16 @@ class Daemon:
             self._cloud_ok(now)
         if outcome.outcome == "cloud-refused":
             self.cloud = CloudView("refused", now, 0, now + every, outcome.message)
-        if outcome.outcome in ("drive-failed", "cancelled"):
-            # Run again as soon as a drive is ready; first find out whether this one still is.
-            self.next_due[kind] = now
-            if self.drive.state == "ready" and not self.app.drive_dir and not self._drive_alive():
+        drive_gone = False
+        if outcome.outcome != "ok" and self.drive.state == "ready" and not self.app.drive_dir:
+            # Whatever the job said, a failure may be the drive going away under it (git does
+            # not always say "Input/output error"): ask the drive itself.
+            if not self._drive_alive():
                 self._vanished(f"the drive failed during the {kind} job: {outcome.message}")
+                drive_gone = True
+        if drive_gone or outcome.outcome in ("drive-failed", "cancelled"):
+            # Run again as soon as a drive is ready.
+            self.next_due[kind] = now
             return
         if outcome.outcome == "busy":
             self.next_due[kind] = now + min(60, self.app.seconds("schedule.retry_min"))
