@@ -42,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     app = App.from_args(args)
+    app.source()  # not enrolled is bad input (exit 2), not a failed job
     with job_lock(app.paths, args.wait), app.drive_for_job() as root:
         outcome = jobs.run(app, args.kind, root, Runner(), "command")
     if args.json:
