@@ -306,9 +306,7 @@ class Accounts:
         if user is not None:
             query += " WHERE user = ?"
             params = (user,)
-        found = [
-            Device(*row) for row in self.db.execute(query + " ORDER BY user, created, id", params)
-        ]
+        found = [Device(*row) for row in self.db.execute(query + " ORDER BY user, rowid", params)]
         for device in found:
             device.keys = [
                 PublicKey(*row)
