@@ -7,7 +7,10 @@ DATA/repos/<user>/<segment>.git  its history (a Bluegrass repository)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,10 @@ from bluegrass.core.store import Repository
 
 DEFAULT = Path("bluegrass-data")
 MARKER = ".bluegrass-data"
+
+
+class Busy(BluegrassError):
+    """Another process holds a lock we do not wait for; trying again later will do."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,25 @@ class DataRoot:
                 raise UsageError(f"segment {user}/{segment} has no history yet (run: commit)")
             raise UsageError(f"unknown segment {user}/{segment}")
         return Repository.open(path)
+
+    @contextlib.contextmanager
+    def user_lock(self, user: str, *, exclusive: bool) -> Iterator[None]:
+        """Commits of a user's segments share this lock; removing the user takes it alone.
+
+        Without it, `user remove` could delete a repository that a scheduled commit is
+        creating, and the commit would leave a fresh one behind. Never waits: Busy instead.
+        """
+        names.check("user", user)
+        folder = self.path / "locks"
+        folder.mkdir(exist_ok=True)
+        with (folder / f"{user}.lock").open("a") as handle:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            try:
+                fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                doing = "a commit of their segments is running" if exclusive else "being removed"
+                raise Busy(f"user {user!r} is busy: {doing}; try again shortly") from None
+            yield
 
     def contains(self, path: Path) -> bool:
         """Whether `path` lies inside the data root's trees or repositories."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bluegrass.cloud import settings
-from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.datadir import Busy, DataRoot
 from bluegrass.core import syncspec
 from bluegrass.core.cli import emit_json
 from bluegrass.core.config import Config
@@ -44,27 +44,28 @@ BUSY = "busy: another commit of this segment is running (the scheduler's?); try 
 
 
 def is_busy(exc: BaseException) -> bool:
-    """Whether a snapshot failed only because another one holds the repository's lock."""
+    """Whether a job failed only because another one holds a lock it needs."""
     # The store says so in its message; a dedicated exception type is asked of core.
-    return isinstance(exc, RepositoryError) and "is busy" in str(exc)
+    return isinstance(exc, Busy) or (isinstance(exc, RepositoryError) and "is busy" in str(exc))
 
 
 def commit_one(
     root: DataRoot, cfg: Config, user: str, segment: str, when: datetime | None = None
 ) -> dict[str, Any]:
     """Snapshot one segment; its result as in `commit --json`. Raises BluegrassError."""
-    tree = root.live_tree(user, segment)
-    if not tree.is_dir():
-        raise BluegrassError(f"live tree {tree} is missing")
-    repo = Repository.init(root.repo_path(user, segment))
-    res = snapshot(
-        repo,
-        tree,
-        when=when,
-        suspicious_share=settings.suspicious_share(cfg, user, segment),
-        label=f"{user}/{segment}",
-        skip=_in_flight,
-    )
+    with root.user_lock(user, exclusive=False):
+        tree = root.live_tree(user, segment)
+        if not tree.is_dir():
+            raise BluegrassError(f"live tree {tree} is missing")
+        repo = Repository.init(root.repo_path(user, segment))
+        res = snapshot(
+            repo,
+            tree,
+            when=when,
+            suspicious_share=settings.suspicious_share(cfg, user, segment),
+            label=f"{user}/{segment}",
+            skip=_in_flight,
+        )
     return {"user": user, "segment": segment, **res.to_json()}
 
 
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             results.append(commit_one(root, cfg, user, segment, when))
         except BluegrassError as exc:
-            error = BUSY if is_busy(exc) else str(exc)
+            error = BUSY if isinstance(exc, RepositoryError) and is_busy(exc) else str(exc)
             problems.append({"user": user, "segment": segment, "error": error})
     if args.json:
         emit_json({"segments": results, "errors": problems})

@@ -32,20 +32,17 @@ MAX_DELAY = 60.0
 REVISION_CHECK = 1.0
 
 
-def _port(text: str) -> int:
+def _port(option: str, text: str | None, default: int) -> int:
+    # Checked here rather than by argparse, whose errors name the subcommand, not the program.
+    if text is None:
+        return default
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+        raise UsageError(f"{option}: not a port number: {text!r}") from None
     if not settings.is_port(value):
-        raise argparse.ArgumentTypeError(f"port {value} is out of range (1-65535)")
+        raise UsageError(f"{option}: port {value} is out of range (1-65535)")
     return value
-
-
-def _host(text: str) -> str:
-    if not settings.is_host(text):
-        raise argparse.ArgumentTypeError(f"not an IP address or host name: {text!r}")
-    return text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,11 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "or Ctrl-C. Options override [server] in the configuration for this run only; "
         "enrollment codes always carry the configured values.",
     )
-    p.add_argument("--bind", type=_host, help="the address to listen on (default: [server] bind)")
-    p.add_argument(
-        "--sftp-port", type=_port, help="the sync endpoint's port (default: [server] sftp_port)"
-    )
-    p.add_argument("--http-port", type=_port, help="the HTTP port (default: [server] http_port)")
+    p.add_argument("--bind", help="the address to listen on (default: [server] bind)")
+    p.add_argument("--sftp-port", help="the sync endpoint's port (default: [server] sftp_port)")
+    p.add_argument("--http-port", help="the HTTP port (default: [server] http_port)")
     p.set_defaults(handler=run)
 
 
@@ -114,9 +109,11 @@ def _health_server(bind: str, port: int, status: dict[str, str]) -> ThreadingHTT
 def run(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
     cfg = settings.load(root.path)
-    bind = args.bind or cfg.get("server.bind")
-    sftp_port = args.sftp_port or cfg.get("server.sftp_port")
-    http_port = args.http_port or cfg.get("server.http_port")
+    bind = args.bind if args.bind is not None else cfg.get("server.bind")
+    if not settings.is_host(bind):
+        raise UsageError(f"--bind: not an IP address or host name: {bind!r}")
+    sftp_port = _port("--sftp-port", args.sftp_port, cfg.get("server.sftp_port"))
+    http_port = _port("--http-port", args.http_port, cfg.get("server.http_port"))
     if sftp_port == http_port:
         raise UsageError(f"the sync endpoint and the HTTP server cannot share port {sftp_port}")
     # Everything that can be wrong with the setup fails here, before anything starts.

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 
 from bluegrass.cloud import hostkey, settings
 from bluegrass.cloud.accounts import Accounts, check_device_name
+from bluegrass.cloud.actions.commit import is_busy
 from bluegrass.cloud.actions.device import enrollment_code, print_code
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core import names
 from bluegrass.core.cli import emit_json
-from bluegrass.core.errors import UsageError
+from bluegrass.core.errors import BluegrassError, UsageError
+from bluegrass.core.store import Repository, RepositoryError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -120,12 +123,31 @@ def run_remove(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"user {name!r} has files or history; pass --delete-data to delete them for good"
             )
-        # Credentials first: should deleting the files fail half-way, nobody can log in to
-        # what is left, and running the command again finishes the job.
-        accounts.remove_user(name)
-    if folder.is_dir():
-        shutil.rmtree(folder)
-    if repos.exists():
-        shutil.rmtree(repos)
+        with contextlib.ExitStack() as held:
+            # A commit or maintain (the scheduler's, under `run`) writing into a repository
+            # while we delete it would fail half-way or leave a fresh repository behind.
+            held.enter_context(root.user_lock(name, exclusive=True))
+            for path in sorted(repos.glob("*.git")) if repos.is_dir() else []:
+                try:
+                    held.enter_context(Repository.open(path).lock())
+                except RepositoryError as exc:
+                    if is_busy(exc):
+                        raise BluegrassError(
+                            f"{name}/{path.name[:-4]} is busy (a commit is running); try again "
+                            "shortly"
+                        ) from None
+                    # Not a Bluegrass repository (damaged): deleted all the same.
+            # Credentials first: should deleting the files fail half-way, nobody can log in
+            # to what is left, and running the command again finishes the job.
+            accounts.remove_user(name)
+            try:
+                if folder.is_dir():
+                    shutil.rmtree(folder)
+                if repos.exists():
+                    shutil.rmtree(repos)
+            except OSError as exc:
+                raise BluegrassError(
+                    f"could not delete all of {name}'s data ({exc}); run the command again"
+                ) from None
     print(f"Removed user {name}")
     return 0
