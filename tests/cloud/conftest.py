@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.cloud.server import Client, Enrolled, Server, enrolled
 from tests.conftest import VENV_BIN
+from tests.support.net import free_port
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -54,3 +57,37 @@ def tree_state(root: Path) -> dict[str, tuple[int, int, bytes]]:
         content = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
         state[str(path.relative_to(root))] = (st.st_mode, st.st_mtime_ns, content)
     return state
+
+
+@dataclass
+class Site:
+    """A data root with alice and bob enrolled, `run` serving it, and an rclone client."""
+
+    data: Path
+    cloud: Run
+    server: Server
+    client: Client
+    alice: Enrolled
+    bob: Enrolled
+
+    def auth_log(self) -> list[str]:
+        path = self.data / "logs" / "auth.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def site(cloud: Run, data: Path, tmp_path: Path) -> Iterator[Site]:
+    cloud("init")
+    alice = enrolled(cloud("user", "add", "alice", "--json").stdout)
+    bob = enrolled(cloud("user", "add", "bob", "--json").stdout)
+    for user, text in (("alice", "alice's notes\n"), ("bob", "bob's secret\n")):
+        (data / "files" / user / "docs").mkdir()
+        (data / "files" / user / "docs" / f"{user}.txt").write_text(text)
+    server = Server(data, tmp_path, free_port(), free_port())
+    server.start()
+    try:
+        yield Site(
+            data, cloud, server, Client(server.sftp_port, tmp_path, alice.code.host_key), alice, bob
+        )
+    finally:
+        server.stop()
