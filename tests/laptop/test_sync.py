@@ -188,3 +188,47 @@ def test_changing_excludes_resyncs_without_deleting(enrolled: Laptop, cloud: Sft
     assert (cloud.root / "docs" / "keep.txt").exists()
     assert (docs / "keep.txt").exists()
     assert enrolled.run("sync").stdout.startswith("docs: ok: nothing to copy")
+
+
+def test_a_terminal_gets_a_progress_bar_and_a_pipe_plain_lines(enrolled: Laptop):
+    import pty
+    import subprocess
+
+    docs = enrolled.folder("docs")
+    enrolled.run("segment", "add", "docs", str(docs))
+    enrolled.run("sync")
+    enrolled.set_sync_option("bandwidth_limit", "4M")
+
+    (docs / "one.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        enrolled.command("sync"),
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env={**enrolled.env, "COLUMNS": "120"},
+        cwd=enrolled.home,
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    assert proc.wait(timeout=60) == 0
+    shown = b"".join(chunks).decode()
+    assert "\rdocs [" in shown and "%" in shown and "files" in shown
+    assert "docs: ok: 1 file (6.3 MB) copied" in shown
+
+    (docs / "two.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    piped = enrolled.run("sync")
+    assert "\r" not in piped.stderr
+    assert any(
+        line.startswith("docs: ") and " of " in line and "files" in line
+        for line in piped.stderr.splitlines()
+    ), piped.stderr

@@ -460,10 +460,10 @@ class SegmentSync:
         if outcome.kind == OK:
             state.failures = 0
             state.last_ok = finished
-            if outcome.resync:
-                state.established = True
         else:
             state.failures += 1
+        if self._has_listings():  # only a completed --resync creates them
+            state.established = True
         self.files.save(state)
 
 

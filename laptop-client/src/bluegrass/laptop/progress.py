@@ -34,14 +34,17 @@ def _eta(seconds: Any) -> str:
     return f" ETA {seconds}s"
 
 
-def describe(stats: dict[str, Any]) -> tuple[float | None, str]:
+def describe(stats: dict[str, Any], *, compact: bool = False) -> tuple[float | None, str]:
     done = int(stats.get("bytes") or 0)
     total = int(stats.get("totalBytes") or 0)
     files = int(stats.get("transfers") or 0)
     total_files = int(stats.get("totalTransfers") or 0)
     speed = float(stats.get("speed") or 0)
     share = done / total if total else None
-    text = f"{human_bytes(done)} of {human_bytes(total)}, {files} of {total_files} files"
+    if compact:
+        text = f"{human_bytes(done)}/{human_bytes(total)} {files}/{total_files} files"
+    else:
+        text = f"{human_bytes(done)} of {human_bytes(total)}, {files} of {total_files} files"
     if speed:
         text += f", {human_bytes(speed)}/s"
     return share, text + _eta(stats.get("eta"))
@@ -62,7 +65,7 @@ class Progress:
     def __call__(self, record: LogRecord) -> None:
         if record.stats is None:
             return
-        share, text = describe(record.stats)
+        share, text = describe(record.stats, compact=self.terminal)
         if not int(record.stats.get("totalBytes") or 0) and not int(
             record.stats.get("totalTransfers") or 0
         ):

@@ -25,7 +25,7 @@ from bluegrass.laptop.progress import Progress
 from bluegrass.laptop.runner import Interrupts
 from bluegrass.laptop.state import SegmentFiles, parse_time, save_daemon_info
 
-POLL_SECONDS = 30.0  # wall-clock checks: a laptop waking from sleep syncs what fell due
+POLL_SECONDS = 5.0  # wall-clock checks: config edits and a laptop waking from sleep
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

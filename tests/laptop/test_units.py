@@ -1,0 +1,263 @@
+"""In-process checks of the pieces: platform folders, filter globs, TOML writing, outcome
+classification, the pre-scan's unreadable case, progress lines."""
+
+from __future__ import annotations
+
+import io
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+from bluegrass.core.errors import BluegrassError
+from bluegrass.laptop import filters, paths, progress, scan, settings
+from bluegrass.laptop.bisync import LOCKED_OUT, NEEDS_USER, OK, RETRY, SegmentSync
+from bluegrass.laptop.runner import LogRecord, RunResult, parse_line
+
+
+def test_platform_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    linux = paths.places("linux")
+    assert linux.config_dir == tmp_path / ".config" / "bluegrass"
+    assert linux.state_dir == tmp_path / ".local" / "state" / "bluegrass"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/is/ignored")
+    linux = paths.places("linux")
+    assert linux.config_dir == tmp_path / "cfg" / "bluegrass"
+    assert linux.state_dir == tmp_path / ".local" / "state" / "bluegrass"
+
+    mac = paths.places("darwin")
+    assert mac.config_dir == tmp_path / "Library" / "Application Support" / "Bluegrass"
+    assert mac.state_dir == mac.config_dir
+
+    monkeypatch.setenv("APPDATA", str(tmp_path / "Roaming"))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "Local"))
+    win = paths.places("win32")
+    assert win.config_dir == tmp_path / "Roaming" / "Bluegrass"
+    assert win.state_dir == tmp_path / "Local" / "Bluegrass"
+    monkeypatch.delenv("APPDATA")
+    with pytest.raises(BluegrassError, match="APPDATA"):
+        paths.places("win32")
+
+
+@pytest.mark.parametrize(
+    ("glob", "path", "is_dir", "hit"),
+    [
+        ("*.tmp", "a.tmp", False, True),
+        ("*.tmp", "deep/er/a.tmp", False, True),
+        ("*.tmp", "a.tmpx", False, False),
+        ("/*.tmp", "deep/a.tmp", False, False),
+        ("/*.tmp", "a.tmp", False, True),
+        ("cache/", "cache", True, True),
+        ("cache/", "x/cache", True, True),
+        ("cache/", "cache", False, False),
+        ("/build/**", "build/a/b.o", False, True),
+        ("*.{jpg,png}", "p/a.png", False, True),
+        ("file?.txt", "file1.txt", False, True),
+        ("file?.txt", "file/.txt", False, False),
+        ("[!a]*.txt", "b.txt", False, True),
+        ("[!a]*.txt", "a.txt", False, False),
+        ("\\*star", "*star", False, True),
+        ("\\*star", "xstar", False, False),
+        ("{{.*\\.bak}}", "x/y.bak", False, True),
+        ("name.txt", "other-name.txt", False, False),  # whole path elements only
+    ],
+)
+def test_filter_globs_follow_rclone(glob, path, is_dir, hit):
+    assert filters.Pattern(glob).matches(path, is_dir=is_dir) is hit
+
+
+def test_partial_pattern_and_filters_file():
+    name = "big.bin.6d231a42" + filters.PARTIAL_SUFFIX
+    assert filters.is_partial_name(name)
+    assert not filters.is_partial_name("big.bin.6d231a4" + filters.PARTIAL_SUFFIX)
+    assert not filters.is_partial_name("notes.partial")  # a user's own .partial syncs
+    assert len(filters.PARTIAL_SUFFIX) <= filters.RCLONE_MAX_PARTIAL_SUFFIX
+    text = filters.filters_text("docs", ["*.tmp"])
+    assert f"+ /{filters.CHECK_FILENAME}\n" in text
+    assert f"- {filters.PARTIAL_GLOB}\n" in text
+    assert filters.Pattern(filters.PARTIAL_GLOB).matches(name, is_dir=False)
+    assert text.endswith("- *.tmp\n")
+    assert filters.exact_rule("a[1]/b*.rclonelink") == "/a\\[1\\]/b\\*.rclonelink"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core's PARTIAL_SUFFIX is longer than rclone accepts; the laptop falls back to "
+    "'.bluegrass-part' until core shortens it (then this passes: drop the fallback)",
+)
+def test_core_partial_suffix_is_usable_by_rclone():
+    from bluegrass.core import syncspec
+
+    assert len(syncspec.PARTIAL_SUFFIX) <= filters.RCLONE_MAX_PARTIAL_SUFFIX
+    assert syncspec.is_partial_upload(("x.0123abcd" + filters.PARTIAL_SUFFIX).encode())
+
+
+def test_settings_render_round_trips(tmp_path):
+    places = paths.Places(tmp_path, tmp_path)
+    values = settings.load(places).values
+    values["server"] = {
+        "host": "h.example",
+        "sftp_port": 2022,
+        "http_port": 8080,
+        "user": "ann",
+        "device": "d00000001",
+        "host_key": "ssh-ed25519 AAAA",
+    }
+    values["segments"]["docs"] = {
+        "path": '/home/Ann "A"/back\\slash\ttab',
+        "exclude": ["*.tmp", 'quote"d'],
+        "interval_minutes": None,
+        "max_delete_percent": 20,
+    }
+    text = settings.render(values)
+    assert tomllib.loads(text)["segments"]["docs"]["path"] == '/home/Ann "A"/back\\slash\ttab'
+    settings.write_atomic(places.config_file, text, private=False)
+    again = settings.load(places)
+    assert again.values == values
+    seg = again.segments()["docs"]
+    assert (seg.interval_minutes, seg.max_delete_percent) == (15, 20)
+
+
+def _result(code: int, *messages: tuple[str, str]) -> RunResult:
+    return RunResult(code=code, records=[LogRecord(level, msg) for level, msg in messages])
+
+
+@pytest.fixture
+def engine(tmp_path) -> SegmentSync:
+    places = paths.Places(tmp_path / "cfg", tmp_path / "state")
+    current = settings.load(places)
+    current.values["server"].update(host="h", sftp_port=2022, user="ann")
+    current.values["segments"]["docs"] = {
+        "path": str(tmp_path / "docs"),
+        "exclude": [],
+        "interval_minutes": None,
+        "max_delete_percent": None,
+    }
+    return SegmentSync(current, current.segments()["docs"])
+
+
+def test_exit_7_is_a_lockout_only_without_listings(engine: SegmentSync):
+    critical = _result(
+        7,
+        ("error", "Bisync critical error: something"),
+        ("error", "Bisync aborted. Error is retryable without --resync due to --resilient mode."),
+    )
+    assert engine.classify(critical).kind == LOCKED_OUT  # no listings in the workdir
+    work = engine.files.workdir
+    work.mkdir(parents=True)
+    for side in ("path1", "path2"):
+        (work / f"x..y.{side}.lst").write_text("# bisync listing v1\n")
+        (work / f"x..y.{side}.lst-err").write_text("# older failure, since recovered\n")
+    assert engine.classify(critical).kind == RETRY  # listings kept: retryable
+    must = _result(7, ("error", "Must run --resync to recover."))
+    assert engine.classify(must).kind == LOCKED_OUT
+
+
+@pytest.mark.parametrize(
+    ("result", "kind", "needle"),
+    [
+        (_result(0), OK, "in sync"),
+        (
+            _result(
+                1,
+                ("error", 'too many deletes (>50%, 8 of 14) on Path2 "bluegrass:docs/". Run'),
+            ),
+            NEEDS_USER,
+            "8 of 14 files on the cloud",
+        ),
+        (
+            _result(
+                1,
+                (
+                    "critical",
+                    "NewFs: couldn't connect SSH: ssh: handshake failed: knownhosts: key mismatch",
+                ),
+            ),
+            NEEDS_USER,
+            "host key does not match",
+        ),
+        (
+            _result(1, ("critical", "NewFs: couldn't connect SSH: ssh: unable to authenticate")),
+            NEEDS_USER,
+            "refused this device's password",
+        ),
+        (
+            _result(
+                1,
+                (
+                    "critical",
+                    "NewFs: couldn't connect SSH: dial tcp 10.0.0.1:2022: "
+                    "connect: no route to host",
+                ),
+            ),
+            RETRY,
+            "no route to host",
+        ),
+        (_result(2, ("raw", "Error: unknown flag: --bogus")), NEEDS_USER, "refused the sync"),
+        (_result(1, ("error", "Failed to copy: disk full")), RETRY, "disk full"),
+    ],
+)
+def test_outcomes(engine: SegmentSync, result, kind, needle):
+    outcome = engine.classify(result)
+    assert outcome.kind == kind
+    assert needle in outcome.message
+
+
+def test_parse_line():
+    rec = parse_line('{"level":"notice","msg":"hi","object":"a.txt","stats":{"bytes":3}}\n')
+    assert (rec.level, rec.msg, rec.object, rec.stats) == ("notice", "hi", "a.txt", {"bytes": 3})
+    assert parse_line("panic: oops\n") == LogRecord("raw", "panic: oops")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="permission bits")
+def test_scan_reports_unreadable_files(tmp_path, monkeypatch):
+    (tmp_path / "ok.txt").write_text("x")
+    (tmp_path / "locked.txt").write_text("x")
+    real_access = os.access
+
+    def access(path, mode):  # as if locked.txt were another user's mode-600 file
+        return not os.fsdecode(path).endswith("locked.txt") and real_access(path, mode)
+
+    monkeypatch.setattr(os, "access", access)
+    found = scan.scan(Path(tmp_path), filters.Excludes([]))
+    assert [(f.path, f.kind) for f in found.unsyncable] == [("locked.txt", "unreadable")]
+    assert found.excludes == ["/locked.txt"]
+
+
+def test_progress_bar_and_plain_lines(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stats = {
+        "bytes": 5_000_000,
+        "totalBytes": 10_000_000,
+        "transfers": 1,
+        "totalTransfers": 2,
+        "speed": 1_000_000,
+        "eta": 5,
+    }
+    tty = Tty()
+    bar = progress.Progress("docs", tty)
+    bar(LogRecord("notice", "", stats=stats))
+    bar.finish()
+    drawn = tty.getvalue()
+    assert drawn.startswith("\rdocs [##########..........]  50% 5.0 MB/10.0 MB 1/2 files, ")
+    assert "1.0 MB/s ETA 5s" in drawn
+    assert drawn.endswith("\r" + " " * 99 + "\r")  # the bar is wiped at the end
+
+    plain = io.StringIO()
+    lines = progress.Progress("docs", plain, plain_every=0)
+    lines(LogRecord("notice", "", stats=stats))
+    lines(LogRecord("notice", "", stats={**stats, "bytes": 10_000_000, "transfers": 2}))
+    lines(LogRecord("info", "not stats"))
+    assert plain.getvalue().splitlines() == [
+        "docs: 5.0 MB of 10.0 MB, 1 of 2 files, 1.0 MB/s ETA 5s",
+        "docs: 10.0 MB of 10.0 MB, 2 of 2 files, 1.0 MB/s ETA 5s",
+    ]
+    assert "\r" not in plain.getvalue()
