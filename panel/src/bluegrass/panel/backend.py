@@ -1,0 +1,272 @@
+"""What the panel needs from the machine it runs on: the Backend interface.
+
+The panel renders pages; a backend owns the data. The cloud (bluegrass.cloud: accounts in
+SQLite, DATA/repos, its scheduler) and the Pi (bluegrass.appliance: the drive, its mirror and
+health) each implement this protocol; bluegrass.panel.reference is the panel's own
+implementation over a plain data root, used by its tests and as a worked example.
+
+Rules every backend follows (docs/panel.md, "The Backend interface"):
+
+* Every method that takes an `account` enforces what that account may see and do: a segment
+  that is not visible to it is `NotFound`, exactly as one that does not exist, so names do
+  not leak; admin operations by a non-admin are `Forbidden`. The panel checks too, but the
+  backend is the authority.
+* Errors a person can act on are `BackendError` with a one-line message; the panel shows it.
+* Paths handed to `restore` are real paths (bytes, manifest keys) already checked by
+  bluegrass.core.store.browse.check_path; a backend must still not let one leave its target.
+* Methods are called from several gunicorn workers and threads at once; state that must be
+  shared between requests (login failures, jobs) lives outside the process (SQLite).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+from bluegrass.core.store import Repository
+
+Mode = Literal["pi", "cloud"]
+
+
+class BackendError(Exception):
+    """Something the person using the panel can act on; the message is shown as it is."""
+
+
+class NotFound(BackendError):
+    """No such thing, or not visible to this account (the two are not told apart)."""
+
+
+class Forbidden(BackendError):
+    """The account may see this but not do that (e.g. a non-admin managing users)."""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    admin: bool
+    # Changes whenever the password changes (or the account is reset): a session that was
+    # opened under another epoch is no longer valid. Any opaque string.
+    session_epoch: str
+
+
+@dataclass(frozen=True, order=True)
+class SegmentRef:
+    user: str
+    segment: str
+
+
+class Severity(enum.IntEnum):
+    OK = 0
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: Severity
+    text: str
+
+
+@dataclass
+class SegmentStatus:
+    user: str
+    segment: str
+    last_sync: datetime | None = None  # last time a laptop synced this segment
+    last_commit: datetime | None = None  # newest snapshot
+    last_mirror: datetime | None = None  # last successful mirror to the Pi's drive
+    next_job: str | None = None  # e.g. "commit, 2026-05-01 03:00"
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def worst(self) -> Severity:
+        return max((p.severity for p in self.problems), default=Severity.OK)
+
+
+@dataclass
+class DriveStatus:
+    present: bool
+    mounted: bool
+    label: str | None = None
+    free_bytes: int | None = None
+    total_bytes: int | None = None
+    can_eject: bool = False
+
+
+@dataclass(frozen=True)
+class HealthItem:
+    name: str  # "Disk", "Memory", "Load", "Temperature"
+    value: str  # already formatted for a person: "41 % used", "52.1 °C"
+    severity: Severity = Severity.OK
+
+
+@dataclass(frozen=True)
+class JobKind:
+    kind: str  # an id the backend understands, e.g. "commit", "mirror", "verify"
+    label: str  # "Snapshot now"
+    per_segment: bool = False  # offered on each segment's row rather than once
+
+
+@dataclass
+class JobStatus:
+    id: str
+    kind: str
+    label: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: float | None = None  # 0..1 when known
+    message: str = ""
+    started: datetime | None = None
+    finished: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "label": self.label,
+            "state": self.state,
+            "progress": self.progress,
+            "message": self.message,
+            "active": self.active,
+        }
+
+
+@dataclass
+class Dashboard:
+    segments: list[SegmentStatus] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # drive missing, cloud unreachable
+    drive: DriveStatus | None = None  # the Pi's drive; None where there is none (cloud)
+    health: list[HealthItem] = field(default_factory=list)
+    jobs: list[JobKind] = field(default_factory=list)
+    recent_jobs: list[JobStatus] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    id: str
+    name: str
+    created: datetime
+    revoked: datetime | None = None
+
+
+@dataclass
+class UserInfo:
+    name: str
+    admin: bool
+    segments: list[str] = field(default_factory=list)
+    devices: list[DeviceInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoginFailure:
+    at: datetime
+    name: str
+    ip: str
+
+
+RestoreTarget = Literal["live", "drive"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """See the module docstring and docs/panel.md for the contract of each method."""
+
+    mode: Mode
+
+    # -- first run and accounts ---------------------------------------------------------
+    def needs_setup(self) -> bool:
+        """True until the first administrator exists; the panel then only offers setup."""
+        ...
+
+    def complete_setup(self, name: str, password: str, enrollment_code: str | None) -> Account:
+        """Create the first administrator, atomically: BackendError if one already exists.
+
+        On the Pi, `enrollment_code` (optional) is the cloud's code for this Pi to use.
+        """
+        ...
+
+    def check_password(self, name: str, password: str) -> Account | None:
+        """The account if `password` is right, else None (unknown names included)."""
+        ...
+
+    def account(self, name: str) -> Account | None:
+        """The account as it is now (each request re-reads it: removed or reset ends it)."""
+        ...
+
+    def change_password(self, account: Account, password: str) -> Account: ...
+
+    # -- login rate limiting (the panel decides; the backend remembers) --------------------
+    def login_failures(self, name: str, ip: str, since: datetime) -> list[LoginFailure]:
+        """Failures since `since` for this account name OR from this address."""
+        ...
+
+    def record_login_failure(self, name: str, ip: str) -> None: ...
+
+    def clear_login_failures(self, name: str) -> None:
+        """After a successful login: that account's failures no longer count."""
+        ...
+
+    # -- data ----------------------------------------------------------------------------
+    def segments(self, account: Account) -> list[SegmentRef]:
+        """The segments this account may browse, sorted."""
+        ...
+
+    def repository(self, account: Account, user: str, segment: str) -> Repository:
+        """An open Repository of a visible segment, else NotFound."""
+        ...
+
+    def dashboard(self, account: Account) -> Dashboard: ...
+
+    # -- jobs ----------------------------------------------------------------------------
+    def start_job(
+        self, account: Account, kind: str, user: str | None, segment: str | None
+    ) -> JobStatus:
+        """Start a job in the background and return at once; poll it with `job`."""
+        ...
+
+    def job(self, account: Account, job_id: str) -> JobStatus: ...
+
+    def eject_drive(self, account: Account) -> str:
+        """Unmount the drive so it can be unplugged; the message says whether it is safe."""
+        ...
+
+    # -- restore -------------------------------------------------------------------------
+    def restore_targets(self, account: Account) -> list[RestoreTarget]:
+        """Where this account can restore to: "live" (cloud), "drive" (Pi), or nothing."""
+        ...
+
+    def restore(
+        self,
+        account: Account,
+        user: str,
+        segment: str,
+        commit: str,
+        path: bytes,
+        target: RestoreTarget,
+        folder: str | None = None,
+    ) -> str:
+        """Restore `path` (ROOT b"." for the whole segment) as of `commit`.
+
+        "live": into the segment's live tree, after a snapshot of the live tree so the
+        current version stays in history. "drive": into a new folder named `folder` on the
+        drive. Returns a one-line message for the person.
+        """
+        ...
+
+    # -- administration (cloud; Pi: only its one admin) ----------------------------------
+    def users(self, account: Account) -> list[UserInfo]: ...
+
+    def add_user(self, account: Account, name: str, password: str, admin: bool) -> None: ...
+
+    def reset_password(self, account: Account, name: str, password: str) -> None: ...
+
+    def revoke_device(self, account: Account, name: str, device: str) -> None: ...
+
+    def new_enrollment_code(self, account: Account, name: str, device_name: str) -> str:
+        """A new device for user `name` and its enrollment code (shown once)."""
+        ...

@@ -1,0 +1,1 @@
+"""The panel's blueprints: auth (setup, login), dashboard (status, jobs), browse, admin."""

@@ -1,0 +1,123 @@
+"""First-run setup, sign-in with rate limiting, sign-out, and changing one's password."""
+
+from __future__ import annotations
+
+import math
+import secrets
+
+from bluegrass.core.names import is_valid
+from bluegrass.panel.backend import Account, BackendError
+from bluegrass.panel.helpers import account, backend, login_required, safe_next, state
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
+
+bp = Blueprint("auth", __name__)
+
+MIN_PASSWORD = 10
+
+
+def password_problem(password: str, confirm: str) -> str | None:
+    if len(password) < MIN_PASSWORD:
+        return f"The password needs at least {MIN_PASSWORD} characters."
+    if password != confirm:
+        return "The two passwords are not the same."
+    return None
+
+
+def start_session(found: Account) -> None:
+    # A new session (new CSRF token too) at every sign-in: nothing chosen before signing in,
+    # e.g. by someone who planted a cookie, carries over.
+    session.clear()
+    session.permanent = True
+    session["account"] = found.name
+    session["epoch"] = found.session_epoch
+    session["csrf_token"] = secrets.token_urlsafe(32)
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup() -> Response | str | tuple[str, int]:
+    if not backend().needs_setup():
+        return redirect(url_for("auth.login"))
+    error = None
+    name = request.form.get("name", "admin").strip()
+    if request.method == "POST":
+        password = request.form.get("password", "")
+        code = request.form.get("enrollment_code", "").strip() or None
+        if not is_valid(name):
+            error = "The name may use a-z, 0-9 and '-', up to 63 characters."
+        else:
+            error = password_problem(password, request.form.get("confirm", ""))
+        if error is None:
+            try:
+                found = backend().complete_setup(
+                    name, password, code if state().mode == "pi" else None
+                )
+            except BackendError as exc:
+                error = str(exc)
+            else:
+                start_session(found)
+                flash("Setup is complete. You are signed in.")
+                return redirect(url_for("dashboard.index"))
+    return render_template("setup.html", error=error, name=name), 400 if error else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | str | tuple[str, int]:
+    if backend().needs_setup():
+        return redirect(url_for("auth.setup"))
+    error = None
+    status = 200
+    name = request.form.get("name", "").strip()
+    if request.method == "POST":
+        ip = request.remote_addr or "unknown"
+        locked = state().throttle.locked_for(name, ip)
+        if locked is not None:
+            minutes = max(1, math.ceil(locked.total_seconds() / 60))
+            error = (
+                "Too many failed sign-ins for this account or from this address. "
+                f"Sign-in is locked; try again in {minutes} minute{'s' if minutes > 1 else ''}."
+            )
+            status = 429
+        else:
+            found = backend().check_password(name, request.form.get("password", ""))
+            if found is None:
+                backend().record_login_failure(name, ip)
+                error = "Wrong name or password."
+                status = 401
+            else:
+                backend().clear_login_failures(name)
+                start_session(found)
+                return redirect(safe_next(request.args.get("next")))
+    return render_template("login.html", error=error, name=name), status
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Response:
+    session.clear()
+    flash("You are signed out.")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account_page() -> Response | str | tuple[str, int]:
+    error = None
+    if request.method == "POST":
+        current = request.form.get("current", "")
+        if backend().check_password(account().name, current) is None:
+            error = "The current password is wrong."
+        else:
+            password = request.form.get("password", "")
+            error = password_problem(password, request.form.get("confirm", ""))
+            if error is None:
+                try:
+                    found = backend().change_password(account(), password)
+                except BackendError as exc:
+                    error = str(exc)
+                else:
+                    start_session(found)  # other sessions end with the old epoch
+                    flash("Your password is changed. Other sessions are signed out.")
+                    return redirect(url_for("auth.account_page"))
+    if request.method not in ("GET", "POST"):
+        abort(405)
+    return render_template("account.html", error=error), 400 if error else 200
