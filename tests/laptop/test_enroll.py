@@ -126,3 +126,24 @@ def test_sync_refuses_a_server_whose_host_key_changed(
     cloud.restart(key=host_keys[0])  # the real one is back: syncing resumes
     enrolled.run("sync")
     assert (cloud.root / "docs" / "secret-plans.txt").read_text() == "for the real server only\n"
+
+
+def test_enrolling_with_another_server_starts_segments_afresh(
+    enrolled: Laptop, cloud: SftpCloud, tmp_path, host_keys
+):
+    docs = enrolled.folder("docs")
+    (docs / "a.txt").write_text("a\n")
+    enrolled.run("segment", "add", "docs", str(docs))
+    enrolled.run("sync")
+    assert enrolled.workdir("docs").exists()
+
+    other = SftpCloud(tmp_path / "other-cloud", host_keys[1])
+    try:
+        out = enrolled.run("enroll", "--force", other.code).stdout
+        assert "start afresh" in out
+        assert not enrolled.workdir("docs").exists()  # nothing remembered about the old one
+        enrolled.run("sync")
+        assert (other.root / "docs" / "a.txt").read_text() == "a\n"
+        assert enrolled.segment_status("docs")["last_run"]["resync"] is True
+    finally:
+        other.stop()

@@ -128,3 +128,32 @@ def test_removing_a_segment_forgets_its_sync_state_only(enrolled: Laptop, cloud:
     assert not enrolled.workdir("docs").exists()
     assert (docs / "a.txt").exists()
     assert (cloud.root / "docs" / "a.txt").exists()
+
+
+def test_status_json_has_the_documented_shape(enrolled: Laptop, cloud: SftpCloud):
+    """docs/cli.md documents these fields; they may grow, never shrink or be renamed."""
+    enrolled.run("segment", "add", "docs", str(enrolled.folder("docs")))
+    status = enrolled.status()
+    assert set(status) >= {"version", "enrolled", "server", "daemon", "segments"}
+    assert status["version"] == 1 and status["enrolled"] is True
+    assert set(status["server"]) >= {"host", "sftp_port", "user", "device"}
+    assert status["daemon"] == {"running": False, "pid": None}
+    seg = status["segments"][0]
+    assert set(seg) >= {
+        "segment", "path", "remote", "interval_minutes", "max_delete_percent", "established",
+        "last_run", "last_ok", "failures", "next_run", "needs_attention", "unsyncable",
+        "warnings",
+    }  # fmt: skip
+    assert seg["last_run"] is None and seg["established"] is False
+    enrolled.run("sync")
+    seg = enrolled.status()["segments"][0]
+    assert seg["established"] is True
+    assert set(seg["last_run"]) >= {
+        "started", "finished", "outcome", "message", "action", "command", "resync",
+        "exit_code", "files_transferred", "bytes_transferred", "deletes", "conflicts",
+    }  # fmt: skip
+    assert seg["last_run"]["outcome"] in ("ok", "retry", "needs-user", "locked-out")
+
+    synced = json.loads(enrolled.run("sync", "--json").stdout)
+    assert [s["segment"] for s in synced["segments"]] == ["docs"]
+    assert synced["segments"][0]["outcome"] == "ok"

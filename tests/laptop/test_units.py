@@ -261,3 +261,16 @@ def test_progress_bar_and_plain_lines(monkeypatch):
         "docs: 10.0 MB of 10.0 MB, 2 of 2 files, 1.0 MB/s ETA 5s",
     ]
     assert "\r" not in plain.getvalue()
+
+
+def test_scan_without_links_reports_symlinks_and_keeps_rclonelink_files(tmp_path):
+    """What a Windows laptop does (bisync runs without --links there)."""
+    (tmp_path / "target.txt").write_text("x")
+    (tmp_path / "link").symlink_to("target.txt")
+    (tmp_path / "from-cloud.rclonelink").write_text("target.txt")
+    without = scan.scan(Path(tmp_path), filters.Excludes([]), links=False)
+    assert [(f.path, f.kind) for f in without.unsyncable] == [("link", "symlink")]
+    with_links = scan.scan(Path(tmp_path), filters.Excludes([]), links=True)
+    assert [(f.path, f.kind) for f in with_links.unsyncable] == [
+        ("from-cloud.rclonelink", "rclonelink-name")
+    ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bluegrass.laptop import filters, locking, remote, scan
+from bluegrass.laptop import filters, locking, paths, remote, scan
 from bluegrass.laptop.paths import Places
 from bluegrass.laptop.runner import Interrupts, LogRecord, Rclone, RunResult
 from bluegrass.laptop.settings import Segment, Settings, write_atomic
@@ -116,6 +116,7 @@ class SegmentSync:
     def _run(self, state: SegmentState, options: Options) -> Outcome:
         name = self.segment.name
         folder = self.segment.path
+        paths.make_private_dir(self.places.state_dir)  # logs and listings name your files
         if not folder.is_dir():
             what = "is not a folder" if folder.exists() else "does not exist"
             first = "" if state.established else " The first sync never creates it."
@@ -261,7 +262,7 @@ class SegmentSync:
             filters.CHECK_FILENAME,
             "--max-delete",
             str(self.segment.max_delete_percent),
-            "--links",
+            *(["--links"] if scan.SYNC_LINKS else []),
             "--create-empty-src-dirs",
             "--partial-suffix",
             filters.PARTIAL_SUFFIX,

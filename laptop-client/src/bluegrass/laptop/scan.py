@@ -9,12 +9,17 @@ returns:
 - `warnings`: synced, but worth knowing (a name other computers will show differently).
 
 Names are read as bytes on POSIX, so a name that is not valid UTF-8 is seen as it is.
+
+Symlinks are synced as links (`--links`: NAME.rclonelink on the cloud) except on Windows,
+where making a symlink needs privileges most users lack: there a symlink is reported instead,
+and a NAME.rclonelink coming from the cloud is an ordinary file.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +27,9 @@ from pathlib import Path
 from bluegrass.laptop import filters
 
 LINK_SUFFIX = ".rclonelink"
+
+# Windows: rclone runs without --links (see bluegrass.laptop.bisync.SYNC_LINKS).
+SYNC_LINKS = sys.platform != "win32"
 
 SPECIAL_KINDS = (
     (stat.S_ISSOCK, "socket"),
@@ -75,10 +83,10 @@ def _text(name: bytes | str) -> str | None:
     return name
 
 
-def scan(root: Path, excludes: filters.Excludes) -> ScanResult:
+def scan(root: Path, excludes: filters.Excludes, *, links: bool = SYNC_LINKS) -> ScanResult:
     result = ScanResult([], [])
     top: bytes | str = os.fsencode(root) if os.name == "posix" else str(root)
-    _walk(top, "", excludes, result)
+    _walk(top, "", excludes, result, links)
     result.unsyncable.sort(key=lambda f: (f.path, f.kind))
     result.warnings.sort(key=lambda f: (f.path, f.kind))
     return result
@@ -88,7 +96,9 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def _walk(folder: bytes | str, prefix: str, excludes: filters.Excludes, out: ScanResult) -> None:
+def _walk(
+    folder: bytes | str, prefix: str, excludes: filters.Excludes, out: ScanResult, links: bool
+) -> None:
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:
@@ -131,10 +141,19 @@ def _walk(folder: bytes | str, prefix: str, excludes: filters.Excludes, out: Sca
             by_nfc.setdefault(nfc, []).append(shown)
             by_case.setdefault(nfc.casefold(), []).append((shown, nfc))
         if is_dir:
-            _walk(entry.path, relative, excludes, out)
+            _walk(entry.path, relative, excludes, out, links)
         elif is_file:
             out.files += 1
-            _check_file(entry, relative, shown, text, out)
+            _check_file(entry, relative, shown, text, out, links)
+        elif is_link and not links:
+            out.unsyncable.append(
+                Finding(
+                    relative,
+                    "symlink",
+                    "symlinks are not synced on Windows (making one needs extra privileges); "
+                    "the file or folder it points to is not synced through it either",
+                )
+            )
         elif not is_link:
             _check_special(entry, relative, out)
     for names in by_nfc.values():
@@ -166,7 +185,7 @@ def _walk(folder: bytes | str, prefix: str, excludes: filters.Excludes, out: Sca
 
 
 def _check_file(
-    entry: os.DirEntry, relative: str, shown: str, text: str | None, out: ScanResult
+    entry: os.DirEntry, relative: str, shown: str, text: str | None, out: ScanResult, links: bool
 ) -> None:
     if filters.is_partial_name(shown):
         out.unsyncable.append(
@@ -178,7 +197,7 @@ def _check_file(
             )
         )
         return
-    if shown.endswith(LINK_SUFFIX):
+    if links and shown.endswith(LINK_SUFFIX):
         out.unsyncable.append(
             Finding(
                 relative,
