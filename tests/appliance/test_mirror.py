@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import shutil
 import stat
 from pathlib import Path
 
@@ -206,3 +207,35 @@ def test_wrong_credentials_are_reported_and_alerted(
     assert result["outcome"] == "cloud-refused"
     assert "refused this device's credentials" in result["message"]
     assert [a["kind"] for a in appliance.json("alerts")["alerts"]] == ["cloud-refused"]
+
+
+def test_what_an_interrupted_fetch_or_init_leaves_is_repaired(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    (cloud_data.files("docs") / "a.txt").write_text("one\n")
+    cloud_data.commit("docs")
+    (cloud_data.files("notes") / "n.txt").write_text("note\n")
+    notes_head = cloud_data.commit("notes")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    assert appliance.json("mirror")["outcome"] == "ok"
+    mirror = mirror_of(drive, "docs")
+    # A fetch killed by a pulled cable: a stale ref lock and a half-written pack.
+    (mirror / "refs" / "heads" / "main.lock").write_text("")
+    (mirror / "objects" / "pack" / "tmp_pack_XyZ123").write_bytes(b"PACK\0\0\0\2 half")
+    # A `git init` cut short: HEAD written, the rest lost with the journal.
+    notes = mirror_of(drive, "notes")
+    for path in notes.iterdir():
+        if path.name != "HEAD":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (cloud_data.files("docs") / "a.txt").write_text("two\n")
+    docs_head = cloud_data.commit("docs")
+
+    assert appliance.json("mirror")["outcome"] == "ok"
+
+    assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == docs_head
+    assert git("--git-dir", str(notes), "rev-parse", "main").stdout.strip() == notes_head
+    assert not (mirror / "refs" / "heads" / "main.lock").exists()
+    assert not list((mirror / "objects" / "pack").glob("tmp_*"))
+    fsck(mirror)
+    fsck(notes)

@@ -128,7 +128,11 @@ class Mirror:
         """Create the repository, or bring its settings up to date; safe to repeat."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            if not (self.path / "HEAD").exists():
+            skeleton = ("HEAD", "config", "objects", "refs")
+            if not all((self.path / name).exists() for name in skeleton):
+                # New, or a `git init` cut short by a pulled drive or a power cut (seen in
+                # tests: HEAD written, config lost with the journal). init on an existing
+                # repository only adds what is missing; it never overwrites.
                 self.git("init", "--quiet", "--bare", "--initial-branch=main", str(self.path))
             for key, value in SETTINGS.items():
                 self.git("config", key, value)
