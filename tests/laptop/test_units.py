@@ -274,3 +274,15 @@ def test_scan_without_links_reports_symlinks_and_keeps_rclonelink_files(tmp_path
     assert [(f.path, f.kind) for f in with_links.unsyncable] == [
         ("from-cloud.rclonelink", "rclonelink-name")
     ]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="such names cannot exist on Windows")
+def test_scan_warns_about_names_windows_reserves(tmp_path):
+    for name in ("CON", "nul.txt", "Com1.log", "console.txt", "lpt10"):
+        (tmp_path / name).write_text("x")
+    found = scan.scan(Path(tmp_path), filters.Excludes([]))
+    assert sorted(f.path for f in found.warnings if f.kind == "windows-reserved-name") == [
+        "CON",
+        "Com1.log",
+        "nul.txt",
+    ]

@@ -11,7 +11,7 @@ from tests.laptop.conftest import Laptop, SftpCloud
 
 
 def test_each_unsyncable_kind_is_reported_and_the_rest_syncs(
-    enrolled: Laptop, cloud: SftpCloud, tmp_path
+    enrolled: Laptop, cloud: SftpCloud, tmp_path, new_laptop
 ):
     docs = enrolled.folder("docs")
     (docs / "normal.txt").write_text("fine\n")
@@ -86,6 +86,14 @@ def test_each_unsyncable_kind_is_reported_and_the_rest_syncs(
         assert not (remote / absent).exists(), absent
     cafes = [n for n in os.listdir(remote) if unicodedata.normalize("NFC", n) == nfc]
     assert len(cafes) == 1  # rclone keeps one of the two; the other is listed above
+
+    # Another Linux laptop gets the non-UTF-8 name byte-exact.
+    other = new_laptop("laptop-b")
+    other.run("enroll", cloud.code)
+    other.run("segment", "add", "docs", str(other.folder("docs")))
+    other.run("sync")
+    with open(os.fsencode(other.home / "docs") + b"/bad-\xff-name.txt", "rb") as fh:
+        assert fh.read() == b"latin-1 era\n"
 
     # Fixed by the user: renamed, so it syncs and leaves the list.
     (docs / "shortcut.rclonelink").rename(docs / "shortcut.txt")

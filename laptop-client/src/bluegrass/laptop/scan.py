@@ -18,6 +18,7 @@ and a NAME.rclonelink coming from the cloud is an ordinary file.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import unicodedata
@@ -30,6 +31,10 @@ LINK_SUFFIX = ".rclonelink"
 
 # Windows: rclone runs without --links (see bluegrass.laptop.bisync.SYNC_LINKS).
 SYNC_LINKS = sys.platform != "win32"
+
+# Names Windows reserves for devices, with any extension. rclone maps the characters Windows
+# forbids (<>:"|?* and a trailing dot or space) to look-alikes on Windows, but not these.
+_WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?", re.IGNORECASE)
 
 SPECIAL_KINDS = (
     (stat.S_ISSOCK, "socket"),
@@ -137,6 +142,15 @@ def _walk(
                 )
             )
         else:
+            if SYNC_LINKS and _WINDOWS_RESERVED.fullmatch(text):
+                out.warnings.append(
+                    Finding(
+                        relative,
+                        "windows-reserved-name",
+                        "Windows reserves this name for a device: it is synced, but a Windows "
+                        "computer syncing this segment cannot hold it",
+                    )
+                )
             nfc = unicodedata.normalize("NFC", text)
             by_nfc.setdefault(nfc, []).append(shown)
             by_case.setdefault(nfc.casefold(), []).append((shown, nfc))
