@@ -17,9 +17,11 @@ segment root with "/" separators, "." for the root itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 HEADER = b"bluegrass-manifest 1"
+_OID = re.compile(rb"[0-9a-f]{40}|-")
 ROOT = b"."
 
 
@@ -85,5 +87,20 @@ def parse(data: bytes) -> dict[bytes, Entry]:
             raise ManifestError(f"malformed manifest record {record[:80]!r}") from exc
         if entry.kind not in ("f", "l", "d") or (entry.kind != "d") != (entry.oid is not None):
             raise ManifestError(f"malformed manifest record {record[:80]!r}")
+        if not valid_path(path) or (path == ROOT and entry.kind != "d"):
+            # A manifest comes from a repository that may have been tampered with (a mirror
+            # accepts any well-formed commit): a path must never lead out of the restore.
+            raise ManifestError(f"unsafe path in manifest: {path[:80]!r}")
+        if not _OID.fullmatch(oid):
+            raise ManifestError(f"malformed object id in manifest: {oid[:80]!r}")
         entries[path] = entry
     return entries
+
+
+def valid_path(path: bytes) -> bool:
+    """A relative '/'-separated path with no empty, '.' or '..' part (or the root '.')."""
+    if path == ROOT:
+        return True
+    if not path or b"\0" in path:
+        return False
+    return all(part not in (b"", b".", b"..") for part in path.split(b"/"))

@@ -16,6 +16,9 @@ from __future__ import annotations
 import re
 
 MARKER = b"%%"
+# Bumped whenever the set of escaped names changes: a repository whose tree was written under
+# older rules is rebuilt in full on its next snapshot, so a stale unescaped entry cannot stay.
+RULES_VERSION = "2"
 _ESCAPED_BYTES = frozenset(b"%. ~\\:")
 _HFS_IGNORABLE = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
 # Names git treats as its own, after NTFS trimming of trailing dots and spaces.

@@ -6,6 +6,7 @@ at the end, so an interrupted restore leaves no half-written target behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -72,6 +73,7 @@ def restore(
     chosen = select(repo.manifest(commit), path)
     target = target.absolute()
     check_target(target)
+    created = [p for p in reversed(target.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.bluegrass-restore-{secrets.token_hex(4)}"
     staging.mkdir(mode=0o700)
@@ -82,6 +84,9 @@ def restore(
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):  # only the folders this restore made, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     return RestoreResult(commit, target, files, size)
 

@@ -18,9 +18,17 @@ from bluegrass.core.store import manifest as mf
 from bluegrass.core.store import statcache
 from bluegrass.core.store import walk as walk_mod
 from bluegrass.core.store.manifest import Entry
-from bluegrass.core.store.names import escape_path
+from bluegrass.core.store.names import RULES_VERSION, escape_path
 from bluegrass.core.store.objects import hash_files, write_blob
-from bluegrass.core.store.repository import BRANCH, FILES, MANIFEST, ZERO_OID, Repository, now
+from bluegrass.core.store.repository import (
+    BRANCH,
+    FILES,
+    MANIFEST,
+    ZERO_OID,
+    Repository,
+    RepositoryError,
+    now,
+)
 from bluegrass.core.store.walk import Stat, walk
 
 # Timestamps can be this coarse (FAT, some network file systems): a file modified within this
@@ -100,6 +108,12 @@ def snapshot(
     """
     when = when or now()
     root = os.fsencode(source.absolute())
+    inside = repo.path.resolve()
+    folder = source.resolve()
+    if inside.is_relative_to(folder) or folder.is_relative_to(inside):
+        raise UsageError(
+            f"the repository {repo.path} and the folder {source} must not contain each other"
+        )
     with repo.lock():
         head = repo.head()
         if head is not None and when < repo.commit_date(head):
@@ -120,6 +134,7 @@ def snapshot(
             and known.fingerprint == fingerprint.hex()
         ):
             result.files, result.bytes = known.files, known.bytes
+            result.skipped = [(p, r) for p, r in known.skipped]
             repo.record_check({"at": when.isoformat(), "committed": False, "commit": head})
             return result
         return _snapshot_slow(repo, root, head, result, fingerprint, suspicious_share, label, skip)
@@ -236,6 +251,7 @@ def _snapshot_slow(
             racy=racy_left,
             files=result.files,
             bytes=result.bytes,
+            skipped=[[p, r] for p, r in result.skipped],
         )
         statcache.save(repo.state_dir, state, new_cache)
 
@@ -244,9 +260,11 @@ def _snapshot_slow(
         repo.record_check({"at": when.isoformat(), "committed": False, "commit": head})
         return result
 
-    commit = _commit(repo, head, previous, entries, result, when, label)
+    commit, rebuilt = _commit(repo, head, previous, entries, result, when, label)
     _make_durable()
     repo.git.run(["update-ref", "-m", "bluegrass snapshot", BRANCH, commit, head or ZERO_OID])
+    if rebuilt:
+        repo.git.run(["config", "bluegrass.names", RULES_VERSION])
     save(commit)
     result.committed = True
     result.commit = commit
@@ -326,19 +344,28 @@ def _commit(
     result: SnapshotResult,
     when: datetime,
     label: str | None,
-) -> str:
+) -> tuple[str, bool]:
+    """The new commit, and whether its tree was built in full under today's naming rules."""
     manifest_oid = write_blob(repo.path, mf.serialize(entries))
-    records = _tree_records(previous if head else {}, entries)
+    rules = repo.git.run(["config", "--get", "bluegrass.names"], check=False).stdout.strip()
+    # Build on the previous tree only if it was written under today's escaping rules.
+    incremental = head is not None and rules.decode() == RULES_VERSION
+    records = _tree_records(previous if incremental else {}, entries)
     records.append(b"100644 %s\t%s\0" % (manifest_oid.encode(), MANIFEST.encode()))
     index = repo.state_dir / "index.tmp"
     index.unlink(missing_ok=True)
     env = {"GIT_INDEX_FILE": str(index)}
     try:
-        if head:
+        if incremental:
             repo.git.run(["read-tree", head], env=env)
-        repo.git.run(
+        update = repo.git.run(
             ["update-index", "--add", "-z", "--index-info"], input=b"".join(records), env=env
         )
+        if b"Ignoring path" in update.stderr:
+            # git drops a name it refuses and still succeeds; the escaping must never let that
+            # happen, so it is an error rather than a file silently missing from the tree.
+            line = update.stderr.decode("utf-8", "replace").strip().splitlines()[0]
+            raise RepositoryError(f"{repo.path}: git refused a stored name: {line}")
         tree = repo.git.out(["write-tree"], env=env)
     finally:
         index.unlink(missing_ok=True)
@@ -346,11 +373,12 @@ def _commit(
     args = ["commit-tree", tree]
     if head:
         args += ["-p", head]
-    return repo.git.out(
+    commit = repo.git.out(
         args,
         input=_message(result, label).encode("utf-8", "surrogateescape"),
         env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp},
     )
+    return commit, not incremental
 
 
 def _human(size: int) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import marshal
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bluegrass.core.store.manifest import Entry
@@ -46,6 +46,8 @@ class Head:
     racy: bool
     files: int
     bytes: int
+    # What the last full walk skipped (sockets, FIFOs…), reported again by the fast path.
+    skipped: list[list[str]] = field(default_factory=list)
 
 
 def _write(path: Path, data: bytes) -> None:

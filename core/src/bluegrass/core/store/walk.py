@@ -138,12 +138,18 @@ def fingerprint(root: bytes, workers: int | None = None) -> bytes | None:
     groups = [top[i::_GROUPS] for i in range(_GROUPS) if top[i::_GROUPS]]
 
     def scan(names: list[bytes]) -> bytes | None:
-        paths = [root + b"/" + n for n in names]
-        proc = subprocess.run(
-            [find, *paths, "-printf", _FIND_FORMAT],
-            capture_output=True,
-            env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "")},
-        )
+        # Starting points go through stdin (-files0-from): a folder with 100k entries would
+        # not fit on a command line.
+        paths = b"".join(root + b"/" + n + b"\0" for n in names)
+        try:
+            proc = subprocess.run(
+                [find, "-files0-from", "-", "-printf", _FIND_FORMAT],
+                input=paths,
+                capture_output=True,
+                env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "")},
+            )
+        except OSError:
+            return None
         return proc.stdout if proc.returncode == 0 and not proc.stderr else None
 
     digest = hashlib.sha1(usedforsecurity=False)
