@@ -26,7 +26,7 @@ from bluegrass.panel.helpers import (
     request_path,
     seg_url,
 )
-from flask import Blueprint, abort, flash, redirect, render_template, request, stream_with_context
+from flask import Blueprint, abort, flash, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 bp = Blueprint("browse", __name__)
@@ -193,7 +193,7 @@ def blob(user: str, segment: str, subpath: str) -> Response | str:
 def _send_blob(place: Place, entry: Entry, disposition: str, content_type: str) -> Response:
     repo, oid = place.repo, entry.oid or ""
     resp = Response(
-        stream_with_context(store.stream_blob(repo, oid)),
+        store.stream_blob(repo, oid),
         content_type=content_type,
         direct_passthrough=True,
     )
@@ -334,7 +334,7 @@ def download_archive(user: str, segment: str, subpath: str) -> Response:
     stamp = place.snap.date.strftime("%Y-%m-%d")
     filename = top + b"-" + stamp.encode() + b"." + fmt.encode()
     resp = Response(
-        stream_with_context(archive.stream(place.repo, chosen, place.path, top, fmt)),
+        archive.stream(place.repo, chosen, place.path, top, fmt),
         content_type=archive.FORMATS[fmt],
         direct_passthrough=True,
     )
