@@ -8,6 +8,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
 from bluegrass.appliance import drive, health
 from bluegrass.appliance.readme import FORMAT, format_text
 
@@ -56,6 +57,7 @@ def test_bad_configuration_names_file_key_and_expectation(appliance: Appliance) 
     assert "unknown key 'drive.lable'" in one_line_error(appliance("status", check=False))
 
 
+@pytest.mark.root
 def test_eject_refuses_while_a_job_runs_then_unmounts(
     appliance: Appliance, make_loop, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from bluegrass.appliance import drive
 
 from tests.appliance.conftest import (
@@ -29,6 +30,7 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait(timeout=60)
 
 
+@pytest.mark.slow
 def test_cloud_down_backs_off_says_since_when_and_recovers(
     appliance: Appliance, cloud_data: CloudData, tmp_path: Path
 ) -> None:
@@ -88,6 +90,8 @@ def _jobs(appliance: Appliance) -> list[dict]:
     return State(appliance.state / "state.sqlite").jobs(limit=50, kind="mirror")
 
 
+@pytest.mark.root
+@pytest.mark.slow
 def test_drive_pulled_mid_mirror_then_plugged_back(
     appliance: Appliance,
     cloud_data: CloudData,

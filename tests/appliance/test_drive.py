@@ -117,6 +117,7 @@ def test_mountinfo_unescapes_spaces() -> None:
 # -- real loop devices ----------------------------------------------------------------------
 
 
+@pytest.mark.root
 def test_prepare_formats_a_loop_device_after_the_name_is_typed_back(
     appliance: Appliance, make_loop, tmp_path: Path
 ) -> None:
@@ -156,6 +157,8 @@ def test_prepare_formats_a_loop_device_after_the_name_is_typed_back(
     assert not_block.returncode == 2 and "not a block device" in not_block.stderr
 
 
+@pytest.mark.root
+@pytest.mark.slow
 def test_drive_full_fails_clearly_and_damages_nothing(
     appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, make_loop, tmp_path: Path
 ) -> None:

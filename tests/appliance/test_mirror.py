@@ -239,3 +239,29 @@ def test_what_an_interrupted_fetch_or_init_leaves_is_repaired(
     assert not list((mirror / "objects" / "pack").glob("tmp_*"))
     fsck(mirror)
     fsck(notes)
+
+
+def test_a_cloud_data_root_on_this_machine_is_mirrored_without_enrollment(
+    appliance: Appliance, cloud_data: CloudData, tmp_path: Path
+) -> None:
+    # The embedded setup: cloud.url = "file:///DATA", every user found there.
+    (cloud_data.files("docs") / "a.txt").write_text("alice's\n")
+    alice = cloud_data.commit("docs")
+    (cloud_data.files("music", user="bob") / "song.txt").write_text("la la\n")
+    bob = cloud_data.commit("music", user="bob")
+    appliance.configure(f'[cloud]\nurl = "file://{cloud_data.root}"\n')
+    drive = tmp_path / "drive"
+    appliance.global_args = ["--drive-dir", str(drive)]
+
+    assert appliance.json("mirror")["outcome"] == "ok"
+    assert appliance.json("files")["outcome"] == "ok"
+
+    assert (
+        git("--git-dir", str(mirror_of(drive, "docs")), "rev-parse", "main").stdout.strip() == alice
+    )
+    bob_mirror = drive / "bluegrass" / "bob" / "music.git"
+    assert git("--git-dir", str(bob_mirror), "rev-parse", "main").stdout.strip() == bob
+    assert (drive / "bluegrass" / "bob" / "music" / "song.txt").read_text() == "la la\n"
+    restored = tmp_path / "restored"
+    appliance("restore", "music", "--user", "bob", "--to", str(restored))
+    assert (restored / "song.txt").read_text() == "la la\n"
