@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         remote.write_files(enrollment, runner, trial_conf, trial_hosts)
         trial = Rclone(trial_conf, places.state_dir / "rclone-cache")
-        probe = trial.run(["lsf", f"{remote.REMOTE}:", "--dirs-only"], timeout=90)
+        # One quick try (later flags win over the runner's defaults): offline is not an error.
+        quick = ["--contimeout", "10s", "--low-level-retries", "1"]
+        probe = trial.run(["lsf", f"{remote.REMOTE}:", "--dirs-only", *quick], timeout=60)
     finally:
         trial_conf.unlink(missing_ok=True)
         trial_hosts.unlink(missing_ok=True)
