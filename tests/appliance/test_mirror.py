@@ -5,7 +5,11 @@ from __future__ import annotations
 import filecmp
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.appliance.conftest import (
     USER,
@@ -14,8 +18,10 @@ from tests.appliance.conftest import (
     enrollment,
     fsck,
     git,
+    write_random,
 )
 from tests.appliance.fakecloud import FakeCloud
+from tests.conftest import VENV_BIN
 
 
 def setup(appliance: Appliance, cloud: FakeCloud, drive: Path) -> None:
@@ -265,3 +271,43 @@ def test_a_cloud_data_root_on_this_machine_is_mirrored_without_enrollment(
     restored = tmp_path / "restored"
     appliance("restore", "music", "--user", "bob", "--to", str(restored))
     assert (restored / "song.txt").read_text() == "la la\n"
+
+
+@pytest.mark.slow
+def test_mirroring_a_big_file_stays_within_a_small_pis_memory(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    # 96 MB in one blob: without core.bigFileThreshold on the mirror, index-pack holds the
+    # whole object (git's default threshold is 512 MB), so the tree's peak would pass 96 MB.
+    write_random(cloud_data.files("video") / "film.bin", 96 * 2**20)
+    head = cloud_data.commit("video")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    # RUSAGE_CHILDREN of a wrapper process: the largest process of the command's own tree
+    # (the appliance's Python and every git it ran), not the test's server side.
+    wrapper = (
+        "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            wrapper,
+            str(VENV_BIN / "bluegrass-appliance"),
+            "--state",
+            str(appliance.state),
+            "--drive-dir",
+            str(drive),
+            "mirror",
+        ],
+        capture_output=True,
+        text=True,
+        env=appliance.env(),
+        check=True,
+    )
+    peak_mb = int(proc.stdout.strip().splitlines()[-1]) / 1024
+    assert peak_mb < 64, f"peak RSS {peak_mb:.0f} MB"
+    assert (
+        git("--git-dir", str(mirror_of(drive, "video")), "rev-parse", "main").stdout.strip() == head
+    )
