@@ -428,6 +428,9 @@ class Daemon:
                 self._set_drive("absent", "released when the daemon stopped")
             except BluegrassError as exc:
                 log.warning("%s", exc)
+        elif self.drive.state == "ready":
+            # Not ours to unmount (a folder, or mounted before we started); no longer watched.
+            self._set_drive("absent", "not watched: the daemon stopped")
         self.publish("stopped")
 
 

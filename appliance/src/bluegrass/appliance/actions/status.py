@@ -95,9 +95,13 @@ def render(found: dict) -> list[str]:
     daemon = found["daemon"]
     if daemon["running"]:
         job = f", running the {daemon['job']} job" if daemon["job"] else ""
+        watching = (
+            f"watching {daemon['monitor']} events"
+            if daemon["monitor"] in ("udev", "kernel")
+            else "a folder stands in for the drive"
+        )
         lines.append(
-            f"Daemon: running (pid {daemon['pid']}, since {daemon['started']}, "
-            f"{daemon['monitor']} events){job}"
+            f"Daemon: running (pid {daemon['pid']}, since {daemon['started']}, {watching}){job}"
         )
     else:
         lines.append("Daemon: not running")
@@ -112,9 +116,10 @@ def render(found: dict) -> list[str]:
     lines.append(f"Drive: {text}")
     cloud = found["cloud"]
     if cloud["state"] == "unreachable":
+        upcoming = f", next try {cloud['next_try']}" if daemon["running"] else ""
         lines.append(
-            f"Cloud: UNREACHABLE since {cloud['since']} ({cloud['attempts']} attempts, next try "
-            f"{cloud['next_try']}): {cloud['message']}"
+            f"Cloud: UNREACHABLE since {cloud['since']} ({cloud['attempts']} attempts"
+            f"{upcoming}): {cloud['message']}"
         )
     elif cloud["state"] == "refused":
         lines.append(f"Cloud: REFUSED this device since {cloud['since']}: {cloud['message']}")
