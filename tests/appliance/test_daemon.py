@@ -172,3 +172,52 @@ def test_drive_pulled_mid_mirror_then_plugged_back(
         assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == head
     finally:
         subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+@pytest.mark.root
+def test_ejected_drive_is_not_remounted_until_unplugged(
+    appliance: Appliance,
+    cloud_data: CloudData,
+    fake_cloud: FakeCloud,
+    make_loop,
+    udevd: str,
+    tmp_path: Path,
+) -> None:
+    loop = make_loop(32)
+    device = loop.attach()
+    appliance("drive", "prepare", device, "--yes")
+    (cloud_data.files("docs") / "a.txt").write_text("a\n")
+    cloud_data.commit("docs")
+    appliance.enroll(enrollment(fake_cloud.port))
+    mountpoint = tmp_path / "mnt"
+    appliance.configure(
+        f'[drive]\nmountpoint = "{mountpoint}"\n'
+        '[schedule]\ndrive_check_every = "1s"\n[files]\nenabled = false\n'
+    )
+    log = tmp_path / "daemon.log"
+    with appliance.daemon(log) as proc:
+        # Already plugged in when the daemon starts: found by the start-up scan.
+        ready = appliance.wait_status(
+            lambda s: (s["last_jobs"]["mirror"] or {}).get("outcome") == "ok",
+            "the first mirror",
+            log=log,
+        )
+        assert ready["drive"]["found_by"] == "start-up scan"
+        appliance("drive", "eject", "--wait", "30")
+        appliance.wait_status(
+            lambda s: s["drive"]["state"] == "ejected", "the daemon to see the eject", log=log
+        )
+        assert "safe to unplug" in appliance("status").stdout
+        assert drive.mount_at(mountpoint) is None
+        loop.detach()
+        appliance.wait_status(
+            lambda s: s["drive"]["state"] == "absent", "the unplug to be seen", log=log
+        )
+        loop.attach()
+        back = appliance.wait_status(
+            lambda s: s["drive"]["state"] == "ready", "the drive to be mounted again", log=log
+        )
+        assert back["drive"]["found_by"].startswith("udev")
+        assert drive.mount_at(mountpoint) is not None
+        assert stop(proc) == 0
+    assert drive.mount_at(mountpoint) is None
