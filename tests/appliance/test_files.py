@@ -24,7 +24,7 @@ def test_files_are_pulled_with_a_pinned_host_key_and_sync_machinery_left_out(
     (folder / "sub" / "notes.txt").write_text("notes\n")
     (folder / "letter.partial").write_text("a user's own .partial file is kept\n")
     (folder / ".bluegrass-check").write_text("")
-    (folder / "big.iso.0123abcd.bluegrass-partial").write_text("an upload in flight\n")
+    (folder / "big.iso.0123abcd.bluegrass-part").write_text("an upload in flight\n")
     (folder / "empty").mkdir()
     cloud_data.commit("docs")
     drive = tmp_path / "drive"
@@ -43,7 +43,7 @@ def test_files_are_pulled_with_a_pinned_host_key_and_sync_machinery_left_out(
         assert (copy / "letter.partial").exists()
         assert (copy / "empty").is_dir()
         assert not (copy / ".bluegrass-check").exists()
-        assert not (copy / "big.iso.0123abcd.bluegrass-partial").exists()
+        assert not (copy / "big.iso.0123abcd.bluegrass-part").exists()
 
         # Deleted on the cloud, deleted from the latest copy (history keeps it).
         (folder / "sub" / "notes.txt").unlink()

@@ -197,13 +197,13 @@ def test_in_flight_upload_is_reported_not_committed(cloud: Run, data: Path, tmp_
     cloud("user", "add", "alice")
     tree = data / "files" / "alice" / "docs"
     (tree / "sub").mkdir(parents=True)
-    (tree / "report.pdf.1a2b3c4d.bluegrass-partial").write_bytes(b"half an upl")
+    (tree / "report.pdf.1a2b3c4d.bluegrass-part").write_bytes(b"half an upl")
     (tree / "sub" / "x.partial").write_text("the user's own file\n")
     (tree / "notes.1a2b3c4d.partial").write_text("rclone's default suffix is not ours\n")
     out = json.loads(cloud("commit", "--json").stdout)["segments"][0]
     assert out["committed"] and out["added"] == 2
     assert out["skipped"] == [
-        {"path": "report.pdf.1a2b3c4d.bluegrass-partial", "reason": "upload in progress"}
+        {"path": "report.pdf.1a2b3c4d.bluegrass-part", "reason": "upload in progress"}
     ]
     cloud("restore", "alice", "docs", "--to", str(tmp_path / "back"))
     restored = sorted(

@@ -83,11 +83,6 @@ def test_partial_pattern_and_filters_file():
     assert filters.exact_rule("a[1]/b*.rclonelink") == "/a\\[1\\]/b\\*.rclonelink"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core's PARTIAL_SUFFIX is longer than rclone accepts; the laptop falls back to "
-    "'.bluegrass-part' until core shortens it (then this passes: drop the fallback)",
-)
 def test_core_partial_suffix_is_usable_by_rclone():
     from bluegrass.core import syncspec
 

@@ -24,7 +24,7 @@ from bluegrass.core import rclone, syncspec
 from bluegrass.core.enrollment import Enrollment
 from bluegrass.core.errors import BluegrassError
 
-# rclone's in-flight uploads on the cloud ("name.<8 hex>.bluegrass-partial") and the bisync
+# rclone's in-flight uploads on the cloud ("name.<8 hex>.bluegrass-part") and the bisync
 # check sentinel at each segment's root are the sync machinery's, not the user's.
 _HEX = "[0-9a-f]" * 8
 FILTERS = (

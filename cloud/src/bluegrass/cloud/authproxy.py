@@ -70,7 +70,10 @@ class Decision:
         }
 
 
-def decide(data_root: Path, request: dict[str, object], now: float) -> Decision:
+def decide(
+    data_root: Path, request: dict[str, object], now: float, *, serve_files: bool = True
+) -> Decision:
+    """Accept or refuse one login; `serve_files` adds the checks for serving the user's tree."""
     user = request.get("user")
     client_ip = str(request.get("client_ip") or "")
     method = "password" if "pass" in request else "key" if "public_key" in request else "none"
@@ -86,14 +89,19 @@ def decide(data_root: Path, request: dict[str, object], now: float) -> Decision:
                 f"rate-limited: {max(by_user, by_ip)} failed logins for this {which} "
                 f"in the last {int(WINDOW // 60)} minutes",
             )
-        decision = _check(accounts, data_root, user, request, method)
+        decision = _check(accounts, data_root, user, request, method, serve_files)
         if not decision.accepted and decision.counts:
             accounts.record_failure(user, client_ip, decision.reason, now, keep=WINDOW)
     return decision
 
 
 def _check(
-    accounts: Accounts, data_root: Path, user: str, request: dict[str, object], method: str
+    accounts: Accounts,
+    data_root: Path,
+    user: str,
+    request: dict[str, object],
+    method: str,
+    serve_files: bool,
 ) -> Decision:
     if not names.is_valid(user):
         return Decision(False, method, "invalid user name", counts=True)
@@ -115,6 +123,8 @@ def _check(
     else:
         return Decision(False, method, "no password or key", counts=True)
     root = data_root / "files" / user
+    if not serve_files:
+        return Decision(True, method, device=device, root=root)
     problem = _unsafe_tree(root)
     if problem:
         return Decision(False, method, problem, device=device)

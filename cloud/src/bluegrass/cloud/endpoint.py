@@ -100,8 +100,17 @@ class Endpoint:
         self.started = 0.0
         self._reader: threading.Thread | None = None
 
+    name = "sftp"
+    ready_pattern = READY
+
+    def argv(self) -> list[str]:
+        return command(self.data_root, self.bind, self.port)
+
+    def env(self) -> dict[str, str]:
+        return environment(self.data_root)
+
     def start(self) -> None:
-        argv = command(self.data_root, self.bind, self.port)
+        argv = self.argv()
         (self.data_root / "run").mkdir(exist_ok=True)
         # If we die without a chance to stop it (SIGKILL), the kernel stops it for us instead
         # of leaving it holding the port.
@@ -115,7 +124,7 @@ class Endpoint:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env=environment(self.data_root),
+            env=self.env(),
             cwd=self.data_root,
             # Its own process group: a Ctrl-C in the terminal reaches us, and we stop it.
             process_group=0,
@@ -131,8 +140,8 @@ class Endpoint:
             if not line:
                 continue
             self.last_line = line
-            self.log(f"sftp: {line}")
-            if READY.search(line):
+            self.log(f"{self.name}: {line}")
+            if self.ready_pattern.search(line):
                 self.ready.set()
 
     @property
@@ -166,3 +175,37 @@ class Endpoint:
         finally:
             if self._reader:
                 self._reader.join(1)
+
+
+class WebServer(Endpoint):
+    """gunicorn serving bluegrass.cloud.webapp (health, segment list, git over HTTP)."""
+
+    name = "http"
+    ready_pattern = re.compile(r"Listening at: ")
+
+    def argv(self) -> list[str]:
+        gunicorn = Path(sysconfig.get_path("scripts")) / "gunicorn"
+        if not gunicorn.is_file():
+            gunicorn = Path(sys.executable).parent / "gunicorn"
+        return [
+            str(gunicorn),
+            "--bind",
+            listen_address(self.bind, self.port),
+            # Threads, not sync workers: a multi-GB fetch must not hit a worker timeout.
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "2",
+            "--threads",
+            "8",
+            "--graceful-timeout",
+            "20",
+            "--error-logfile",
+            "-",
+            "bluegrass.cloud.webapp:from_environment()",
+        ]
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RCLONE_", "GUNICORN_"))}
+        env["BLUEGRASS_DATA"] = str(self.data_root)
+        return env

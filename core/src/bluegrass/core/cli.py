@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from bluegrass.core.errors import BluegrassError
 
@@ -13,11 +14,26 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line plus a pointer to --help."""
+    """argparse that reports usage errors as one line plus a pointer to --help.
+
+    Every error line starts with the program's own name (`bluegrass-cloud: error: …`), also
+    for a subcommand's parser, and a command group given no action prints its own help.
+    """
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        program = self.prog.split()[0]
+        sys.stderr.write(f"{program}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)
+
+    def add_subparsers(self, **kwargs: Any) -> argparse._SubParsersAction:  # type: ignore[override]
+        kwargs.setdefault("parser_class", type(self))
+        group = super().add_subparsers(**kwargs)
+        self.set_defaults(handler=self._no_action)
+        return group
+
+    def _no_action(self, _args: argparse.Namespace) -> int:
+        self.print_help(sys.stderr)
+        return 2
 
 
 def emit_json(data: object) -> None:

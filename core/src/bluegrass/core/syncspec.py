@@ -10,8 +10,9 @@ import re
 
 # rclone uploads into "<name>.<8 hex>" + this suffix, then renames into place. Ours, not the
 # default ".partial": a user's own "x.partial" must still be backed up. Only names of exactly
-# this shape are in-flight uploads; the snapshot leaves them out and says so.
-PARTIAL_SUFFIX = ".bluegrass-partial"
+# this shape are in-flight uploads; the snapshot leaves them out and says so. rclone refuses a
+# suffix longer than 16 characters.
+PARTIAL_SUFFIX = ".bluegrass-part"
 PARTIAL_NAME = re.compile(rb".*\.[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX.encode()))
 
 # bisync --check-access sentinel, present on both sides of every segment: a missing or

@@ -3,10 +3,8 @@
 The filters file is part of bisync's state (rclone stores its MD5 beside it and a change needs
 a --resync), so its text is fully determined by the segment's configuration. Exclusions that
 come and go (a file found unsyncable by the pre-scan) are passed as --exclude flags instead.
-
-rclone refuses a --partial-suffix longer than 16 characters (rclone 1.75.2: "Expecting suffix
-length not greater than 16"), and core's PARTIAL_SUFFIX ".bluegrass-partial" has 18. Until core
-shortens it, the laptop uses ".bluegrass-part", of the same shape (docs/decisions.md).
+The in-flight upload suffix is core's (bluegrass.core.syncspec), shared with the cloud, which
+leaves such names out of its snapshots.
 """
 
 from __future__ import annotations
@@ -15,14 +13,9 @@ import re
 
 from bluegrass.core import syncspec
 
+# rclone 1.75.2 refuses a longer --partial-suffix ("Expecting suffix length not greater than 16").
 RCLONE_MAX_PARTIAL_SUFFIX = 16
-_FALLBACK_SUFFIX = ".bluegrass-part"
-
-PARTIAL_SUFFIX = (
-    syncspec.PARTIAL_SUFFIX
-    if len(syncspec.PARTIAL_SUFFIX) <= RCLONE_MAX_PARTIAL_SUFFIX
-    else _FALLBACK_SUFFIX
-)
+PARTIAL_SUFFIX = syncspec.PARTIAL_SUFFIX
 # rclone names an upload in progress "<name>.<8 hex digits><suffix>" (fs/operations/copy.go).
 PARTIAL_NAME = re.compile(r".*\.[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX), re.DOTALL)
 PARTIAL_GLOB = "*." + "[0-9a-f]" * 8 + PARTIAL_SUFFIX

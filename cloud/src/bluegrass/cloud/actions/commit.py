@@ -13,7 +13,7 @@ from bluegrass.core import syncspec
 from bluegrass.core.cli import emit_json
 from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
-from bluegrass.core.store import Repository, RepositoryError, parse_date, snapshot
+from bluegrass.core.store import Repository, RepositoryBusy, RepositoryError, parse_date, snapshot
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,8 +45,7 @@ BUSY = "busy: another commit of this segment is running (the scheduler's?); try 
 
 def is_busy(exc: BaseException) -> bool:
     """Whether a job failed only because another one holds a lock it needs."""
-    # The store says so in its message; a dedicated exception type is asked of core.
-    return isinstance(exc, Busy) or (isinstance(exc, RepositoryError) and "is busy" in str(exc))
+    return isinstance(exc, Busy | RepositoryBusy)
 
 
 def commit_one(

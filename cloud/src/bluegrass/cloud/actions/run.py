@@ -2,8 +2,8 @@
 
 It runs the sync endpoint (`rclone serve sftp` with our auth proxy) as a child and restarts
 it, with a growing delay, whenever it dies; runs the daily commits and `maintain`; answers
-GET /health on the HTTP port (the web server comes later); and logs one line per event on
-stderr. SIGTERM or SIGINT stops everything and exits 0.
+on the HTTP port (gunicorn, also supervised) GET /health, the segment list and read-only git
+over HTTP; and logs one line per event on stderr. SIGTERM or SIGINT stops everything and exits 0.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ import sys
 import threading
 import time
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import FrameType
 
 from bluegrass.cloud import hostkey, settings
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.datadir import DataRoot
-from bluegrass.cloud.endpoint import Endpoint, authproxy_program
+from bluegrass.cloud.endpoint import Endpoint, WebServer, authproxy_program
 from bluegrass.cloud.scheduler import Scheduler
+from bluegrass.cloud.webapp import STATUS_FILE
 from bluegrass.core import rclone
 from bluegrass.core.errors import BluegrassError, UsageError
 
@@ -51,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run the cloud server in the foreground",
         description="Run the cloud role in the foreground: the sync endpoint (restarted if it "
         "dies), the daily commits at [schedule] commit_at (or a segment's own), and the HTTP "
-        "port (for now only GET /health). Logs one line per event on stderr; stop with SIGTERM "
+        "port (GET /health, the segment list and read-only git over HTTP for devices). Logs "
+        "one line per event on stderr; stop with SIGTERM "
         "or Ctrl-C. Options override [server] in the configuration for this run only; "
         "enrollment codes always carry the configured values.",
     )
@@ -74,36 +76,46 @@ class _Log:
             sys.stderr.flush()
 
 
-def _health_server(bind: str, port: int, status: dict[str, str]) -> ThreadingHTTPServer:
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != "/health":
-                self.send_error(404)
-                return
-            body = json.dumps({"ok": status["sync_endpoint"] == "up", **status}).encode()
-            self.send_response(200 if status["sync_endpoint"] == "up" else 503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+class _Status(dict[str, str]):
+    """The run's state, also written to DATA/run/status.json for the web server's /health."""
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # health checks every few seconds would drown the log
+    def __init__(self, data_root: Path, **values: str) -> None:
+        super().__init__(values)
+        self.path = data_root / STATUS_FILE
+        self._write()
 
-    server_class = ThreadingHTTPServer
-    if ":" in bind:
-        import socket
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        self._write()
 
-        class V6(ThreadingHTTPServer):
-            address_family = socket.AF_INET6
+    def _write(self) -> None:
+        self.path.parent.mkdir(exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(dict(self)))
+        tmp.replace(self.path)
 
-        server_class = V6
-    try:
-        return server_class((bind, port), Health)
-    except OSError as exc:
-        raise BluegrassError(
-            f"cannot listen on {bind} port {port} (HTTP): {exc.strerror}"
-        ) from None
+
+def _keep_serving(
+    server: WebServer, stop: threading.Event, log: _Log, first_ready: threading.Event
+) -> None:
+    """Start the web server and restart it whenever it dies, until `stop`."""
+    delay = 1.0
+    while not stop.is_set():
+        server.start()
+        if server.wait_ready(READY_TIMEOUT, stop):
+            first_ready.set()
+            log(f"http: serving on {server.bind} port {server.port}")
+            while not stop.wait(1.0) and server.poll() is None:
+                pass
+        if stop.is_set():
+            break
+        if not first_ready.is_set() and server.poll() is not None:
+            first_ready.set()  # never came up: run() reports it and stops
+            return
+        code = server.stop()
+        log(f"http: server exited (code {code}); restarting in {delay:g}s")
+        stop.wait(delay)
+        delay = min(delay * 2, MAX_DELAY)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,10 +143,20 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    status = {"sync_endpoint": "starting"}
-    http = _health_server(bind, http_port, status)
-    threading.Thread(target=http.serve_forever, name="http", daemon=True).start()
-    log(f"http: listening on {bind} port {http_port} (GET /health)")
+    status = _Status(root.path, sync_endpoint="starting")
+    web = WebServer(root.path, bind, http_port, log)
+    web_ready = threading.Event()
+    web_thread = threading.Thread(
+        target=_keep_serving, args=(web, stop, log, web_ready), name="http", daemon=True
+    )
+    web_thread.start()
+    web_ready.wait(READY_TIMEOUT)
+    if web.poll() is not None or not web.ready.is_set():
+        stop.set()
+        web_thread.join(5)
+        web.stop()
+        why = web.last_line or "no output"
+        raise BluegrassError(f"the HTTP server did not start on {bind} port {http_port}: {why}")
     scheduler = Scheduler(root, stop, log)
     endpoint = Endpoint(root.path, bind, sftp_port, log)
     try:
@@ -144,8 +166,11 @@ def run(args: argparse.Namespace) -> int:
         code = endpoint.stop()
         if code is not None:
             log(f"sync endpoint stopped (exit code {code})")
-        http.shutdown()
-        http.server_close()
+        stop.set()
+        web_thread.join(30)
+        code = web.stop()
+        if code is not None:
+            log(f"http server stopped (exit code {code})")
         if scheduler.is_alive():
             log("waiting for the scheduler to finish its current job")
             scheduler.join(60)

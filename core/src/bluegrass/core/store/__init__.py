@@ -6,7 +6,13 @@ restore(repo, target, at=..., path=...)
 repo.log(), repo.resolve(at), repo.verify(), repo.maintain()
 """
 
-from bluegrass.core.store.repository import CommitInfo, Repository, RepositoryError, parse_date
+from bluegrass.core.store.repository import (
+    CommitInfo,
+    Repository,
+    RepositoryBusy,
+    RepositoryError,
+    parse_date,
+)
 from bluegrass.core.store.restore import RestoreResult, restore
 from bluegrass.core.store.snapshot import DEFAULT_SUSPICIOUS_SHARE, SnapshotResult, snapshot
 
@@ -14,6 +20,7 @@ __all__ = [
     "DEFAULT_SUSPICIOUS_SHARE",
     "CommitInfo",
     "Repository",
+    "RepositoryBusy",
     "RepositoryError",
     "RestoreResult",
     "SnapshotResult",

@@ -51,6 +51,10 @@ class RepositoryError(BluegrassError):
     pass
 
 
+class RepositoryBusy(RepositoryError):
+    """Another process holds the repository's lock (a snapshot or maintenance is running)."""
+
+
 @dataclass
 class CommitInfo:
     commit: str
@@ -127,7 +131,7 @@ class Repository:
 
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
-                raise RepositoryError(f"{self.path} is busy: another snapshot is running") from exc
+                raise RepositoryBusy(f"{self.path} is busy: another snapshot is running") from exc
             except ImportError:
                 pass
             yield

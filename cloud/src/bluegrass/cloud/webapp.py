@@ -1,0 +1,88 @@
+"""The cloud's HTTP server: one WSGI app, run by gunicorn as a child of `bluegrass-cloud run`.
+
+    GET /health                  200/503 JSON: the web server and the sync endpoint's state
+    /api/v1/segments, /git/...   read-only git over HTTP for devices (bluegrass.cloud.githttp)
+
+Device logins go through the same checks, log and rate limit as the sync endpoint's
+(bluegrass.cloud.authproxy.decide). A successful check is remembered briefly per worker, keyed
+by a hash of the password and the accounts' credentials revision, so a git fetch's several
+requests cost one argon2 verification, and a revocation takes effect on the next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bluegrass.cloud import authproxy
+from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.githttp import GitHTTP, StartResponse
+
+STATUS_FILE = Path("run") / "status.json"
+_REMEMBER = 60.0
+
+
+class DeviceLogin:
+    def __init__(self, data_root: Path) -> None:
+        self.data_root = data_root
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def __call__(self, user: str, password: str, client: str) -> bool:
+        key = (user, hashlib.sha256(password.encode()).hexdigest())
+        with Accounts.open(self.data_root) as accounts:
+            revision = accounts.credentials_revision()
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and seen[1] == revision and now - seen[0] < _REMEMBER:
+                return True
+        request = {"user": user, "pass": password, "client_ip": client}
+        decision = authproxy.decide(self.data_root, request, time.time(), serve_files=False)
+        if not decision.accepted:
+            authproxy.write_log(
+                self.data_root, authproxy.log_line(decision, {**request, "pass": ""}, time.time())
+            )
+            return False
+        with self._lock:
+            self._seen[key] = (now, revision)
+        return True
+
+
+class CloudApp:
+    def __init__(self, data_root: Path) -> None:
+        self.data_root = data_root.absolute()
+        self.git = GitHTTP(self.data_root / "repos", DeviceLogin(self.data_root))
+
+    def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/health":
+            return self._health(start)
+        return self.git(environ, start)
+
+    def _health(self, start: StartResponse) -> list[bytes]:
+        try:
+            status = json.loads((self.data_root / STATUS_FILE).read_text())
+        except (OSError, ValueError):
+            status = {"sync_endpoint": "unknown"}
+        ok = status.get("sync_endpoint") == "up"
+        body = json.dumps({"ok": ok, "http": "up", **status}).encode()
+        start(
+            "200 OK" if ok else "503 Service Unavailable",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [body]
+
+
+def from_environment() -> CloudApp:
+    """gunicorn's entry point: `bluegrass.cloud.webapp:from_environment()`."""
+    return CloudApp(Path(os.environ["BLUEGRASS_DATA"]))
