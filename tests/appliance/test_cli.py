@@ -98,4 +98,8 @@ def test_health_snapshot_has_disk_memory_load(tmp_path: Path) -> None:
 
 def test_the_drive_gets_the_current_repository_format() -> None:
     # The package ships a copy of docs/repository-format.md for the drive: keep them equal.
-    assert format_text() == (ROOT / "docs" / FORMAT).read_bytes()
+    # (A copy, not a symlink: the appliance must build from its own folder, e.g. for the image.)
+    assert format_text() == (ROOT / "docs" / FORMAT).read_bytes(), (
+        "docs/repository-format.md changed: cp docs/repository-format.md "
+        "appliance/src/bluegrass/appliance/data/"
+    )
