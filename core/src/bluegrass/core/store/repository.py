@@ -108,11 +108,16 @@ class Repository:
         return repo
 
     def apply_settings(self) -> None:
+        """Make the settings and attributes what they must be; writes only what differs."""
+        listed = self.git.run(["config", "--local", "--list", "-z"]).stdout.decode()
+        current = dict(item.split("\n", 1) for item in listed.split("\0") if "\n" in item)
         for key, value in SETTINGS.items():
-            self.git.run(["config", key, value])
-        info = self.path / "info"
-        info.mkdir(exist_ok=True)
-        (info / "attributes").write_text(ATTRIBUTES)
+            if current.get(key.lower()) != value:
+                self.git.run(["config", key, value])
+        attributes = self.path / "info" / "attributes"
+        if not attributes.is_file() or attributes.read_text() != ATTRIBUTES:
+            attributes.parent.mkdir(exist_ok=True)
+            attributes.write_text(ATTRIBUTES)
         self.state_dir.mkdir(exist_ok=True)
 
     @property

@@ -106,6 +106,7 @@ def snapshot(
     `skip(name)` may return a reason to leave an entry out (e.g. an upload still in flight);
     it is reported in the result's `skipped`.
     """
+    explicit = when is not None
     when = when or now()
     root = os.fsencode(source.absolute())
     inside = repo.path.resolve()
@@ -116,7 +117,8 @@ def snapshot(
         )
     with repo.lock():
         head = repo.head()
-        if head is not None and when < repo.commit_date(head):
+        # An explicit date must not go back in time; "now" is checked when a commit is made.
+        if head is not None and explicit and when < repo.commit_date(head):
             raise UsageError(
                 f"snapshot date {when.isoformat()} is before the last snapshot "
                 f"({repo.commit_date(head).isoformat()})"
@@ -260,6 +262,10 @@ def _snapshot_slow(
         repo.record_check({"at": when.isoformat(), "committed": False, "commit": head})
         return result
 
+    if head is not None and when < repo.commit_date(head):
+        # The clock went back since the last snapshot (an explicit earlier date was refused
+        # before): keep history in date order, so "as of a date" still finds the right one.
+        when = result.when = repo.commit_date(head)
     commit, rebuilt = _commit(repo, head, previous, entries, result, when, label)
     _make_durable()
     repo.git.run(["update-ref", "-m", "bluegrass snapshot", BRANCH, commit, head or ZERO_OID])
