@@ -222,6 +222,8 @@ def test_what_an_interrupted_fetch_or_init_leaves_is_repaired(
     cloud_data.commit("docs")
     (cloud_data.files("notes") / "n.txt").write_text("note\n")
     notes_head = cloud_data.commit("notes")
+    (cloud_data.files("music") / "m.txt").write_text("tune\n")
+    music_head = cloud_data.commit("music")
     drive = tmp_path / "drive"
     setup(appliance, fake_cloud, drive)
     assert appliance.json("mirror")["outcome"] == "ok"
@@ -234,6 +236,10 @@ def test_what_an_interrupted_fetch_or_init_leaves_is_repaired(
     for path in notes.iterdir():
         if path.name != "HEAD":
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+    # Or: HEAD and config created but their content never reached the disk.
+    music = mirror_of(drive, "music")
+    (music / "HEAD").write_bytes(b"")
+    (music / "config").write_bytes(b"\0" * 64)
     (cloud_data.files("docs") / "a.txt").write_text("two\n")
     docs_head = cloud_data.commit("docs")
 
@@ -241,6 +247,9 @@ def test_what_an_interrupted_fetch_or_init_leaves_is_repaired(
 
     assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == docs_head
     assert git("--git-dir", str(notes), "rev-parse", "main").stdout.strip() == notes_head
+    assert git("--git-dir", str(music), "rev-parse", "main").stdout.strip() == music_head
+    assert git("--git-dir", str(music), "config", "transfer.fsckObjects").stdout.strip() == "true"
+    fsck(music)
     assert not (mirror / "refs" / "heads" / "main.lock").exists()
     assert not list((mirror / "objects" / "pack").glob("tmp_*"))
     fsck(mirror)

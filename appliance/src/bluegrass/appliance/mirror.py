@@ -128,11 +128,10 @@ class Mirror:
         """Create the repository, or bring its settings up to date; safe to repeat."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            skeleton = ("HEAD", "config", "objects", "refs")
-            if not all((self.path / name).exists() for name in skeleton):
-                # New, or a `git init` cut short by a pulled drive or a power cut (seen in
-                # tests: HEAD written, config lost with the journal). init on an existing
-                # repository only adds what is missing; it never overwrites.
+            self._repair_skeleton()
+            if not self._is_repository():
+                # New, or a `git init` cut short by a pulled drive or a power cut. init on an
+                # existing repository only adds what is missing; it never overwrites.
                 self.git("init", "--quiet", "--bare", "--initial-branch=main", str(self.path))
             for key, value in SETTINGS.items():
                 self.git("config", key, value)
@@ -151,6 +150,27 @@ class Mirror:
                 _write_synced(attributes, ATTRIBUTES.encode())
         except OSError as exc:
             raise errors.from_os_error(exc, f"setting up {self.path}") from None
+
+    def _is_repository(self) -> bool:
+        code, _, _ = self.git("rev-parse", "--git-dir", check=False)
+        return code == 0 and all((self.path / n).exists() for n in ("config", "objects", "refs"))
+
+    def _repair_skeleton(self) -> None:
+        """Undo what a power cut does to a `git init` that was never flushed (seen in tests:
+        HEAD or config present but empty). Both hold only what we write anyway: HEAD points
+        at main, and ensure() rewrites every setting and the remote right after."""
+        head = self.path / "HEAD"
+        if head.exists():
+            text = head.read_bytes()
+            if not (text.startswith(b"ref: refs/") or re.fullmatch(rb"[0-9a-f]{40}\n?", text)):
+                _write_synced(head, b"ref: refs/heads/main\n")
+        config = self.path / "config"
+        if config.exists():
+            probe = self.runner.run(
+                ["git", "config", "--file", str(config), "--list"], env=git_env(self.path)
+            )
+            if probe.returncode != 0 or not config.read_bytes().strip():
+                config.replace(self.path / f"config.damaged-{int(time.time())}")
 
     def head(self) -> str | None:
         code, out, _ = self.git("rev-parse", "--verify", "--quiet", "refs/heads/main", check=False)
