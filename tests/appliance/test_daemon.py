@@ -165,7 +165,12 @@ def test_drive_pulled_mid_mirror_then_plugged_back(
         assert stop(proc) == 0
     # Stopped cleanly, the daemon unmounted the drive.
     assert drive.mount_at(mountpoint) is None
-    subprocess.run(["mount", "-o", "ro", loop.device or "", str(mountpoint)], check=True)
+    # udevd reacts to the unmount (it probes the device again); let it finish first.
+    subprocess.run(["udevadm", "settle", "--timeout=30"], check=False)
+    mounted = subprocess.run(
+        ["mount", "-o", "ro", loop.device or "", str(mountpoint)], capture_output=True, text=True
+    )
+    assert mounted.returncode == 0, mounted.stderr
     try:
         mirror = mountpoint / "bluegrass" / USER / "docs.git"
         fsck(mirror)
