@@ -28,3 +28,23 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# --- The Raspberry Pi image (docs/image.md). All of these need root. ---------------------------
+# pi-gen release tag `make image` builds with; the build itself needs a networked Linux host.
+PIGEN_REF      ?= 2026-06-18-raspios-trixie-arm64
+IMAGE_SUITE    ?= trixie
+IMAGE_COMPRESS ?= none
+
+.PHONY: image image-debian image-test flash
+
+image: setup
+	PIGEN_REF=$(PIGEN_REF) PYTHON=$(BIN)/python image/pigen/build.sh
+
+image-debian: setup
+	$(BIN)/python image/debian_image.py --suite $(IMAGE_SUITE) --compress $(IMAGE_COMPRESS)
+
+image-test: setup
+	$(BIN)/python image/boottest.py $(if $(IMAGE),--image "$(IMAGE)")
+
+flash:
+	$(PYTHON) image/flash.py --device "$(DEVICE)" $(if $(IMAGE),--image "$(IMAGE)")

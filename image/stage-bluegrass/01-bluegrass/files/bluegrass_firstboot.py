@@ -382,8 +382,8 @@ class Applier:
             enable.insert(1, f"--root={self.root}")
         if not self.command(enable, "enabling SSH"):
             return
-        if self.live:
-            # --no-block: this service is ordered before ssh.service.
+        if self.live and Path("/run/systemd/system").is_dir():
+            # --no-block: this service is ordered before ssh.service. (Not in a chroot.)
             self.command(["systemctl", "start", "--no-block", "ssh.service"], "starting SSH")
         self.notes.append(f"[ssh] {len(keys)} key(s) for {account.pw_name}; SSH enabled, keys only")
 
