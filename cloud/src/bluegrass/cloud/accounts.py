@@ -1,5 +1,8 @@
 """Users, their devices and credentials, login failures and job history: DATA/bluegrass.db.
 
+Also the web interface's accounts (a password, an admin flag and a session epoch per user),
+its own sign-in failures and its background jobs (bluegrass.cloud.panelbackend).
+
 This module owns the SQLite schema. The schema version is SQLite's `user_version`; each entry
 of MIGRATIONS brings a database from version i to i + 1, inside one transaction, so a new
 version only appends a migration. A database written by a newer Bluegrass is refused.
@@ -8,6 +11,9 @@ A device's secret is never stored: only its argon2id hash. The secret is a 256-b
 token, so the hash parameters guard against a leaked database being useful at all rather
 than against guessing; they are chosen to keep a login cheap on a small server (19 MiB, 2
 passes: OWASP's baseline for argon2id) and live in each hash, so they can change later.
+
+Web passwords are chosen by people, so they are hashed apart from device secrets, in their
+own table, with a costlier profile (46 MiB, 1 pass: OWASP's first choice for argon2id).
 """
 
 from __future__ import annotations
@@ -75,6 +81,40 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "INSERT INTO meta VALUES ('credentials_revision', '0')",
     ],
+    # 2: the web interface: accounts (one per user, never a device's secret), its sign-in
+    # failures (kept apart from the sync endpoint's, so that guessing a web password does not
+    # stop a user's laptops from syncing) and its background jobs (state shared by workers).
+    [
+        """CREATE TABLE web_accounts (
+            user TEXT PRIMARY KEY REFERENCES users(name) ON DELETE CASCADE,
+            password_hash TEXT NOT NULL,
+            admin INTEGER NOT NULL DEFAULT 0,
+            session_epoch TEXT NOT NULL,
+            created TEXT NOT NULL,
+            password_changed TEXT NOT NULL
+        )""",
+        """CREATE TABLE web_login_failures (
+            at REAL NOT NULL,
+            name TEXT NOT NULL,
+            client_ip TEXT NOT NULL
+        )""",
+        "CREATE INDEX web_login_failures_by_time ON web_login_failures(at)",
+        """CREATE TABLE web_jobs (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            label TEXT NOT NULL,
+            user TEXT NOT NULL,
+            segment TEXT NOT NULL,
+            state TEXT NOT NULL,
+            progress REAL,
+            message TEXT NOT NULL,
+            started REAL NOT NULL,
+            finished REAL
+        )""",
+        "CREATE INDEX web_jobs_by_owner ON web_jobs(owner, started)",
+        "CREATE INDEX web_jobs_by_segment ON web_jobs(user, segment, state)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -92,6 +132,10 @@ KEY_TYPES = frozenset(
 MAX_DEVICE_NAME = 64
 
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+# People's web passwords: OWASP's first choice for argon2id (46 MiB, 1 pass, 1 lane), about
+# 0.12 s on a 2-core server; sign-in is also rate limited.
+_WEB_HASHER = PasswordHasher(time_cost=1, memory_cost=47104, parallelism=1)
+MIN_WEB_PASSWORD = 10
 
 
 # Verified when the user or device is unknown, so that a refusal takes as long either way and
@@ -100,6 +144,13 @@ _HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 _DUMMY_HASH = (
     "$argon2id$v=19$m=19456,t=2,p=1$jDt6zOFkJ9zzm/osI5QtGA$"
     "DmpqgZO5eARIqRzXBIz3P3rTiEwciLQ4O1ki/BLVhM8"
+)
+
+
+# The same, for web sign-ins with an unknown name.
+_WEB_DUMMY_HASH = (
+    "$argon2id$v=19$m=47104,t=1,p=1$sT2aktnK6bZRhX2y2keZfg$"
+    "+FvFtuV4dKudEGfxDiJOR3dun9XqHeNIkYku1/HaXL4"
 )
 
 
@@ -191,6 +242,43 @@ class Device:
 class NewDevice:
     device: Device
     secret: str  # shown once, in the enrollment code; never stored
+
+
+@dataclass(frozen=True)
+class WebAccount:
+    user: str
+    admin: bool
+    session_epoch: str  # changes with every password change or reset: older sessions end
+
+
+def check_web_password(password: str) -> str:
+    if len(password) < MIN_WEB_PASSWORD:
+        raise UsageError(f"a web password needs at least {MIN_WEB_PASSWORD} characters")
+    return password
+
+
+def hash_web_password(password: str) -> str:
+    """The argon2id hash to store (computed outside any transaction: it takes ~0.1 s)."""
+    return _WEB_HASHER.hash(check_web_password(password))
+
+
+@dataclass(frozen=True)
+class WebJob:
+    id: str
+    owner: str
+    kind: str
+    label: str
+    user: str
+    segment: str
+    state: str  # queued, running, done, failed
+    progress: float | None
+    message: str
+    started: float
+    finished: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running")
 
 
 @dataclass(frozen=True)
@@ -412,6 +500,153 @@ class Accounts:
         ).fetchone()
         return int(by_user), int(by_ip)
 
+    # -- web accounts -----------------------------------------------------------------------
+
+    def web_account(self, user: str) -> WebAccount | None:
+        row = self.db.execute(
+            "SELECT user, admin, session_epoch FROM web_accounts WHERE user = ?", (user,)
+        ).fetchone()
+        return WebAccount(row[0], bool(row[1]), row[2]) if row else None
+
+    def web_accounts(self) -> list[WebAccount]:
+        rows = self.db.execute("SELECT user, admin, session_epoch FROM web_accounts ORDER BY user")
+        return [WebAccount(r[0], bool(r[1]), r[2]) for r in rows]
+
+    def has_web_admin(self) -> bool:
+        found = self.db.execute("SELECT 1 FROM web_accounts WHERE admin = 1 LIMIT 1").fetchone()
+        return found is not None
+
+    def set_web_password(
+        self, user: str, password_hash: str, *, admin: bool | None = None
+    ) -> WebAccount:
+        """Inside a transaction: give `user` (an existing user) a web password.
+
+        A new session epoch every time, so sessions opened with the old password end. `admin`
+        None keeps the flag (a new account is not an administrator).
+        """
+        if not self.has_user(user):
+            raise UsageError(f"unknown user {user!r} (see: bluegrass-cloud user list)")
+        epoch = secrets.token_hex(16)
+        stamp = now_text()
+        existing = self.web_account(user)
+        if existing is None:
+            self.db.execute(
+                "INSERT INTO web_accounts VALUES (?, ?, ?, ?, ?, ?)",
+                (user, password_hash, int(bool(admin)), epoch, stamp, stamp),
+            )
+        else:
+            self.db.execute(
+                "UPDATE web_accounts SET password_hash = ?, session_epoch = ?, "
+                "password_changed = ?, admin = ? WHERE user = ?",
+                (
+                    password_hash,
+                    epoch,
+                    stamp,
+                    int(existing.admin if admin is None else admin),
+                    user,
+                ),
+            )
+        found = self.web_account(user)
+        assert found is not None
+        return found
+
+    def check_web_login(self, user: str, password: str) -> WebAccount | None:
+        """The account if `password` is its web password; an unknown name costs the same."""
+        row = self.db.execute(
+            "SELECT password_hash FROM web_accounts WHERE user = ?", (user,)
+        ).fetchone()
+        try:
+            ok = _WEB_HASHER.verify(row[0] if row else _WEB_DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        return self.web_account(user) if ok and row else None
+
+    def record_web_failure(self, name: str, client_ip: str, at: float, keep: float) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM web_login_failures WHERE at < ?", (at - keep,))
+            db.execute("INSERT INTO web_login_failures VALUES (?, ?, ?)", (at, name, client_ip))
+
+    def web_failures(self, name: str, client_ip: str, since: float) -> list[tuple[float, str, str]]:
+        """(time, name, address) of web sign-in failures since `since` for `name` OR `client_ip`."""
+        rows = self.db.execute(
+            "SELECT at, name, client_ip FROM web_login_failures "
+            "WHERE at >= ? AND (name = ? OR client_ip = ?) ORDER BY at",
+            (since, name, client_ip),
+        )
+        return [(float(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def clear_web_failures(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM web_login_failures WHERE name = ?", (name,))
+
+    # -- web jobs ---------------------------------------------------------------------------
+
+    _WEB_JOB_COLUMNS = (
+        "id, owner, kind, label, user, segment, state, progress, message, started, finished"
+    )
+
+    def add_web_job(self, job: WebJob) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO web_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.owner,
+                    job.kind,
+                    job.label,
+                    job.user,
+                    job.segment,
+                    job.state,
+                    job.progress,
+                    job.message,
+                    job.started,
+                    job.finished,
+                ),
+            )
+
+    def update_web_job(
+        self,
+        job_id: str,
+        *,
+        state: str,
+        message: str,
+        progress: float | None,
+        finished: float | None = None,
+        only_if_active: bool = False,
+    ) -> bool:
+        """Set a job's state; with `only_if_active`, only a job that has not ended yet."""
+        query = (
+            "UPDATE web_jobs SET state = ?, message = ?, progress = ?, finished = ? WHERE id = ?"
+        )
+        if only_if_active:
+            query += " AND state IN ('queued', 'running')"
+        with self.transaction() as db:
+            done = db.execute(query, (state, message, progress, finished, job_id))
+        return done.rowcount > 0
+
+    def web_job(self, job_id: str) -> WebJob | None:
+        row = self.db.execute(
+            f"SELECT {self._WEB_JOB_COLUMNS} FROM web_jobs WHERE id = ?",  # noqa: S608 - ours
+            (job_id,),
+        ).fetchone()
+        return WebJob(*row) if row else None
+
+    def web_jobs(self, owner: str, limit: int = 5) -> list[WebJob]:
+        rows = self.db.execute(
+            f"SELECT {self._WEB_JOB_COLUMNS} FROM web_jobs WHERE owner = ? "  # noqa: S608 - ours
+            "ORDER BY started DESC LIMIT ?",
+            (owner, limit),
+        )
+        return [WebJob(*row) for row in rows]
+
+    def active_web_jobs(self, user: str, segment: str) -> list[WebJob]:
+        rows = self.db.execute(
+            f"SELECT {self._WEB_JOB_COLUMNS} FROM web_jobs "  # noqa: S608 - ours
+            "WHERE user = ? AND segment = ? AND state IN ('queued', 'running') ORDER BY started",
+            (user, segment),
+        )
+        return [WebJob(*row) for row in rows]
+
     # -- revision: lets `run` notice revocations ------------------------------------------
 
     def _bump_revision(self) -> None:
@@ -451,6 +686,14 @@ class Accounts:
             (kind, user, segment),
         )
         return [Job(*row) for row in rows]
+
+    def last_job(self, kind: str, user: str, segment: str) -> Job | None:
+        row = self.db.execute(
+            "SELECT kind, user, segment, scheduled_for, started, finished, outcome, detail "
+            "FROM jobs WHERE kind = ? AND user = ? AND segment = ? ORDER BY id DESC LIMIT 1",
+            (kind, user, segment),
+        ).fetchone()
+        return Job(*row) if row else None
 
     def done_for(self, kind: str, user: str, segment: str, scheduled_for: str) -> bool:
         """Whether the job scheduled for this time has run to an end (not merely been busy)."""
