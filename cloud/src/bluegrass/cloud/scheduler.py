@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.accounts import Accounts, Job, now_text
-from bluegrass.cloud.actions.commit import commit_one, is_busy
+from bluegrass.cloud.actions.commit import commit_one, is_busy, summary
 from bluegrass.cloud.actions.maintain import maintain_one
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core.config import Config
@@ -125,19 +125,7 @@ class Scheduler(threading.Thread):
             )
             return False
         self._retry.pop((user, segment), None)
-        if result["committed"]:
-            detail = (
-                f"committed {result['commit'][:12]}: {result['added']} added, "
-                f"{result['changed']} changed, {result['deleted']} deleted"
-            )
-        else:
-            detail = "no change"
-        if result["suspicious"]:
-            detail += f"; SUSPICIOUS: {result['change_share']:.0%} of files deleted or changed"
-        if result["skipped"]:
-            detail += f"; {len(result['skipped'])} skipped"
-        if result["unreadable"]:
-            detail += f"; {len(result['unreadable'])} unreadable (previous versions kept)"
+        detail = summary(result)
         self.log(f"commit {name}: {detail}")
         accounts.record_job(
             Job("commit", user, segment, occurrence, started, now_text(), "ok", detail)

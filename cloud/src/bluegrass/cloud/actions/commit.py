@@ -49,9 +49,18 @@ def is_busy(exc: BaseException) -> bool:
 
 
 def commit_one(
-    root: DataRoot, cfg: Config, user: str, segment: str, when: datetime | None = None
+    root: DataRoot,
+    cfg: Config,
+    user: str,
+    segment: str,
+    when: datetime | None = None,
+    *,
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    """Snapshot one segment; its result as in `commit --json`. Raises BluegrassError."""
+    """Snapshot one segment; its result as in `commit --json`. Raises BluegrassError.
+
+    `reason`, if given, is said in the commit message's title ("... before a restore").
+    """
     with root.user_lock(user, exclusive=False):
         tree = root.live_tree(user, segment)
         if not tree.is_dir():
@@ -62,10 +71,28 @@ def commit_one(
             tree,
             when=when,
             suspicious_share=settings.suspicious_share(cfg, user, segment),
-            label=f"{user}/{segment}",
+            label=f"{user}/{segment} {reason}" if reason else f"{user}/{segment}",
             skip=_in_flight,
         )
     return {"user": user, "segment": segment, **res.to_json()}
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One line about a commit's result, for logs and job histories."""
+    if result["committed"]:
+        text = (
+            f"committed {result['commit'][:12]}: {result['added']} added, "
+            f"{result['changed']} changed, {result['deleted']} deleted"
+        )
+    else:
+        text = "no change"
+    if result["suspicious"]:
+        text += f"; SUSPICIOUS: {result['change_share']:.0%} of files deleted or changed"
+    if result["skipped"]:
+        text += f"; {len(result['skipped'])} skipped"
+    if result["unreadable"]:
+        text += f"; {len(result['unreadable'])} unreadable (previous versions kept)"
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
