@@ -86,18 +86,24 @@ def print_code(new: NewDevice, code: str) -> None:
     print(code)
 
 
-def run_add(args: argparse.Namespace) -> int:
-    root = DataRoot.from_args(args.data).require()
-    root.user_dir(args.user)
-    if args.name is not None:
-        check_device_name(args.name)
+def add_device(root: DataRoot, user: str, name: str | None) -> tuple[NewDevice, str]:
+    """A new device for an existing user and its enrollment code (`device add`, the web UI)."""
+    root.user_dir(user)
+    if name is not None:
+        check_device_name(name)
     settings.load(root.path)  # a broken config must stop us before anything is written
     hostkey.ensure(root.path)
     with Accounts.open(root.path) as accounts:
-        name = args.name or f"device {len(accounts.devices(args.user)) + 1}"
+        name = name or f"device {len(accounts.devices(user)) + 1}"
         with accounts.transaction():
-            new = accounts.new_device(args.user, name)
+            new = accounts.new_device(user, name)
             code = enrollment_code(root, new)
+    return new, code
+
+
+def run_add(args: argparse.Namespace) -> int:
+    root = DataRoot.from_args(args.data).require()
+    new, code = add_device(root, args.user, args.name)
     if args.json:
         emit_json(
             {

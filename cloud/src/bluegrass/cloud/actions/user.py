@@ -1,13 +1,24 @@
-"""`bluegrass-cloud user add|list|remove`: the people whose files this server keeps."""
+"""`bluegrass-cloud user add|list|remove|password`: the people whose files this server keeps."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from bluegrass.cloud import hostkey, settings
-from bluegrass.cloud.accounts import Accounts, check_device_name
+from bluegrass.cloud.accounts import (
+    Accounts,
+    NewDevice,
+    check_device_name,
+    check_web_password,
+    hash_web_password,
+)
 from bluegrass.cloud.actions.commit import is_busy
 from bluegrass.cloud.actions.device import enrollment_code, print_code
 from bluegrass.cloud.datadir import DataRoot
@@ -49,17 +60,66 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--delete-data", action="store_true", help="also delete the user's files and history"
     )
     rm.set_defaults(handler=run_remove)
+    pw = usub.add_parser(
+        "password",
+        help="set a user's password for the web interface",
+        description="Set NAME's password for the web interface (asked twice on the terminal, "
+        "or one line read from stdin with --password-stdin), at least 10 characters. Every "
+        "web session NAME has open ends. With --admin the user also becomes an administrator "
+        "of the web interface, which makes an administrator without the web page's first-run "
+        "setup; --no-admin takes that away again.",
+    )
+    pw.add_argument("name", metavar="NAME")
+    pw.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin instead of asking",
+    )
+    role = pw.add_mutually_exclusive_group()
+    role.add_argument(
+        "--admin", dest="admin", action="store_const", const=True, help="make NAME an administrator"
+    )
+    role.add_argument(
+        "--no-admin",
+        dest="admin",
+        action="store_const",
+        const=False,
+        help="make NAME an ordinary user (default for a new web login: unchanged otherwise)",
+    )
+    pw.add_argument("--json", action="store_true", help="print the result as JSON")
+    pw.set_defaults(handler=run_password, admin=None)
 
 
-def run_add(args: argparse.Namespace) -> int:
-    root = DataRoot.from_args(args.data).require()
-    name = names.check("user", args.name)
-    check_device_name(args.device_name)
+@dataclass(frozen=True)
+class NewUser:
+    name: str
+    folder: Path
+    device: NewDevice | None
+    code: str | None  # the first device's enrollment code, shown once
+
+
+def create_user(
+    root: DataRoot,
+    name: str,
+    *,
+    device_name: str | None,
+    within: Callable[[Accounts], object] | None = None,
+) -> NewUser:
+    """Add a user: DATA/files/NAME/ and their rows, and a first device unless `device_name`
+    is None. `within` runs inside the same transaction, first (the web interface sets the
+    user's password there, and refuses a second first-run setup); if it raises, nothing is
+    made. Used by `user add` and the web interface.
+    """
+    name = names.check("user", name)
+    if device_name is not None:
+        check_device_name(device_name)
     folder = root.files / name
     if folder.exists() or folder.is_symlink():
         raise UsageError(f"user {name!r} already exists")
     settings.load(root.path)  # a broken config must stop us before anything is written
     hostkey.ensure(root.path)
+    new: NewDevice | None = None
+    code: str | None = None
     with Accounts.open(root.path) as accounts:
         if accounts.has_user(name):
             # Devices left from a user whose folder was deleted by hand must not open the
@@ -73,38 +133,94 @@ def run_add(args: argparse.Namespace) -> int:
         made = False
         try:
             with accounts.transaction():
-                new = accounts.new_device(name, args.device_name)
-                code = enrollment_code(root, new)
+                accounts.add_user(name)
+                if within is not None:
+                    within(accounts)
+                if device_name is not None:
+                    new = accounts.new_device(name, device_name)
+                    code = enrollment_code(root, new)
+                root.files.mkdir(exist_ok=True)
                 folder.mkdir()
                 made = True
         except BaseException:
             if made and not accounts.has_user(name):
                 folder.rmdir()
             raise
+    return NewUser(name, folder, new, code)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    root = DataRoot.from_args(args.data).require()
+    added = create_user(root, args.name, device_name=args.device_name)
+    new, code = added.device, added.code
+    assert new is not None and code is not None
     if args.json:
         emit_json(
             {
-                "user": name,
-                "files": str(folder),
+                "user": added.name,
+                "files": str(added.folder),
                 "device": new.device.id,
                 "device_name": new.device.name,
                 "enrollment_code": code,
             }
         )
     else:
-        print(f"Added user {name}; their segments go in {folder}/<segment>/")
+        print(f"Added user {added.name}; their segments go in {added.folder}/<segment>/")
         print_code(new, code)
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
-    users = [{"user": u, "segments": root.segments(u)} for u in root.users()]
+    with Accounts.open(root.path) as accounts:
+        web = {a.user: a for a in accounts.web_accounts()}
+    users = [
+        {
+            "user": u,
+            "segments": root.segments(u),
+            "web": {"admin": web[u].admin} if u in web else None,
+        }
+        for u in root.users()
+    ]
     if args.json:
         emit_json({"users": users})
+        return 0
+    for user in root.users():
+        login = web.get(user)
+        note = "" if login is None else "\tweb login (admin)" if login.admin else "\tweb login"
+        print(f"{user}\t{', '.join(root.segments(user)) or '(no segments)'}{note}")
+    return 0
+
+
+def _read_password(name: str, from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        return check_web_password(password.removesuffix("\r"))
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password on; use --password-stdin")
+    first = getpass.getpass(f"Web password for {name}: ")
+    check_web_password(first)
+    if getpass.getpass("The same again: ") != first:
+        raise UsageError("the two passwords are not the same; nothing was changed")
+    return first
+
+
+def run_password(args: argparse.Namespace) -> int:
+    root = DataRoot.from_args(args.data).require()
+    name = names.check("user", args.name)
+    root.user_dir(name)  # an unknown user is an error, before asking anything
+    digest = hash_web_password(_read_password(name, args.password_stdin))
+    with Accounts.open(root.path) as accounts, accounts.transaction():
+        created = accounts.web_account(name) is None
+        accounts.add_user(name)  # a user made before accounts existed gets a row
+        login = accounts.set_web_password(name, digest, admin=args.admin)
+    if args.json:
+        emit_json({"user": name, "admin": login.admin, "created": created})
     else:
-        for u in users:
-            print(f"{u['user']}\t{', '.join(u['segments']) or '(no segments)'}")
+        role = "an administrator" if login.admin else "not an administrator"
+        what = "set" if created else "changed; their web sessions are signed out"
+        print(f"Web password of {name} {what} ({role})")
     return 0
 
 
