@@ -72,6 +72,22 @@ _SERVER = {
     ),
 }
 
+_BOOL = "true or false"
+_WEB = {
+    "secure_cookies": Field(
+        bool,
+        False,
+        _BOOL,
+        doc="Reached over HTTPS (e.g. through a TLS proxy): Secure cookies and HSTS.",
+    ),
+    "trust_proxy": Field(
+        bool,
+        False,
+        _BOOL,
+        doc="Trust one proxy's X-Forwarded-For/-Proto; only behind a proxy that sets them.",
+    ),
+}
+
 SCHEMA = Table(
     {
         "snapshot": Table(dict(_SNAPSHOT), doc="How snapshots are taken."),
@@ -88,6 +104,7 @@ SCHEMA = Table(
             doc="When jobs run.",
         ),
         "server": Table(dict(_SERVER), doc="Where devices reach this server."),
+        "web": Table(dict(_WEB), doc="The web interface (served on [server] http_port)."),
         "segments": TableMap(
             Table(dict(_SEGMENT_OVERRIDE)),
             key_pattern=rf"{NAME_PATTERN}/{NAME_PATTERN}",
