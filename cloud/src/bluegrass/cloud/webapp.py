@@ -2,6 +2,8 @@
 
     GET /health                  200/503 JSON: the web server and the sync endpoint's state
     /api/v1/segments, /git/...   read-only git over HTTP for devices (bluegrass.cloud.githttp)
+    everything else              the web interface: the panel in cloud mode, signed in with
+                                 web accounts (bluegrass.cloud.panelbackend)
 
 Device logins go through the same checks, log and rate limit as the sync endpoint's
 (bluegrass.cloud.authproxy.decide). A successful check is remembered briefly per worker, keyed
@@ -16,13 +18,15 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from bluegrass.cloud import authproxy
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.githttp import GitHTTP, StartResponse
+
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 STATUS_FILE = Path("run") / "status.json"
 _REMEMBER = 60.0
@@ -55,15 +59,30 @@ class DeviceLogin:
         return True
 
 
+DEVICE_PREFIXES = ("/git/", "/api/")
+
+
 class CloudApp:
     def __init__(self, data_root: Path) -> None:
+        # Imported here: the command line loads this module for STATUS_FILE and needs no Flask.
+        from bluegrass.cloud import settings
+        from bluegrass.cloud.panelbackend import create_panel
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
         self.data_root = data_root.absolute()
-        self.git = GitHTTP(self.data_root / "repos", DeviceLogin(self.data_root))
+        self.git: WSGIApp = GitHTTP(self.data_root / "repos", DeviceLogin(self.data_root))
+        if settings.load(self.data_root).get("web.trust_proxy"):
+            # Devices behind the same proxy: their login rate limit counts real addresses.
+            self.git = ProxyFix(self.git, x_for=1, x_proto=1)  # type: ignore[arg-type]
+        self.panel: WSGIApp = create_panel(self.data_root)
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/health":
+        path = environ.get("PATH_INFO", "")
+        if path == "/health":
             return self._health(start)
-        return self.git(environ, start)
+        if path.startswith(DEVICE_PREFIXES) or path in ("/git", "/api"):
+            return self.git(environ, start)
+        return self.panel(environ, start)
 
     def _health(self, start: StartResponse) -> list[bytes]:
         try:

@@ -3,7 +3,8 @@
 It runs the sync endpoint (`rclone serve sftp` with our auth proxy) as a child and restarts
 it, with a growing delay, whenever it dies; runs the daily commits and `maintain`; answers
 on the HTTP port (gunicorn, also supervised) GET /health, the segment list and read-only git
-over HTTP; and logs one line per event on stderr. SIGTERM or SIGINT stops everything and exits 0.
+over HTTP for devices, and the web interface for people; and logs one line per event on
+stderr. SIGTERM or SIGINT stops everything and exits 0.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run the cloud server in the foreground",
         description="Run the cloud role in the foreground: the sync endpoint (restarted if it "
         "dies), the daily commits at [schedule] commit_at (or a segment's own), and the HTTP "
-        "port (GET /health, the segment list and read-only git over HTTP for devices). Logs "
+        "port (GET /health, read-only git over HTTP for devices, and the web interface). Logs "
         "one line per event on stderr; stop with SIGTERM "
         "or Ctrl-C. Options override [server] in the configuration for this run only; "
         "enrollment codes always carry the configured values.",
@@ -133,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
     Accounts.open(root.path).close()
     rclone.binary()
     authproxy_program()
+    from bluegrass.cloud.panelbackend import secret_key  # Flask, only for `run`
+
+    secret_key(root.path)  # made once here, before the web server's workers look for it
 
     log = _Log()
     stop = threading.Event()

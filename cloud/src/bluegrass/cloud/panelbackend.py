@@ -1,0 +1,627 @@
+"""The cloud's web interface: the panel (bluegrass.panel) over the cloud's own data.
+
+CloudBackend implements bluegrass.panel.backend.Backend (docs/panel.md) on a data root:
+
+- accounts: web logins live in DATA/bluegrass.db (web_accounts, one per user, argon2id,
+  apart from device secrets); the first administrator comes from the panel's first-run
+  setup or `bluegrass-cloud user password NAME --admin`;
+- visibility: every account, administrators included, sees only its own user's segments;
+  another user's segment is NotFound exactly like a missing one;
+- administration goes through the same code as the command line: `user add` (create_user),
+  `device add` (add_device), `device revoke`;
+- "snapshot now" runs `commit`'s code in a process of its own (bluegrass.cloud.webjobs);
+- restoring into the live tree snapshots it first, then puts the path back in place
+  (bluegrass.cloud.liverestore).
+
+`create_panel(data_root)` builds the Flask app that bluegrass.cloud.webapp serves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bluegrass.cloud import authproxy, settings, webjobs
+from bluegrass.cloud.accounts import Accounts, WebAccount, WebJob, hash_web_password
+from bluegrass.cloud.actions.commit import BUSY, commit_one, is_busy
+from bluegrass.cloud.actions.device import add_device
+from bluegrass.cloud.actions.user import create_user
+from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.liverestore import restore_live
+from bluegrass.cloud.scheduler import last_occurrence
+from bluegrass.cloud.webapp import STATUS_FILE
+from bluegrass.core import names, syncspec
+from bluegrass.core.config import Config, defaults
+from bluegrass.core.errors import BluegrassError, UsageError
+from bluegrass.core.store import Repository, RepositoryError
+from bluegrass.core.store import browse as store
+from bluegrass.core.store.browse import PathError, check_path
+from bluegrass.core.store.manifest import ROOT
+from bluegrass.panel.backend import (
+    Account,
+    BackendError,
+    Dashboard,
+    DeviceInfo,
+    Forbidden,
+    HealthItem,
+    JobKind,
+    JobStatus,
+    LoginFailure,
+    Mode,
+    NotFound,
+    Problem,
+    RestoreTarget,
+    SegmentRef,
+    SegmentStatus,
+    Severity,
+    UserInfo,
+)
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+SESSION_KEY_FILE = "web-session.key"
+JOBS = [JobKind("commit", webjobs.KINDS["commit"], per_segment=True)]
+# An upload temp file not written to for this long is no longer being uploaded.
+STUCK_UPLOAD = timedelta(minutes=30)
+SCAN_LIMIT = 200_000  # entries looked at per live tree for the dashboard
+SCAN_CACHE = 60.0  # seconds a live tree's scan is reused (per worker)
+AUTH_LOG_TAIL = 8 << 20  # bytes of the auth log read back for the last login
+FAILURES_KEPT = 86400.0
+RECENT = 30  # snapshots looked at for suspicious ones
+
+
+def secret_key(data_root: Path) -> str:
+    """The session signing key, DATA/web-session.key (0600): made once, shared by every worker.
+
+    Written under a temporary name and linked into place, so that two workers starting at
+    once agree on one key and neither can read a half-written file.
+    """
+    path = data_root / SESSION_KEY_FILE
+    if not path.exists():
+        temp = data_root / f".{SESSION_KEY_FILE}.{secrets.token_hex(6)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, (secrets.token_urlsafe(48) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another process was first: use its key
+        finally:
+            temp.unlink()
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise BluegrassError(f"{path}: the web session key is too short; delete it to make one")
+    return key
+
+
+def _account(found: WebAccount | None) -> Account | None:
+    return None if found is None else Account(found.user, found.admin, found.session_epoch)
+
+
+def _utc(stamp: float | None) -> datetime | None:
+    return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+
+
+def _job_status(job: WebJob) -> JobStatus:
+    state = job.state if job.state in ("queued", "running", "done", "failed") else "failed"
+    return JobStatus(
+        id=job.id,
+        kind=job.kind,
+        label=job.label,
+        state=state,  # type: ignore[arg-type]
+        progress=job.progress,
+        message=job.message,
+        started=_utc(job.started),
+        finished=_utc(job.finished),
+    )
+
+
+class _Scan:
+    """What the dashboard needs from a live tree, found by one walk (never following links)."""
+
+    def __init__(self, tree: Path, now: float) -> None:
+        self.stuck: list[tuple[str, float]] = []  # (path, last written) of stale uploads
+        self.complete = True
+        seen = 0
+        pending = [tree]
+        cutoff = now - STUCK_UPLOAD.total_seconds()
+        while pending:
+            folder = pending.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                seen += 1
+                if seen > SCAN_LIMIT:
+                    self.complete = False
+                    return
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+                    elif syncspec.is_partial_upload(os.fsencode(entry.name)):
+                        written = entry.stat(follow_symlinks=False).st_mtime
+                        if written < cutoff:
+                            self.stuck.append((str(Path(entry.path).relative_to(tree)), written))
+                except OSError:
+                    continue
+
+
+class CloudBackend:
+    mode: Mode = "cloud"
+
+    def __init__(self, root: DataRoot) -> None:
+        self.root = root
+        self._scans: dict[Path, tuple[float, _Scan]] = {}
+        self._scan_lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _accounts(self) -> Accounts:
+        return Accounts.open(self.root.path)
+
+    @staticmethod
+    def _admin(account: Account) -> None:
+        if not account.admin:
+            raise Forbidden("Only an administrator can do that.")
+
+    def _visible(self, account: Account, user: str, segment: str) -> None:
+        """NotFound unless this is the account's own (valid) user: names do not leak."""
+        if user != account.name or not names.is_valid(user) or not names.is_valid(segment):
+            raise NotFound("No such segment.")
+
+    def _user_exists(self, accounts: Accounts, name: str) -> bool:
+        return names.is_valid(name) and (
+            (self.root.files / name).is_dir() or accounts.has_user(name)
+        )
+
+    # -- first run and accounts -----------------------------------------------------------
+
+    def needs_setup(self) -> bool:
+        with self._accounts() as accounts:
+            return not accounts.has_web_admin()
+
+    def complete_setup(self, name: str, password: str, enrollment_code: str | None) -> Account:
+        if not names.is_valid(name):
+            raise BackendError("The name may use a-z, 0-9 and '-', up to 63 characters.")
+
+        def claim(accounts: Accounts) -> None:
+            # Inside the transaction that makes the account: two setups racing cannot both win.
+            if accounts.has_web_admin():
+                raise BackendError("Setup is already done; sign in instead.")
+            accounts.set_web_password(name, digest, admin=True)
+
+        try:
+            digest = hash_web_password(password)
+            if (self.root.files / name).is_dir():
+                # An existing user (made with `user add`) becomes the administrator.
+                with self._accounts() as accounts, accounts.transaction():
+                    accounts.add_user(name)
+                    claim(accounts)
+            else:
+                create_user(self.root, name, device_name=None, within=claim)
+        except UsageError as exc:
+            raise BackendError(str(exc)) from exc
+        found = self.account(name)
+        if found is None:
+            raise BackendError("Setup did not complete; try again.")
+        return found
+
+    def check_password(self, name: str, password: str) -> Account | None:
+        with self._accounts() as accounts:
+            return _account(accounts.check_web_login(name, password))
+
+    def account(self, name: str) -> Account | None:
+        with self._accounts() as accounts:
+            return _account(accounts.web_account(name))
+
+    def _set_password(self, name: str, password: str) -> Account:
+        try:
+            digest = hash_web_password(password)
+            with self._accounts() as accounts, accounts.transaction():
+                if not self._user_exists(accounts, name):
+                    raise NotFound(f"No user {name}.")
+                accounts.add_user(name)
+                found = accounts.set_web_password(name, digest)
+        except UsageError as exc:
+            raise BackendError(str(exc)) from exc
+        account = _account(found)
+        assert account is not None
+        return account
+
+    def change_password(self, account: Account, password: str) -> Account:
+        return self._set_password(account.name, password)
+
+    def login_failures(self, name: str, ip: str, since: datetime) -> list[LoginFailure]:
+        with self._accounts() as accounts:
+            rows = accounts.web_failures(name, ip, since.timestamp())
+        return [LoginFailure(datetime.fromtimestamp(at, UTC), n, i) for at, n, i in rows]
+
+    def record_login_failure(self, name: str, ip: str) -> None:
+        with self._accounts() as accounts:
+            accounts.record_web_failure(name[:200], ip[:100], time.time(), FAILURES_KEPT)
+
+    def clear_login_failures(self, name: str) -> None:
+        with self._accounts() as accounts:
+            accounts.clear_web_failures(name)
+
+    # -- data -----------------------------------------------------------------------------
+
+    def _segment_names(self, user: str) -> list[str]:
+        try:
+            return self.root.segments(user)
+        except UsageError:
+            return []  # an account whose user has no folder (removed by hand)
+
+    def segments(self, account: Account) -> list[SegmentRef]:
+        return [
+            SegmentRef(account.name, s)
+            for s in self._segment_names(account.name)
+            if (self.root.repo_path(account.name, s) / "HEAD").is_file()
+        ]
+
+    def repository(self, account: Account, user: str, segment: str) -> Repository:
+        self._visible(account, user, segment)
+        try:
+            return Repository.open(self.root.repo_path(user, segment))
+        except (RepositoryError, UsageError) as exc:
+            raise NotFound("No such segment.") from exc
+
+    def _scan(self, tree: Path) -> _Scan:
+        now = time.time()
+        with self._scan_lock:
+            cached = self._scans.get(tree)
+            if cached is not None and now - cached[0] < SCAN_CACHE:
+                return cached[1]
+        scan = _Scan(tree, now)
+        with self._scan_lock:
+            self._scans[tree] = (now, scan)
+        return scan
+
+    def last_login(self, user: str) -> datetime | None:
+        """When one of `user`'s devices last logged in to the sync endpoint (DATA/logs/auth.log).
+
+        Every sync logs in (rclone reuses a login for a few minutes), and so does a Pi
+        pulling files; a login says a device reached the server, not which segment it synced.
+        """
+        path = self.root.path / authproxy.LOG
+        marker = f" accepted user={user} ".encode()
+        try:
+            with path.open("rb") as log:
+                end = log.seek(0, os.SEEK_END)
+                start = max(0, end - AUTH_LOG_TAIL)
+                log.seek(start)
+                tail = log.read()
+        except OSError:
+            return None
+        at = tail.rfind(marker)
+        if at < 0:
+            return None
+        line_start = tail.rfind(b"\n", 0, at) + 1
+        stamp = tail[line_start:at].decode("ascii", "replace")
+        try:
+            return datetime.fromisoformat(stamp)
+        except ValueError:
+            return None
+
+    def _next_commit(self, accounts: Accounts, cfg: Config, ref: SegmentRef) -> str:
+        clock = settings.commit_at(cfg, ref.user, ref.segment)
+        now = datetime.now()
+        due = last_occurrence(now, clock)
+        if not accounts.done_for("commit", ref.user, ref.segment, due.strftime("%Y-%m-%dT%H:%M")):
+            return f"commit, now (the one due {due:%Y-%m-%d %H:%M} has not run yet)"
+        return f"commit, {due + timedelta(days=1):%Y-%m-%d %H:%M}"
+
+    def _segment_status(self, accounts: Accounts, cfg: Config, ref: SegmentRef) -> SegmentStatus:
+        status = SegmentStatus(ref.user, ref.segment)
+        tree = self.root.files / ref.user / ref.segment
+        live = tree.is_dir() and not tree.is_symlink()
+        repo_path = self.root.repo_path(ref.user, ref.segment)
+        recent: list[store.HistoryItem] = []
+        if (repo_path / "HEAD").is_file():
+            try:
+                recent = store.history(
+                    Repository.open(repo_path), ROOT, limit=RECENT, with_changes=False
+                )
+            except BluegrassError as exc:
+                status.problems.append(Problem(Severity.ERROR, f"The history: {exc}"))
+        if recent:
+            status.last_commit = recent[0].date
+        else:
+            status.problems.append(Problem(Severity.INFO, "No snapshot yet."))
+        for item in recent:
+            if item.suspicious:
+                which = "The latest snapshot" if item is recent[0] else "A snapshot"
+                status.problems.append(
+                    Problem(
+                        Severity.WARNING,
+                        f"{which}, {item.date.astimezone():%Y-%m-%d %H:%M}, deleted or changed "
+                        f"an unusual share of files: {item.summary}. The versions before it "
+                        "are kept.",
+                    )
+                )
+        last = accounts.last_job("commit", ref.user, ref.segment)
+        if last is not None and last.outcome == "error":
+            status.problems.append(
+                Problem(
+                    Severity.ERROR, f"The last snapshot failed ({last.finished}): {last.detail}"
+                )
+            )
+        if live:
+            status.next_job = self._next_commit(accounts, cfg, ref)
+            scan = self._scan(tree)
+            for path, written in scan.stuck[:3]:
+                when = datetime.fromtimestamp(written).astimezone()
+                status.problems.append(
+                    Problem(
+                        Severity.WARNING,
+                        f"An upload has stopped half-way: {path} was last written "
+                        f"{when:%Y-%m-%d %H:%M}. The laptop's next sync normally finishes it; "
+                        "the file's previous version stays in history meanwhile.",
+                    )
+                )
+            if len(scan.stuck) > 3:
+                status.problems.append(
+                    Problem(Severity.WARNING, f"… and {len(scan.stuck) - 3} more stopped uploads.")
+                )
+        else:
+            status.problems.append(
+                Problem(
+                    Severity.INFO,
+                    "The synced folder is gone from the server; its history is kept.",
+                )
+            )
+        return status
+
+    def dashboard(self, account: Account) -> Dashboard:
+        board = Dashboard(jobs=list(JOBS))
+        try:
+            cfg = settings.load(self.root.path)
+        except BluegrassError as exc:
+            cfg = defaults(settings.SCHEMA)
+            if account.admin:
+                board.problems.append(Problem(Severity.ERROR, str(exc)))
+        user = account.name
+        last_sync = self.last_login(user)
+        with self._accounts() as accounts:
+            for segment in self._segment_names(user):
+                status = self._segment_status(accounts, cfg, SegmentRef(user, segment))
+                status.last_sync = last_sync
+                board.segments.append(status)
+            jobs = accounts.web_jobs(user, 5)
+        board.recent_jobs = [_job_status(webjobs.refresh(self.root, j)) for j in jobs]
+        if (self.root.files / user).is_dir():
+            for stray in self.root.strays(user):
+                if stray.reason.startswith("not a valid"):
+                    text = (
+                        f"The folder {stray.name!r} in your synced space is not backed up: a "
+                        "segment's name is lower-case letters, digits and '-'. Rename it."
+                    )
+                    board.problems.append(Problem(Severity.ERROR, text))
+                else:
+                    text = f"{stray.name!r} lies outside every segment, so it is not backed up."
+                    board.problems.append(Problem(Severity.WARNING, text))
+        endpoint = self._endpoint_state()
+        if endpoint == "down":
+            board.problems.append(
+                Problem(Severity.ERROR, "The sync endpoint is down: devices cannot sync now.")
+            )
+        if account.admin:
+            usage = shutil.disk_usage(self.root.path)
+            used = 100 * (usage.total - usage.free) / usage.total
+            board.health.append(
+                HealthItem(
+                    "Disk (data root)",
+                    f"{used:.0f} % used, {usage.free / 1e9:.1f} GB free",
+                    Severity.WARNING if used > 90 else Severity.OK,
+                )
+            )
+            board.health.append(HealthItem("Sync endpoint", endpoint))
+        return board
+
+    def _endpoint_state(self) -> str:
+        try:
+            state = json.loads((self.root.path / STATUS_FILE).read_text()).get("sync_endpoint")
+        except (OSError, ValueError, AttributeError):
+            return "unknown"
+        return str(state)
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def start_job(
+        self, account: Account, kind: str, user: str | None, segment: str | None
+    ) -> JobStatus:
+        if kind not in webjobs.KINDS:
+            raise BackendError(f"Unknown job {kind!r}.")
+        if user is None or segment is None:
+            raise BackendError("Which segment?")
+        self._visible(account, user, segment)
+        if segment not in self._segment_names(user):
+            raise NotFound("No such segment.")
+        if not (self.root.files / user / segment).is_dir():
+            raise BackendError(f"{segment} has no synced folder on the server to snapshot.")
+        try:
+            return _job_status(webjobs.start(self.root, account.name, kind, user, segment))
+        except BluegrassError as exc:
+            raise BackendError(str(exc)) from exc
+
+    def job(self, account: Account, job_id: str) -> JobStatus:
+        found = webjobs.get(self.root, job_id) if len(job_id) <= 64 else None
+        if found is None or found.owner != account.name:
+            raise NotFound("No such job.")
+        return _job_status(found)
+
+    def eject_drive(self, account: Account) -> str:
+        raise BackendError("There is no drive here.")
+
+    # -- restore --------------------------------------------------------------------------
+
+    def restore_targets(self, account: Account) -> list[RestoreTarget]:
+        return ["live"]
+
+    def restore(
+        self,
+        account: Account,
+        user: str,
+        segment: str,
+        commit: str,
+        path: bytes,
+        target: RestoreTarget,
+        folder: str | None = None,
+    ) -> str:
+        repo = self.repository(account, user, segment)
+        if target != "live":
+            raise BackendError("Here a restore goes into your synced folder.")
+        try:
+            path = check_path(path)
+        except PathError as exc:
+            raise BackendError(f"Not a path inside the segment: {exc}.") from exc
+        shown = "the whole segment" if path == ROOT else os.fsdecode(path)
+        try:
+            with self.root.user_lock(user, exclusive=False):
+                snap = store.resolve(repo, commit)
+                if store.index(repo, snap).entries.get(path) is None:
+                    raise BackendError(f"{shown} is not in that snapshot.")
+                before = self._snapshot_before_restore(user, segment, path)
+                done = restore_live(self.root, repo, user, segment, snap.commit, path)
+        except BackendError:
+            raise
+        except BluegrassError as exc:
+            raise BackendError(str(exc)) from exc
+        kept = (
+            f"kept in a new snapshot ({str(before['commit'])[:12]})"
+            if before["committed"]
+            else "already in history"
+        )
+        written = f"{done.files} file{'s' if done.files != 1 else ''} written"
+        if done.removed:
+            written += f", {done.removed} removed that the snapshot did not have"
+        return (
+            f"Restored {shown} as of {snap.date.astimezone():%Y-%m-%d %H:%M} into your synced "
+            f"folder ({written}); the version it replaced is {kept}. Your devices get it at "
+            "their next sync (the server shows them the change within 5 seconds)."
+        )
+
+    def _snapshot_before_restore(self, user: str, segment: str, path: bytes) -> dict[str, Any]:
+        """Snapshot the live tree (what `commit` does), so the restore can be undone."""
+        try:
+            before = commit_one(
+                self.root, settings.load(self.root.path), user, segment, reason="before a restore"
+            )
+        except BluegrassError as exc:
+            why = BUSY if is_busy(exc) else str(exc)
+            raise BackendError(
+                f"Nothing was restored: the snapshot before it failed: {why}"
+            ) from exc
+        # A file that could not be read is in history only in its previous version: replacing
+        # it now would lose the current one.
+        doubtful = [item["path"] for item in before["unreadable"]] + list(
+            before["changed_while_read"]
+        )
+        for shown in doubtful:
+            if _under(os.fsencode(shown), path):
+                raise BackendError(
+                    f"Nothing was restored: {shown} could not be read reliably, so its current "
+                    "version is not safely in history."
+                )
+        return before
+
+    # -- administration -------------------------------------------------------------------
+
+    def users(self, account: Account) -> list[UserInfo]:
+        self._admin(account)
+        with self._accounts() as accounts:
+            web = {a.user: a for a in accounts.web_accounts()}
+            every = sorted(set(self.root.users()) | set(accounts.users()))
+            devices = accounts.devices()
+        out = []
+        for name in every:
+            login = web.get(name)
+            out.append(
+                UserInfo(
+                    name,
+                    bool(login and login.admin),
+                    self._segment_names(name),
+                    [
+                        DeviceInfo(
+                            d.id,
+                            d.name,
+                            datetime.fromisoformat(d.created),
+                            datetime.fromisoformat(d.revoked) if d.revoked else None,
+                        )
+                        for d in devices
+                        if d.user == name
+                    ],
+                )
+            )
+        return out
+
+    def add_user(self, account: Account, name: str, password: str, admin: bool) -> None:
+        self._admin(account)
+        try:
+            digest = hash_web_password(password)
+            create_user(
+                self.root,
+                name,
+                device_name=None,
+                within=lambda accounts: accounts.set_web_password(name, digest, admin=admin),
+            )
+        except UsageError as exc:
+            raise BackendError(str(exc)[:1].upper() + str(exc)[1:] + ".") from exc
+
+    def reset_password(self, account: Account, name: str, password: str) -> None:
+        self._admin(account)
+        self._set_password(name, password)
+
+    def revoke_device(self, account: Account, name: str, device: str) -> None:
+        self._admin(account)
+        with self._accounts() as accounts:
+            if not accounts.has_user(name):
+                raise NotFound("No such device.")
+            try:
+                accounts.revoke(name, device)
+            except UsageError as exc:
+                raise NotFound("No such device.") from exc
+
+    def new_enrollment_code(self, account: Account, name: str, device_name: str) -> str:
+        self._admin(account)
+        with self._accounts() as accounts:
+            if not self._user_exists(accounts, name) or not (self.root.files / name).is_dir():
+                raise NotFound(f"No user {name}.")
+        try:
+            _, code = add_device(self.root, name, device_name)
+        except UsageError as exc:
+            raise BackendError(str(exc)) from exc
+        return code
+
+
+def _under(candidate: bytes, path: bytes) -> bool:
+    return path == ROOT or candidate == path or candidate.startswith(path + b"/")
+
+
+def create_panel(data_root: Path) -> Flask:
+    """The panel app in cloud mode over `data_root`, with [web] from the configuration."""
+    from bluegrass.panel import PanelConfig, create_app
+
+    root = DataRoot(data_root)
+    cfg = settings.load(root.path)
+    return create_app(
+        PanelConfig(
+            backend=CloudBackend(root),
+            secret_key=secret_key(root.path),
+            mode="cloud",
+            secure_cookies=cfg.get("web.secure_cookies"),
+            trust_proxy=cfg.get("web.trust_proxy"),
+        )
+    )
