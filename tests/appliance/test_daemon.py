@@ -165,11 +165,15 @@ def test_drive_pulled_mid_mirror_then_plugged_back(
         assert stop(proc) == 0
     # Stopped cleanly, the daemon unmounted the drive.
     assert drive.mount_at(mountpoint) is None
-    # udevd reacts to the unmount (it probes the device again); let it finish first.
-    subprocess.run(["udevadm", "settle", "--timeout=30"], check=False)
-    mounted = subprocess.run(
-        ["mount", "-o", "ro", loop.device or "", str(mountpoint)], capture_output=True, text=True
-    )
+    # The kernel may release the block device a moment after umount returns (EBUSY until
+    # then): retry for a bounded time rather than sleep.
+    deadline = time.monotonic() + 30
+    while True:
+        argv = ["mount", "-o", "ro", loop.device or "", str(mountpoint)]
+        mounted = subprocess.run(argv, capture_output=True, text=True)
+        if mounted.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert mounted.returncode == 0, mounted.stderr
     try:
         mirror = mountpoint / "bluegrass" / USER / "docs.git"

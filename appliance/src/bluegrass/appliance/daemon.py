@@ -34,6 +34,8 @@ log = logging.getLogger("bluegrass.appliance")
 
 # The longest the main loop sleeps: a SIGTERM is acted on within this.
 MAX_WAIT = 1.0
+# Quick re-tries of a drive that failed to mount, before waiting for the next regular check.
+ATTACH_RETRIES = 5
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Daemon:
         self.observer: pyudev.MonitorObserver | None = None
         self.monitor_source = "none"
         self.started = time.time()
+        self.attach_failures = 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -216,7 +219,13 @@ class Daemon:
         except (BluegrassError, OSError) as exc:
             self._set_drive("unusable", f"{found.device}: {exc}")
             log.warning("drive %s not used: %s", found.device, exc)
+            self.attach_failures += 1
+            if self.attach_failures <= ATTACH_RETRIES:
+                # A device just plugged in can still be busy (udev probing it, the kernel
+                # releasing a previous mount: EBUSY): look again shortly, a few times.
+                self.next_drive_check = min(self.next_drive_check, time.time() + 2)
             return
+        self.attach_failures = 0
         missing_since = self.drive.since if self.drive.state == "missing" else None
         self.drive = DriveView(
             "ready",
