@@ -149,7 +149,10 @@ def test_user_add_list_remove(cloud: Run, data: Path) -> None:
     make_user(cloud, data)
     cloud("user", "add", "bob")
     users = json.loads(cloud("user", "list", "--json").stdout)["users"]
-    assert users == [{"user": "alice", "segments": ["docs"]}, {"user": "bob", "segments": []}]
+    assert users == [
+        {"user": "alice", "segments": ["docs"], "web": None},  # no web login yet
+        {"user": "bob", "segments": [], "web": None},
+    ]
     cloud("user", "remove", "bob")
     (data / "files" / "alice" / "docs" / "x").write_text("x")
     refused = cloud("user", "remove", "alice", check=False)
