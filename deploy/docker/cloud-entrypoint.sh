@@ -1,0 +1,5 @@
+#!/bin/sh
+# Makes the data root on the first start (`init` is safe to repeat), then runs the command.
+set -eu
+bluegrass-cloud --data "${BLUEGRASS_DATA:-/data}" init >/dev/null
+exec "$@"
