@@ -1,0 +1,1 @@
+"""Helpers shared by the benchmark scenarios: measuring, data, tools, reports."""

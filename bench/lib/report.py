@@ -1,0 +1,242 @@
+"""Result rows, markdown tables, machine facts, and docs/benchmarks.md sections.
+
+Each scenario owns one section of the output file, between two HTML comment markers, so a
+run of one scenario rewrites its own section and leaves the others as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+# The order sections appear in; a scenario not listed here goes after these, by name.
+SECTION_ORDER = ["snapshot", "sync", "mirror", "browse"]
+HEADER = """# Benchmarks
+
+Measured by `make bench` (`bench/run.py`); each section below is written by one scenario
+(`bench/scenarios/<name>.py`) and rewritten only when that scenario runs again. Sizes and
+memory are in MB of 10⁶ bytes; times are wall-clock seconds.
+"""
+
+
+@dataclass
+class Row:
+    """One measured step of one tool. Empty fields are shown as "—"."""
+
+    tool: str
+    step: str
+    seconds: float | None = None
+    ratio: float | None = None  # seconds / the floor's seconds for the same step
+    peak_rss: int | None = None  # bytes, summed over the process tree
+    peak_anon: int | None = None  # bytes
+    size: int | None = None  # repository bytes (only on the size step)
+    size_ratio: float | None = None  # size / the floor's size
+    note: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class Target:
+    """A goal from the issue, checked against the measured rows."""
+
+    goal: str
+    measured: str
+    passed: bool | None  # None: could not be evaluated (a tool was not run)
+
+    @property
+    def verdict(self) -> str:
+        return {True: "pass", False: "**FAIL**", None: "n/a"}[self.passed]
+
+
+def add_ratios(
+    rows: list[Row],
+    floor: str = "floor",
+    compare_time_with: dict[str, str] | None = None,
+    no_time_ratio: set[str] | None = None,
+) -> None:
+    """Fill each row's ratios from the floor's row for the same step.
+
+    `compare_time_with` maps a step the floor does not have to the floor step it is
+    compared with; `no_time_ratio` lists steps whose times are not comparable across tools.
+    """
+    base = {r.step: r for r in rows if r.tool == floor}
+    for r in rows:
+        b = base.get((compare_time_with or {}).get(r.step, r.step))
+        if b is None:
+            continue
+        if r.seconds is not None and b.seconds and r.step not in (no_time_ratio or set()):
+            r.ratio = r.seconds / b.seconds
+        if r.size is not None and b.size:
+            r.size_ratio = r.size / b.size
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def megabytes(value: int | None) -> str:
+    if value is None:
+        return "—"
+    mb = value / 1e6
+    return f"{mb:.1f}" if mb < 100 else f"{mb:.0f}"
+
+
+def ratio(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f}×" if value >= 0.1 else f"{value:.3f}×"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join("---" for _ in headers) + " |",
+    ]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+ROW_HEADERS = [
+    "tool",
+    "step",
+    "time (s)",
+    "× floor",
+    "peak RSS (MB)",
+    "peak anon RSS (MB)",
+    "repo size (MB)",
+    "size × floor",
+    "note",
+]
+
+
+def rows_table(rows: Sequence[Row]) -> str:
+    return table(
+        ROW_HEADERS,
+        (
+            [
+                r.tool,
+                r.step,
+                seconds(r.seconds),
+                ratio(r.ratio),
+                megabytes(r.peak_rss),
+                megabytes(r.peak_anon),
+                megabytes(r.size),
+                ratio(r.size_ratio),
+                r.note,
+            ]
+            for r in rows
+        ),
+    )
+
+
+def targets_table(targets: Sequence[Target]) -> str:
+    return table(
+        ["target", "measured", "result"], ([t.goal, t.measured, t.verdict] for t in targets)
+    )
+
+
+def _run(cmd: list[str]) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return proc.stdout.strip() if proc.returncode == 0 else "?"
+
+
+def project_revision() -> str:
+    """The commit of this checkout, and whether core/ or cloud/ differ from it."""
+    # GIT_OPTIONAL_LOCKS=0: `git status` must not take the index lock of a checkout someone
+    # may be committing in at the same moment.
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "core", "cloud"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        return "?"
+    if not head:
+        return "?"
+    return f"{head} + uncommitted changes in core/ or cloud/" if dirty else head
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _filesystem(path: Path) -> str:
+    """The file system type the work dir is on (tmpfs and ext4 give very different times)."""
+    best = None
+    target = str(path.resolve())
+    for part in psutil.disk_partitions(all=True):
+        mount = part.mountpoint
+        if (target == mount or target.startswith(mount.rstrip("/") + "/")) and (
+            best is None or len(mount) > len(best.mountpoint)
+        ):
+            best = part
+    return f"{best.fstype} ({best.device})" if best else "?"
+
+
+def machine_facts(work: Path, versions: dict[str, str]) -> list[str]:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    facts = [
+        f"{cpus} CPUs ({_cpu_model()}), {psutil.virtual_memory().total / 1e9:.1f} GB RAM",
+        f"{platform.system()} {platform.release()}, work dir on {_filesystem(work)}",
+        f"Python {platform.python_version()}",
+    ]
+    facts += [f"{name} {version}" for name, version in versions.items()]
+    return facts
+
+
+_SECTION = re.compile(
+    r"<!-- bench:(?P<name>[a-z0-9_-]+):begin -->\n.*?<!-- bench:(?P=name):end -->\n", re.S
+)
+
+
+def write_section(out: Path, name: str, body: str) -> None:
+    """Put `body` into `out` as the section of scenario `name`, keeping every other section."""
+    text = out.read_text() if out.exists() else HEADER
+    sections = {m.group("name"): m.group(0) for m in _SECTION.finditer(text)}
+    first = _SECTION.search(text)
+    head = text[: first.start()] if first else text
+    sections[name] = f"<!-- bench:{name}:begin -->\n{body.rstrip()}\n<!-- bench:{name}:end -->\n"
+
+    def order(key: str) -> tuple[int, str]:
+        return (SECTION_ORDER.index(key) if key in SECTION_ORDER else len(SECTION_ORDER), key)
+
+    parts = [head.rstrip() + "\n"] + [sections[k] for k in sorted(sections, key=order)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("\n".join(parts))
+    os.replace(tmp, out)

@@ -1,0 +1,1 @@
+"""One module per scenario; each has `run(ctx) -> list[Row]` and may have `targets(ctx, rows)`."""
