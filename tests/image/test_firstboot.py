@@ -75,6 +75,8 @@ def test_open_network_and_hex_psk() -> None:
         ('[wifi]\nssid = "x"\ncountry = "GB"\nhidden = "no"', "expected true or false"),
         (f'[wifi]\nssid = "{"x" * 33}"\ncountry = "GB"', "at most 32 bytes"),
         ('[enroll]\ncode = "hello"', "starting with bg1-"),
+        ('[enroll]\ncloud_url = "ftp://x"', "not an address like https://"),
+        ('[enroll]\ncloud_url = "https://x/path?q"', "not an address like https://"),
         ('[ssh]\nauthorized_keys = ["my password"]', "is not a public key line"),
         ('[ssh]\nauthorized_keys = ["ssh-ed25519 AAAAB3NzaC1yc2E= x"]', "is damaged"),
         ('[ssh]\nauthorized_keys = ["ssh-ed25519 !!!"]', "is damaged"),
@@ -159,6 +161,24 @@ def test_applied_once_secrets_erased(tmp_path: Path) -> None:
     ]
     assert run.calls[2][3:] == ["enroll", "bg1-secretcode"]
     assert run.calls[3] == ["systemctl", f"--root={root}", "disable", "bluegrass-firstboot.service"]
+
+
+def test_cloud_url_written_before_enrolling(tmp_path: Path) -> None:
+    root, boot = fake_root(tmp_path)
+    (boot / "bluegrass.toml").write_text(
+        '[enroll]\ncode = "bg1-x"\ncloud_url = "https://backup.example.org/"\n'
+    )
+    run = Recorder()
+    assert fb.main(["--boot", str(boot), "--root", str(root)], run=run) == 0
+    config = root / "var/lib/bluegrass-appliance/bluegrass-appliance.toml"
+    assert config.read_text() == '[cloud]\nurl = "https://backup.example.org"\n'
+    assert (config.parent.stat().st_mode & 0o777) == 0o700
+    assert any("enroll" in call for call in run.calls)
+    # An existing configuration is not overwritten; the summary says what to do.
+    (boot / "bluegrass.toml").write_text('[enroll]\ncloud_url = "https://other.example.org"\n')
+    assert fb.main(["--boot", str(boot), "--root", str(root)], run=run) == 0
+    assert "backup.example.org" in config.read_text()
+    assert "by hand" in (boot / "bluegrass-applied.txt").read_text()
 
 
 def test_bad_code_still_erased_and_reported(tmp_path: Path) -> None:

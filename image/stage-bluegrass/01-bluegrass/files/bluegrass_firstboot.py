@@ -14,6 +14,8 @@ What it does, in this order, for the settings present in the file:
   cfg80211, and Wi-Fi unblocked;
 - `[ssh] authorized_keys`: the admin account's authorized_keys, fresh host keys, SSH enabled
   and started (SSH is off otherwise, and takes keys only);
+- `[enroll] cloud_url`: the appliance's `cloud.url` (the cloud's HTTPS address behind a TLS
+  proxy), written before enrolling;
 - `[enroll] code`: `bluegrass-appliance enroll CODE`.
 
 Then the file is overwritten with zeros and removed, a summary without secrets is left in
@@ -47,11 +49,13 @@ ERROR_NAME = "bluegrass-error.txt"
 ADMIN_USER_FILE = "etc/bluegrass/admin-user"
 APPLIANCE = "/opt/bluegrass/bin/bluegrass-appliance"
 APPLIANCE_STATE = "var/lib/bluegrass-appliance"
+APPLIANCE_CONFIG = "bluegrass-appliance.toml"
 WIFI_CONNECTION = "etc/NetworkManager/system-connections/bluegrass-wifi.nmconnection"
 WIFI_COUNTRY = "etc/modprobe.d/bluegrass-wifi-country.conf"
 
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
 TIMEZONE_RE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
 KEY_TYPES = (
     "ssh-ed25519",
@@ -65,7 +69,7 @@ KEY_TYPES = (
 KNOWN = {
     "": {"hostname", "timezone", "wifi", "enroll", "ssh"},
     "wifi": {"ssid", "password", "country", "hidden"},
-    "enroll": {"code"},
+    "enroll": {"code", "cloud_url"},
     "ssh": {"authorized_keys"},
 }
 
@@ -88,6 +92,7 @@ class Settings:
     timezone: str | None = None
     wifi: Wifi | None = None
     enroll_code: str | None = None
+    cloud_url: str | None = None
     authorized_keys: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
@@ -96,6 +101,7 @@ class Settings:
             and self.timezone is None
             and self.wifi is None
             and self.enroll_code is None
+            and self.cloud_url is None
             and not self.authorized_keys
         )
 
@@ -187,6 +193,14 @@ def parse(text: str) -> Settings:
                 "`bluegrass-cloud user add` printed"
             )
         settings.enroll_code = code
+    cloud_url = _string(enroll, "cloud_url", "[enroll] ")
+    if cloud_url:
+        if not URL_RE.match(cloud_url):
+            raise SettingsError(
+                f"[enroll] cloud_url: {cloud_url!r} is not an address like "
+                "https://backup.example.org"
+            )
+        settings.cloud_url = cloud_url.rstrip("/")
 
     ssh = data.get("ssh", {})
     assert isinstance(ssh, dict)
@@ -314,6 +328,8 @@ class Applier:
             self.wifi(settings.wifi)
         if settings.authorized_keys:
             self.ssh(settings.authorized_keys)
+        if settings.cloud_url:
+            self.cloud_url(settings.cloud_url)
         if settings.enroll_code:
             self.enroll(settings.enroll_code)
 
@@ -386,6 +402,19 @@ class Applier:
             # --no-block: this service is ordered before ssh.service. (Not in a chroot.)
             self.command(["systemctl", "start", "--no-block", "ssh.service"], "starting SSH")
         self.notes.append(f"[ssh] {len(keys)} key(s) for {account.pw_name}; SSH enabled, keys only")
+
+    def cloud_url(self, url: str) -> None:
+        state = self.path(APPLIANCE_STATE)
+        config = state / APPLIANCE_CONFIG
+        if config.exists():
+            self.problems.append(
+                f"[enroll] cloud_url: /{APPLIANCE_STATE}/{APPLIANCE_CONFIG} "
+                f'exists already; set [cloud] url = "{url}" in it by hand'
+            )
+            return
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.write(f"{APPLIANCE_STATE}/{APPLIANCE_CONFIG}", f'[cloud]\nurl = "{url}"\n')
+        self.notes.append(f'[enroll] cloud_url = "{url}"')
 
     def enroll(self, code: str) -> None:
         env_args = ["env", f"BLUEGRASS_APPLIANCE_STATE={self.path(APPLIANCE_STATE)}"]
