@@ -24,39 +24,10 @@ import pytest
 from bluegrass.core import enrollment
 
 from tests.cloud.server import Client, Enrolled, Server, enrolled, wait_for
-from tests.cloud.web import Browser, Run, cli, set_password
-from tests.conftest import require_tool
-from tests.support.net import free_port
+from tests.cloud.web import Browser, Run, cli, commit, set_password, start, write
 
 PASSWORD = "correct horse battery"
 BOB_PASSWORD = "bob's own long password"
-
-
-def far_away_config(data: Path, sftp_port: int, http_port: int, extra: str = "") -> None:
-    """Ports, and a daily commit 12 hours off: the scheduler stays quiet during a test."""
-    far = (datetime.now() + timedelta(hours=12)).strftime("%H:%M")
-    (data / "bluegrass-cloud.toml").write_text(
-        f'[server]\naddress = "127.0.0.1"\nsftp_port = {sftp_port}\nhttp_port = {http_port}\n\n'
-        f'[schedule]\ncommit_at = "{far}"\n{extra}'
-    )
-
-
-def write(path: Path, data: bytes | str, days_ago: float | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    if days_ago is not None:
-        stamp = (datetime.now() - timedelta(days=days_ago)).timestamp()
-        os.utime(path, (stamp, stamp))
-
-
-def commit(cloud: Run, user: str, segment: str, days_ago: float) -> str:
-    when = (datetime.now() - timedelta(days=days_ago)).astimezone().isoformat(timespec="seconds")
-    out = json.loads(
-        cloud("commit", "--user", user, "--segment", segment, "--date", when, "--json").stdout
-    )
-    [result] = out["segments"]
-    assert result["committed"], result
-    return str(result["commit"])
 
 
 @dataclass
@@ -92,18 +63,6 @@ class Cloud:
         return (target / Path(path).name).read_bytes()
 
 
-def start(data: Path, tmp: Path, cloud: Run, segments: list[str], extra: str = "") -> Server:
-    """`run` on free ports, once the scheduler's first round is over (nothing to commit)."""
-    for tool in ("git", "ssh-keygen", "find"):
-        require_tool(tool)
-    server = Server(data, tmp, free_port(), free_port())
-    far_away_config(data, server.sftp_port, server.http_port, extra)
-    server.start()
-    for name in segments:
-        server.wait_log(f"commit {name}: no change")
-    return server
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     tmp = tmp_path_factory.mktemp("panel-cloud")
@@ -126,7 +85,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     site.commits["bob"] = commit(cloud, "bob", "docs", 5)
     write(site.live("bob", "photos") / "cat.jpg", b"\xff\xd8 not really a jpeg", 5)
     commit(cloud, "bob", "photos", 5)
-    site.server = start(data, tmp, cloud, ["alice/docs", "bob/docs", "bob/photos"])
+    site.server = start(data, tmp, ["alice/docs", "bob/docs", "bob/photos"])
     try:
         yield site
     finally:
@@ -320,7 +279,7 @@ def fresh_cloud(tmp_path: Path) -> tuple[Path, Run, Enrolled]:
 
 def test_first_run_setup_then_user_administration(tmp_path: Path) -> None:
     data, cloud, alice_device = fresh_cloud(tmp_path)
-    server = start(data, tmp_path, cloud, ["alice/docs"])
+    server = start(data, tmp_path, ["alice/docs"])
     site = Cloud(data, cloud, server, {"alice": alice_device})
     try:
         first = site.browser()
@@ -409,7 +368,7 @@ def worker_pids(server: Server) -> list[int]:
 def test_sign_in_is_throttled_and_every_worker_knows(tmp_path: Path) -> None:
     data, cloud, alice_device = fresh_cloud(tmp_path)
     set_password(cloud, "alice", PASSWORD, "--admin")  # no first-run setup on this one
-    server = start(data, tmp_path, cloud, ["alice/docs"])
+    server = start(data, tmp_path, ["alice/docs"])
     site = Cloud(data, cloud, server, {"alice": alice_device})
     try:
         for _ in range(5):

@@ -7,6 +7,7 @@ library only, and never follows a redirect by itself, so tests see every 302 and
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import os
 import re
 import subprocess
@@ -15,10 +16,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.message import Message
 from pathlib import Path
 
-from tests.conftest import VENV_BIN
+from tests.cloud.server import Server
+from tests.conftest import VENV_BIN, require_tool
+from tests.support.net import free_port
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -109,3 +113,49 @@ def cli(data: Path) -> Run:
 def set_password(cloud: Run, user: str, password: str, *extra: str) -> None:
     """`user password USER --password-stdin`: how an administrator sets a web login."""
     cloud("user", "password", user, "--password-stdin", *extra, input=password + "\n")
+
+
+def write(path: Path, data: bytes | str, days_ago: float | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    if days_ago is not None:
+        stamp = (datetime.now() - timedelta(days=days_ago)).timestamp()
+        os.utime(path, (stamp, stamp))
+
+
+def commit(cloud: Run, user: str, segment: str, days_ago: float) -> str:
+    """`commit --date` so many days ago: a snapshot "as of last week" for browsing."""
+    when = (datetime.now() - timedelta(days=days_ago)).astimezone().isoformat(timespec="seconds")
+    out = json.loads(
+        cloud("commit", "--user", user, "--segment", segment, "--date", when, "--json").stdout
+    )
+    [result] = out["segments"]
+    assert result["committed"], result
+    return str(result["commit"])
+
+
+def configured(data: Path, tmp: Path, extra: str = "") -> Server:
+    """A `run` on free ports, not started yet: the configuration names its ports (enrollment
+    codes made from now on carry them) and puts the daily commit 12 hours off."""
+    for tool in ("git", "ssh-keygen", "find"):
+        require_tool(tool)
+    server = Server(data, tmp, free_port(), free_port())
+    far = (datetime.now() + timedelta(hours=12)).strftime("%H:%M")
+    (data / "bluegrass-cloud.toml").write_text(
+        f'[server]\naddress = "127.0.0.1"\nsftp_port = {server.sftp_port}\n'
+        f'http_port = {server.http_port}\n\n[schedule]\ncommit_at = "{far}"\n{extra}'
+    )
+    return server
+
+
+def started(server: Server, segments: list[str]) -> Server:
+    """Start it and wait until the scheduler's first round has found nothing to commit in
+    `segments` (commit them all before): from then on every snapshot is the test's own."""
+    server.start()
+    for name in segments:
+        server.wait_log(f"commit {name}: no change")
+    return server
+
+
+def start(data: Path, tmp: Path, segments: list[str], extra: str = "") -> Server:
+    return started(configured(data, tmp, extra), segments)
