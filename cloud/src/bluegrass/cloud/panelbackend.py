@@ -73,7 +73,8 @@ JOBS = [JobKind("commit", webjobs.KINDS["commit"], per_segment=True)]
 STUCK_UPLOAD = timedelta(minutes=30)
 SCAN_LIMIT = 200_000  # entries looked at per live tree for the dashboard
 SCAN_CACHE = 60.0  # seconds a live tree's scan is reused (per worker)
-AUTH_LOG_TAIL = 8 << 20  # bytes of the auth log read back for the last login
+AUTH_LOG_TAIL = 8 << 20  # at most this much of the auth log is read back for the last login
+AUTH_LOG_CHUNK = 64 << 10
 FAILURES_KEPT = 86400.0
 RECENT = 30  # snapshots looked at for suspicious ones
 
@@ -297,12 +298,20 @@ class CloudBackend:
         """
         path = self.root.path / authproxy.LOG
         marker = f" accepted user={user} ".encode()
+        tail = b""
         try:
             with path.open("rb") as log:
                 end = log.seek(0, os.SEEK_END)
-                start = max(0, end - AUTH_LOG_TAIL)
-                log.seek(start)
-                tail = log.read()
+                # Backwards from the end, a chunk at a time: the answer is usually near it.
+                while end > 0 and len(tail) < AUTH_LOG_TAIL:
+                    start = max(0, end - AUTH_LOG_CHUNK)
+                    log.seek(start)
+                    tail = log.read(end - start) + tail
+                    end = start
+                    at = tail.rfind(marker)
+                    # A match counts once its whole line is read (or the file's start is).
+                    if at >= 0 and (tail.rfind(b"\n", 0, at) >= 0 or end == 0):
+                        break
         except OSError:
             return None
         at = tail.rfind(marker)
