@@ -215,20 +215,22 @@ def test_restore_into_the_live_tree_keeps_the_current_version_in_history(
     assert abs(letter.stat().st_mtime - manifest_mtime) < 60
     flashed = alice.get("/s/alice/docs/blob/letters/to-grandma.txt").text
     assert "into your synced folder" in flashed and "kept in a new snapshot" in flashed
-    # The mistaken edit is the newest snapshot, taken just before the restore.
-    newest = site.log("alice")[0]
-    assert "before a restore" in str(newest["summary"])
-    mistake = site.restored(tmp_path, "alice", "letters/to-grandma.txt", str(newest["commit"]))
+    assert "version one" in flashed  # the newest snapshot records the restored state
+    # The mistaken edit is in the snapshot taken just before the restore, the restored
+    # version in the one just after.
+    after, before = site.log("alice")[:2]
+    assert "before a restore" in str(before["summary"])
+    assert "after restoring the version of" in str(after["summary"])
+    mistake = site.restored(tmp_path, "alice", "letters/to-grandma.txt", str(before["commit"]))
     assert mistake == b"edited by mistake\n"
 
-    # A folder comes back exactly as it was: what was added since goes (into history).
+    # A folder comes back exactly as it was: what was added since goes (it is in history).
+    history = site.log("alice")
     folder = alice.submit(f"/s/alice/docs/restore/letters?at={first}", {"target": "live"})
     assert folder.status == 302, folder.text
     assert sorted(p.name for p in letter.parent.iterdir()) == ["to-grandma.txt"]
-    assert "removed" in alice.get(folder.location).text
-    since = site.restored(
-        tmp_path, "alice", "letters/since.txt", str(site.log("alice")[0]["commit"])
-    )
+    assert "1 removed" in alice.get(folder.location).text
+    since = site.restored(tmp_path, "alice", "letters/since.txt", str(history[0]["commit"]))
     assert since == b"written after the snapshot\n"
     assert not list((site.data / "files" / ".bluegrass-restore").iterdir())
 

@@ -100,6 +100,8 @@ def test_restore_last_weeks_version_in_the_browser_and_the_laptop_gets_it(
         status = page.get_by_role("status")
         expect(status).to_contain_text("Restored letters/to-grandma.txt as of")
         expect(status).to_contain_text("kept in a new snapshot")
+        # Back on the file's page, which shows the newest snapshot: the restored version.
+        expect(page.get_by_text("the version from last week")).to_be_visible()
         context.close()
         assert letter.read_bytes() == LAST_WEEK
 
@@ -117,10 +119,11 @@ def test_restore_last_weeks_version_in_the_browser_and_the_laptop_gets_it(
         assert letter.stat().st_mtime < time.time() - 7 * 86400
         assert (documents / "notes.md").read_bytes() == b"# notes\n"  # nothing else moved
         # Today's version is in the history: the snapshot taken just before the restore.
-        newest = json.loads(cloud("log", "alice", "docs", "--json").stdout)["snapshots"][0]
-        assert "before a restore" in newest["summary"]
+        after, before = json.loads(cloud("log", "alice", "docs", "--json").stdout)["snapshots"][:2]
+        assert "before a restore" in before["summary"]
+        assert "after restoring" in after["summary"]
         kept = tmp_path / "kept"
-        where = ["letters/to-grandma.txt", "--at", newest["commit"], "--to", str(kept)]
+        where = ["letters/to-grandma.txt", "--at", before["commit"], "--to", str(kept)]
         cloud("restore", "alice", "docs", *where)
         assert (kept / "to-grandma.txt").read_bytes() == TODAY
     finally:

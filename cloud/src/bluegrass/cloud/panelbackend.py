@@ -504,6 +504,7 @@ class CloudBackend:
                     raise BackendError(f"{shown} is not in that snapshot.")
                 before = self._snapshot_before_restore(user, segment, path)
                 done = restore_live(self.root, repo, user, segment, snap.commit, path)
+                after = self._snapshot_after_restore(user, segment, snap.date)
         except BackendError:
             raise
         except BluegrassError as exc:
@@ -516,11 +517,26 @@ class CloudBackend:
         written = f"{done.files} file{'s' if done.files != 1 else ''} written"
         if done.removed:
             written += f", {done.removed} removed that the snapshot did not have"
+        recorded = (
+            "The history's newest snapshot shows it."
+            if after
+            else "The next daily snapshot records it."
+        )
         return (
             f"Restored {shown} as of {snap.date.astimezone():%Y-%m-%d %H:%M} into your synced "
-            f"folder ({written}); the version it replaced is {kept}. Your devices get it at "
-            "their next sync (the server shows them the change within 5 seconds)."
+            f"folder ({written}); the version it replaced is {kept}. {recorded} Your devices "
+            "get it at their next sync (the server shows them the change within 5 seconds)."
         )
+
+    def _snapshot_after_restore(self, user: str, segment: str, when: datetime) -> bool:
+        """Record the restored state too, so that browsing "now" shows what the folder holds
+        and the restore is one step in the history. The restore is done either way."""
+        reason = f"after restoring the version of {when.astimezone():%Y-%m-%d %H:%M}"
+        try:
+            commit_one(self.root, settings.load(self.root.path), user, segment, reason=reason)
+        except BluegrassError:
+            return False  # busy (the scheduler?): the next snapshot records it
+        return True
 
     def _snapshot_before_restore(self, user: str, segment: str, path: bytes) -> dict[str, Any]:
         """Snapshot the live tree (what `commit` does), so the restore can be undone."""
