@@ -182,7 +182,12 @@ def debian_layer(rootfs: Path, hostname: str = HOSTNAME, admin: str = ADMIN) -> 
     kernels = sorted((rootfs / "lib" / "modules").iterdir())
     if not kernels:
         raise RuntimeError("no kernel in the root file system (linux-image-arm64 missing?)")
-    chroot(rootfs, "/etc/kernel/postinst.d/z50-raspi-firmware", kernels[-1].name)
+    hook = "/etc/kernel/postinst.d/z50-raspi-firmware"
+    # The hook acts only when told it runs for a package's configure step.
+    chroot(rootfs, "env", "DEB_MAINT_PARAMS=configure", hook, kernels[-1].name)
+    cmdline = (rootfs / "boot" / "firmware" / "cmdline.txt").read_text()
+    if f"root=LABEL={ROOT_LABEL}" not in cmdline.split():
+        raise RuntimeError(f"raspi-firmware did not write root=LABEL={ROOT_LABEL}: {cmdline}")
 
 
 @dataclass

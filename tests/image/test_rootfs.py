@@ -182,6 +182,15 @@ def test_bluegrass_runs_in_the_rootfs_python(rootfs: Path) -> None:
         "subprocess.run([str(rclone.binary()), 'version'], check=True)",
     )
     assert "rclone v1.75.2" in rclone_version.stdout
+    # On sudo's secure_path too.
+    done = in_root(
+        rootfs,
+        "env",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin",
+        "bluegrass-appliance",
+        "--help",
+    )
+    assert done.returncode == 0 and "usage: bluegrass-appliance" in done.stdout, done.stderr
     # The wheels were only for installing.
     assert not (rootfs / "var/cache/bluegrass-wheels").exists()
 

@@ -38,6 +38,8 @@ PIP_DISABLE_PIP_VERSION_CHECK=1 /opt/bluegrass/bin/pip install --quiet --no-inde
     --no-cache-dir --find-links /var/cache/bluegrass-wheels bluegrass-appliance bluegrass-panel
 rm -rf /var/cache/bluegrass-wheels
 /opt/bluegrass/bin/bluegrass-appliance --help >/dev/null
+# On PATH for people (and for sudo, whose secure_path has no /opt/bluegrass/bin).
+ln -sf /opt/bluegrass/bin/bluegrass-appliance /usr/local/bin/bluegrass-appliance
 
 # --- services --------------------------------------------------------------------------------
 systemctl enable bluegrass-appliance.service bluegrass-appliance.path bluegrass-panel.service \
