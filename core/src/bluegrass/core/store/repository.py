@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from bluegrass.core.errors import BluegrassError
@@ -24,6 +24,7 @@ MANIFEST = "bluegrass-manifest"
 FILES = "files"
 ZERO_OID = "0" * 40
 FORMAT_VERSION = "1"
+MAX_PACKS = 8
 # Highest precedence of all attribute sources: nothing in a user's tree (a .gitattributes
 # asking for eol=crlf, an LFS filter, export-ignore) can change what is stored or archived.
 ATTRIBUTES = (
@@ -150,7 +151,19 @@ class Repository:
         return proc.stdout.decode().strip() or None
 
     def commit_date(self, commit: str) -> datetime:
-        return datetime.fromisoformat(self.git.out(["show", "-s", "--format=%cI", commit]))
+        # Read the commit object itself: `git show -s` still diffs a root commit against the
+        # empty tree, opening every tree object of a fresh 78k-file snapshot (0.1-0.25 s).
+        raw = self.git.run(["cat-file", "commit", commit]).stdout
+        for line in raw.split(b"\n"):
+            if line.startswith(b"committer "):
+                stamp, offset = line.rsplit(b" ", 2)[1:]
+                sign = -1 if offset.startswith(b"-") else 1
+                minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+                zone = timezone(sign * timedelta(minutes=minutes))
+                return datetime.fromtimestamp(int(stamp), zone)
+            if not line:
+                break
+        raise RepositoryError(f"{self.path}: commit {commit[:12]} has no committer line")
 
     def read_blob(self, spec: str) -> bytes:
         return self.git.run(["cat-file", "blob", spec]).stdout
@@ -232,8 +245,16 @@ class Repository:
     # -- upkeep ---------------------------------------------------------------------------
 
     def maintain(self) -> None:
-        """Pack loose objects and refresh the commit-graph (with path Bloom filters for log)."""
-        self.git.run(["repack", "-d", "-q", "--geometric=2"])
+        """Pack loose objects and refresh the commit-graph (with path Bloom filters for log).
+
+        Loose objects go into one new pack first (`repack -d`: on the 78k-file tree 77 s and
+        199 MB, where a geometric repack took 190 s and 320 MB); the packs are merged
+        geometrically only once enough of them piled up, so old packs are rarely rewritten.
+        """
+        self.git.run(["repack", "-d", "-q"])
+        packs = list((self.path / "objects" / "pack").glob("*.pack"))
+        if len(packs) > MAX_PACKS:
+            self.git.run(["repack", "-d", "-q", "--geometric=2"])
         if self.head() is not None:
             self.git.run(
                 ["commit-graph", "write", "--reachable", "--changed-paths", "--no-progress"]
