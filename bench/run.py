@@ -5,7 +5,10 @@
     .venv/bin/python bench/run.py --quick        # a small generated tree, to test the harness
 
 Each scenario is bench/scenarios/<name>.py with `run(ctx) -> list[Row]`, optionally
-`targets(ctx, rows) -> list[Target]`, `describe_method(ctx) -> list[str]` and `TITLE`.
+`targets(ctx, rows) -> list[Target]`, `describe_method(ctx) -> list[str]` and `TITLE`; and,
+for a scenario that does not compare the backup tools of --tools (sync, mirror, browse):
+`USES_TOOLS = False`, `versions(ctx) -> dict[str, str]` (the versions its section names),
+`COLUMNS` (keys of report.COLUMNS) and `HEADERS` (renamed column headers).
 Exit status: 0 when every scenario ran and every tool stored what it was given (targets may
 still fail: they are results, not errors); 1 when a run went wrong; 2 for a usage problem or
 missing data or tool.
@@ -84,7 +87,24 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="comma-separated tools to compare (default: %(default)s)",
     )
     p.add_argument("--keep", action="store_true", help="keep repositories and trees after the run")
+    p.add_argument(
+        "--subset",
+        type=_positive,
+        metavar="N",
+        help="sync and mirror only: N files of the Linux tree (every k-th file, hard-linked) "
+        "instead of all 78k, for a shorter run on a loaded machine; the section says so",
+    )
     return p.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
 
 
 def fail(message: str, code: int = 2) -> int:
@@ -118,7 +138,7 @@ def render(
         )
     lines += [busy, ""]
     lines += [*ctx.data_description, ""] if ctx.data_description else []
-    lines += [report.rows_table(rows)]
+    lines += [report.rows_table(rows, *table_layout(module))]
     if targets:
         lines += ["Targets:", "", report.targets_table(targets)]
     method = module.describe_method(ctx) if hasattr(module, "describe_method") else []
@@ -132,6 +152,10 @@ def render(
     return "\n".join(lines)
 
 
+def table_layout(module: ModuleType) -> tuple[list[str] | None, dict[str, str] | None]:
+    return getattr(module, "COLUMNS", None), getattr(module, "HEADERS", None)
+
+
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -139,20 +163,31 @@ def main(argv: Sequence[str]) -> int:
     if unknown:
         return fail(f"unknown tool(s): {', '.join(unknown)}")
     tools = [c for c in ALL_TOOLS if c.name in wanted]
-    for cls in tools:
-        reason = cls.missing()
-        if reason:
-            return fail(f"{reason} (or leave {cls.name} out with --tools)")
+    names = args.scenario or scenarios()
+    modules = {name: importlib.import_module(f"bench.scenarios.{name}") for name in names}
+    # The backup tools matter only to scenarios that compare them (snapshot).
+    tool_scenarios = [n for n, m in modules.items() if getattr(m, "USES_TOOLS", True)]
+    if tool_scenarios:
+        for cls in tools:
+            reason = cls.missing()
+            if reason:
+                return fail(f"{reason} (or leave {cls.name} out with --tools)")
     work = args.work.resolve()
     out = (args.out or (work / "benchmarks-quick.md" if args.quick else DEFAULT_OUT)).resolve()
     # The command as a reader would type it to reproduce the section.
     command = "make bench" + (f" BENCH_ARGS={shlex.quote(shlex.join(argv))}" if argv else "")
-    versions = {cls.binary if cls is not Bluegrass else "bluegrass": cls.version() for cls in tools}
+    tool_versions = (
+        {cls.binary if cls is not Bluegrass else "bluegrass": cls.version() for cls in tools}
+        if tool_scenarios
+        else {}
+    )
     status = 0
-    for name in args.scenario or scenarios():
-        module = importlib.import_module(f"bench.scenarios.{name}")
-        ctx = Context(work=work, quick=args.quick, tools=tools, keep=args.keep)
+    for name, module in modules.items():
+        ctx = Context(work=work, quick=args.quick, tools=tools, keep=args.keep, subset=args.subset)
         ctx.log(f"scenario {name}{' (quick)' if args.quick else ''}; work dir {work}")
+        if args.subset and not getattr(module, "SUPPORTS_SUBSET", False):
+            ctx.log(f"scenario {name} has no --subset: it runs on its usual data")
+        versions = module.versions(ctx) if hasattr(module, "versions") else tool_versions
         start = time.monotonic()
         try:
             rows = module.run(ctx)
@@ -180,7 +215,7 @@ def main(argv: Sequence[str]) -> int:
                 indent=2,
             )
         )
-        print(report.rows_table(rows))
+        print(report.rows_table(rows, *table_layout(module)))
         if targets:
             print(report.targets_table(targets))
         ctx.log(f"scenario {name}: wrote {out}")

@@ -42,6 +42,8 @@ class Context:
     quick: bool
     tools: list[type[Tool]]
     keep: bool = False  # keep each tool's repositories and trees after the run
+    # --subset N: scenarios that support it (sync, mirror) use N files of the Linux tree.
+    subset: int | None = None
     started: float = field(default_factory=time.monotonic)
     # Things a reader of the results must know (method details, tool warnings).
     notes: list[str] = field(default_factory=list)

@@ -171,6 +171,58 @@ def quick_tree(cache: Path, log: Log, files: int = 2000, seed: int = 20261127) -
     return folder
 
 
+def linux_subset(cache: Path, files: int, log: Log) -> Path:
+    """`files` entries of the Linux tree, every k-th in bytewise path order (so every part of
+    the tree and every size of file is represented), hard-linked into a tree of their own.
+
+    Regular files and symlinks are both entries; symlinks are recreated, files linked to the
+    cached tree's (never written: see the module doc).
+    """
+    full = linux_tree(cache, log)
+    folder = cache / f"linux-subset-{files}"
+    stamp = f"subset v1 of {full} files={files}\n"
+    if _complete(folder, stamp):
+        return folder
+    base = len(os.fsencode(full)) + 1
+    entries = sorted(
+        os.fsencode(path)[base:]
+        for path, st in _walk(full)
+        if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)
+    )
+    if files >= len(entries):
+        raise DataError(
+            f"--subset {files}: the Linux tree has only {len(entries)} files; leave --subset out"
+        )
+    step = len(entries) / files
+    chosen = [entries[int(i * step)] for i in range(files)]
+    log(f"linking {files} of the Linux tree's {len(entries)} files into {folder}")
+    tmp = _start_fresh(folder)
+    src_root, dst_root = os.fsencode(full), os.fsencode(tmp)
+    for rel in chosen:
+        src, dst = src_root + b"/" + rel, dst_root + b"/" + rel
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if os.path.islink(src):
+            os.symlink(os.readlink(src), dst)
+        else:
+            os.link(src, dst)
+    tmp.rename(folder)
+    _mark_complete(folder, stamp)
+    return folder
+
+
+def source_tree(cache: Path, log: Log, *, quick: bool, subset: int | None) -> tuple[Path, str]:
+    """The tree the sync and mirror scenarios work on, and how the section names it."""
+    if quick:
+        return quick_tree(cache, log), "a generated tree (--quick)"
+    if subset:
+        return (
+            linux_subset(cache, subset, log),
+            f"a subset of the Linux 6.1 source tree (`--subset {subset}`: every k-th file of "
+            f"Debian's `{LINUX_PACKAGE}`)",
+        )
+    return linux_tree(cache, log), f"the Linux 6.1 source tree (Debian `{LINUX_PACKAGE}`)"
+
+
 def hardlink_copy(src: Path, dst: Path) -> None:
     """Copy `src` to the new path `dst` with every file hard-linked (see the module doc)."""
     if dst.exists():

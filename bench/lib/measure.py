@@ -279,3 +279,68 @@ def run_quiet(
             f"{' '.join(argv)} exited {proc.returncode}: " + " | ".join(message or ["no output"])
         )
     return proc
+
+
+class TreeSampler:
+    """The memory of a long-lived process tree (a server, a daemon), sampled in the
+    background for as long as it runs; `window` sums up any stretch of that time.
+
+    Used where a process is not started and reaped per step (measure() covers that), but
+    watched while other things happen: a daemon idling, then mirroring; a web server
+    answering requests.
+    """
+
+    def __init__(self, pid: int, interval: float = SAMPLE_INTERVAL) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, int, int | None]] = []  # (monotonic, rss, anon)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            total_rss = 0
+            total_anon: int | None = None
+            for pid in _tree(self.pid):
+                rss, anon = _memory(pid)
+                total_rss += rss
+                if anon is not None:
+                    total_anon = (total_anon or 0) + anon
+            if total_rss:
+                self.samples.append((time.monotonic(), total_rss, total_anon))
+            self._done.wait(self.interval)
+
+    def window(self, since: float, until: float | None = None) -> TreeWindow:
+        """What the samples taken between two monotonic times say."""
+        end = time.monotonic() if until is None else until
+        picked = [(rss, anon) for t, rss, anon in self.samples if since <= t <= end]
+        if not picked:
+            raise CommandFailed(
+                f"no memory samples of process {self.pid} between {since:.1f} and {end:.1f}"
+            )
+        rss = sorted(r for r, _ in picked)
+        anon = sorted(a for _, a in picked if a is not None)
+        return TreeWindow(
+            peak_rss=rss[-1],
+            peak_anon=anon[-1] if anon else None,
+            median_rss=rss[len(rss) // 2],
+            median_anon=anon[len(anon) // 2] if anon else None,
+            samples=len(rss),
+        )
+
+
+@dataclass
+class TreeWindow:
+    peak_rss: int
+    peak_anon: int | None
+    median_rss: int
+    median_anon: int | None
+    samples: int

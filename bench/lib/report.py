@@ -10,7 +10,7 @@ import os
 import platform
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,9 +40,18 @@ class Row:
     size: int | None = None  # repository bytes (only on the size step)
     size_ratio: float | None = None  # size / the floor's size
     note: str = ""
+    # Used by the request-latency and throughput scenarios (browse); left out of the JSON
+    # while None, so other scenarios' results keep their shape.
+    p50: float | None = None  # seconds
+    p95: float | None = None  # seconds
+    rate: float | None = None  # bytes per second
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        for key in ("p50", "p95", "rate"):
+            if data[key] is None:
+                del data[key]
+        return data
 
 
 @dataclass
@@ -111,37 +120,57 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-ROW_HEADERS = [
+def milliseconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    ms = value * 1000
+    return f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+
+
+def rate(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value / 1e6:.1f}" if value < 100e6 else f"{value / 1e6:.0f}"
+
+
+# Every column a results table can have: key -> (default header, how a row shows it).
+COLUMNS: dict[str, tuple[str, Callable[[Row], str]]] = {
+    "tool": ("tool", lambda r: r.tool),
+    "step": ("step", lambda r: r.step),
+    "seconds": ("time (s)", lambda r: seconds(r.seconds)),
+    "ratio": ("× floor", lambda r: ratio(r.ratio)),
+    "peak_rss": ("peak RSS (MB)", lambda r: megabytes(r.peak_rss)),
+    "peak_anon": ("peak anon RSS (MB)", lambda r: megabytes(r.peak_anon)),
+    "size": ("repo size (MB)", lambda r: megabytes(r.size)),
+    "size_ratio": ("size × floor", lambda r: ratio(r.size_ratio)),
+    "p50": ("p50 (ms)", lambda r: milliseconds(r.p50)),
+    "p95": ("p95 (ms)", lambda r: milliseconds(r.p95)),
+    "rate": ("MB/s", lambda r: rate(r.rate)),
+    "note": ("note", lambda r: r.note),
+}
+DEFAULT_COLUMNS = [
     "tool",
     "step",
-    "time (s)",
-    "× floor",
-    "peak RSS (MB)",
-    "peak anon RSS (MB)",
-    "repo size (MB)",
-    "size × floor",
+    "seconds",
+    "ratio",
+    "peak_rss",
+    "peak_anon",
+    "size",
+    "size_ratio",
     "note",
 ]
 
 
-def rows_table(rows: Sequence[Row]) -> str:
-    return table(
-        ROW_HEADERS,
-        (
-            [
-                r.tool,
-                r.step,
-                seconds(r.seconds),
-                ratio(r.ratio),
-                megabytes(r.peak_rss),
-                megabytes(r.peak_anon),
-                megabytes(r.size),
-                ratio(r.size_ratio),
-                r.note,
-            ]
-            for r in rows
-        ),
-    )
+def rows_table(
+    rows: Sequence[Row],
+    columns: Sequence[str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """The results table; `columns` picks and orders columns (keys of COLUMNS), `headers`
+    renames some (a scenario whose baseline is not called "floor")."""
+    keys = list(columns or DEFAULT_COLUMNS)
+    names = [(headers or {}).get(k, COLUMNS[k][0]) for k in keys]
+    return table(names, ([COLUMNS[k][1](r) for k in keys] for r in rows))
 
 
 def targets_table(targets: Sequence[Target]) -> str:
@@ -158,8 +187,9 @@ def _run(cmd: list[str]) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else "?"
 
 
-def project_revision() -> str:
-    """The commit of this checkout, and whether core/ or cloud/ differ from it."""
+def project_revision(folders: Sequence[str] = ("core", "cloud")) -> str:
+    """The commit of this checkout, and whether `folders` (the code a scenario measures)
+    differ from it."""
     # GIT_OPTIONAL_LOCKS=0: `git status` must not take the index lock of a checkout someone
     # may be committing in at the same moment.
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
@@ -172,7 +202,7 @@ def project_revision() -> str:
             check=False,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "core", "cloud"],
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", *folders],
             capture_output=True,
             text=True,
             env=env,
@@ -182,7 +212,8 @@ def project_revision() -> str:
         return "?"
     if not head:
         return "?"
-    return f"{head} + uncommitted changes in core/ or cloud/" if dirty else head
+    where = " or ".join(f"{f}/" for f in folders)
+    return f"{head} + uncommitted changes in {where}" if dirty else head
 
 
 def _cpu_model() -> str:
