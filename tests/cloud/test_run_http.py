@@ -42,7 +42,11 @@ def segments(site: Site, user: str, password: str) -> tuple[int, dict[str, objec
 
 
 def test_device_clones_only_its_users_history_until_revoked(site: Site, tmp_path: Path) -> None:
-    site.cloud("commit")
+    # `run` commits every segment at its first start: wait for that rather than race it with
+    # a `commit` of our own (which then fails as busy, or trips over the new repository).
+    for user in ("alice", "bob"):
+        site.server.wait_log(f"commit {user}/docs: committed")
+        site.server.wait_log(f"maintain {user}/docs: maintained")
     status, listing = segments(site, "alice", site.alice.password)
     assert status == 200 and listing is not None
     assert [s["name"] for s in listing["segments"]] == ["docs"]  # type: ignore[index]
