@@ -202,24 +202,26 @@ class Cloud:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
     def settle(self, segments: list[tuple[str, str]], timeout: float = 1800) -> None:
-        """Wait until the scheduler's catching-up commit (and maintain, when it committed)
-        of each segment is done, so it cannot run during a timed step."""
+        """Wait until the scheduler's catching-up commit of each segment is done, and the
+        maintain that follows a commit that committed something, so neither can run during
+        a timed step."""
+        committed = []
         for user, segment in segments:
             key = f"{user}/{segment}"
+            pattern = re.compile(rf"commit {re.escape(key)}: (.*)")
             poll_until(
-                lambda k=key: re.search(rf"commit {re.escape(k)}: ", self.run_log()) is not None,
+                lambda p=pattern: p.search(self.run_log()) is not None,
                 f"the cloud's first scheduled commit of {key}",
                 timeout,
                 self.proc,
                 self.log_file,
             )
-            line = re.search(rf"commit {re.escape(key)}: (.*)", self.run_log())
-            if line and "busy" in line.group(1):
-                raise CommandFailed(f"the cloud's scheduled commit of {key}: {line.group(1)}")
-        # maintain follows the commits that committed something, in one pass per tick.
-        committed = [
-            f"{u}/{s}" for u, s in segments if self.repo(u, s).exists() and self._has_head(u, s)
-        ]
+            found = pattern.search(self.run_log())
+            outcome = found.group(1) if found else ""
+            if outcome.startswith("committed "):
+                committed.append(key)
+            elif not outcome.startswith("no change"):
+                raise CommandFailed(f"the cloud's scheduled commit of {key}: {outcome}")
         for key in committed:
             poll_until(
                 lambda k=key: f"maintain {k}: " in self.run_log(),
@@ -229,15 +231,6 @@ class Cloud:
                 self.log_file,
             )
         self.say(f"cloud: scheduler done with {', '.join(f'{u}/{s}' for u, s in segments)}")
-
-    def _has_head(self, user: str, segment: str) -> bool:
-        repo = str(self.repo(user, segment))
-        proc = run_quiet(
-            ["git", "--git-dir", repo, "rev-parse", "-q", "--verify", "main"],
-            env=clean_env(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull),
-            ok_codes=(0, 1),
-        )
-        return proc.returncode == 0
 
     def stop(self) -> None:
         if self.proc is not None:
