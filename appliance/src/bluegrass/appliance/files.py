@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bluegrass.appliance import errors
 from bluegrass.appliance.errors import CloudRefused, CloudUnreachable, DriveError
-from bluegrass.appliance.runner import Runner
+from bluegrass.appliance.runner import Progress, Runner
 from bluegrass.appliance.settings import Paths
 from bluegrass.appliance.source import REMOTE_NAME, HttpSource, Segment, Source
 from bluegrass.appliance.state import State
@@ -225,6 +225,7 @@ def pull_all(
     runner: Runner,
     state: State,
     transfers: int,
+    progress: Progress | None = None,
 ) -> FilesReport:
     segments = source.segments()
     config = Path(os.devnull)
@@ -232,8 +233,10 @@ def pull_all(
         write_rclone_config(paths, source.enrollment)
         config = paths.rclone_config
     report = FilesReport()
-    for segment in segments:
+    for done, segment in enumerate(segments):
         runner.check()
+        if progress is not None:
+            progress(done, len(segments), f"pulling the files of {segment.key}")
         try:
             result = pull_segment(drive_root, segment, source, config, runner, transfers)
         except (CloudUnreachable, CloudRefused, DriveError, errors.Cancelled):

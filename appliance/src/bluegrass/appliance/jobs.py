@@ -39,6 +39,7 @@ class Outcome:
     message: str
     details: list[dict[str, object]] = field(default_factory=list)
     job_id: int = 0
+    request: int | None = None  # the panel's request this job answers
 
     @property
     def ok(self) -> bool:
@@ -54,13 +55,24 @@ class Outcome:
         }
 
 
-def run(app: App, kind: str, root: Path, runner: Runner, origin: str) -> Outcome:
+def run(
+    app: App, kind: str, root: Path, runner: Runner, origin: str, request: int | None = None
+) -> Outcome:
+    """Run one job and record it; `request` is the panel's request it answers, if any."""
     state = app.state
     job_id = state.job_started(kind, origin)
+    if request is not None:
+        state.request_started(request, job_id)
+
+    def progress(done: int, total: int, doing: str) -> None:
+        state.job_progress(
+            job_id, done / total if total else 0.0, f"{doing} ({done + 1} of {total})"
+        )
+
     try:
         source = app.source()
         if kind == "mirror":
-            report = mirror.mirror_all(root, source, runner, state)
+            report = mirror.mirror_all(root, source, runner, state, progress)
             result = Outcome(
                 kind,
                 "ok" if report.ok else "failed",
@@ -69,7 +81,7 @@ def run(app: App, kind: str, root: Path, runner: Runner, origin: str) -> Outcome
             )
         else:
             pulled = files.pull_all(
-                root, source, app.paths, runner, state, app.config.get("files.transfers")
+                root, source, app.paths, runner, state, app.config.get("files.transfers"), progress
             )
             result = Outcome(
                 kind,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bluegrass.appliance import errors
 from bluegrass.appliance.errors import CloudRefused, CloudUnreachable, DriveError
-from bluegrass.appliance.runner import Runner
+from bluegrass.appliance.runner import Progress, Runner
 from bluegrass.appliance.source import Segment, Source
 from bluegrass.appliance.state import State
 from bluegrass.core.errors import BluegrassError
@@ -97,9 +97,16 @@ class MirrorReport:
     def summary(self) -> str:
         failed = [r for r in self.results if not r.ok]
         new = sum(r.new_commits for r in self.results)
-        text = f"{len(self.results)} histories mirrored, {new} new snapshots"
+        done = len(self.results) - len(failed)
+        text = f"{done} of {len(self.results)} histories mirrored, {new} new snapshots"
         if failed:
-            text += "; failed: " + "; ".join(f"{r.segment.key}: {r.message}" for r in failed)
+            # A segment's message may already name it (git's refusals do).
+            text += "; failed: " + "; ".join(
+                r.message
+                if r.message.startswith(f"{r.segment.key}: ")
+                else f"{r.segment.key}: {r.message}"
+                for r in failed
+            )
         return text
 
 
@@ -349,13 +356,21 @@ def _check_append_only(mirror: Mirror, before: dict[str, str], segment: Segment)
                 raise BluegrassError(f"{segment.key}: {ref} moved off its history")
 
 
-def mirror_all(drive_root: Path, source: Source, runner: Runner, state: State) -> MirrorReport:
+def mirror_all(
+    drive_root: Path,
+    source: Source,
+    runner: Runner,
+    state: State,
+    progress: Progress | None = None,
+) -> MirrorReport:
     """Mirror every segment the source lists. Cloud and drive failures end the job (the
     daemon backs off, or waits for the drive); any other failure is one segment's."""
     segments = source.segments()
     report = MirrorReport()
-    for segment in segments:
+    for done, segment in enumerate(segments):
         runner.check()
+        if progress is not None:
+            progress(done, len(segments), f"mirroring {segment.key}")
         try:
             result = mirror_segment(drive_root, segment, source, runner)
         except (CloudUnreachable, CloudRefused, DriveError):

@@ -10,12 +10,15 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bluegrass.appliance.errors import Cancelled
 
 GRACE_SECONDS = 10
+
+# A job's progress: (segments done, segments in all, what it is doing now).
+Progress = Callable[[int, int, str], None]
 
 
 class Runner:

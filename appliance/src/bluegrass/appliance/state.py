@@ -1,7 +1,14 @@
-"""The appliance's state in SQLite: jobs, per-segment results, alerts, and the daemon's view.
+"""The appliance's state in SQLite: jobs, per-segment results, alerts, the daemon's view, and
+the panel's sign-ins and requests.
 
-The daemon writes; `status` and the panel read, from other processes at any time (WAL mode).
-Times are seconds since the epoch (UTC); they are shown in local time.
+The daemon writes; `status` and the panel read (and the panel asks the daemon for jobs through
+the `requests` table), from other processes at any time (WAL mode). Times are seconds since
+the epoch (UTC); they are shown in local time.
+
+The schema version is SQLite's `user_version`; each entry of MIGRATIONS brings a database from
+version i to i + 1 inside one transaction, so a new version only appends a migration. Version
+1 is the first schema (written with IF NOT EXISTS, as databases made before versioning already
+have its tables at version 0). A database written by a newer Bluegrass is refused.
 """
 
 from __future__ import annotations
@@ -15,40 +22,80 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,             -- mirror | files
-    origin TEXT NOT NULL,           -- daemon | command
-    started REAL NOT NULL,
-    finished REAL,
-    outcome TEXT,                   -- NULL while running; see jobs.Outcome
-    message TEXT,
-    details TEXT                    -- JSON: per-segment results
-);
-CREATE INDEX IF NOT EXISTS jobs_kind ON jobs (kind, started);
-CREATE TABLE IF NOT EXISTS segments (
-    user TEXT NOT NULL,
-    segment TEXT NOT NULL,
-    kind TEXT NOT NULL,             -- mirror | files
-    at REAL NOT NULL,
-    ok INTEGER NOT NULL,
-    head TEXT,
-    message TEXT,
-    PRIMARY KEY (user, segment, kind)
-);
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,             -- rewrite | bad-objects | drive-full | ... (docs/appliance.md)
-    subject TEXT NOT NULL,          -- user/segment, or the drive
-    message TEXT NOT NULL,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL,
-    count INTEGER NOT NULL DEFAULT 1,
-    acknowledged REAL
-);
-"""
+from bluegrass.core.errors import BluegrassError
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the daemon's view, jobs, per-segment results, alerts.
+    [
+        "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,             -- mirror | files
+            origin TEXT NOT NULL,           -- daemon | command | panel
+            started REAL NOT NULL,
+            finished REAL,
+            outcome TEXT,                   -- NULL while running; see jobs.Outcome
+            message TEXT,
+            details TEXT                    -- JSON: per-segment results
+        )""",
+        "CREATE INDEX IF NOT EXISTS jobs_kind ON jobs (kind, started)",
+        """CREATE TABLE IF NOT EXISTS segments (
+            user TEXT NOT NULL,
+            segment TEXT NOT NULL,
+            kind TEXT NOT NULL,             -- mirror | files
+            at REAL NOT NULL,
+            ok INTEGER NOT NULL,
+            head TEXT,
+            message TEXT,
+            PRIMARY KEY (user, segment, kind)
+        )""",
+        """CREATE TABLE IF NOT EXISTS alerts (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,             -- rewrite | bad-objects | drive-full | ...
+            subject TEXT NOT NULL,          -- user/segment, or the drive
+            message TEXT NOT NULL,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            count INTEGER NOT NULL DEFAULT 1,
+            acknowledged REAL
+        )""",
+    ],
+    # 2: the panel: web sign-ins (argon2id), failed sign-ins (rate limiting), requests to the
+    # daemon (jobs started from the panel, eject), a job's progress, a segment's last success.
+    [
+        """CREATE TABLE web_accounts (
+            name TEXT PRIMARY KEY,
+            admin INTEGER NOT NULL,
+            hash TEXT NOT NULL,             -- argon2id, parameters inside
+            epoch TEXT NOT NULL,            -- changes with the password: other sessions end
+            created REAL NOT NULL
+        )""",
+        """CREATE TABLE web_login_failures (
+            at REAL NOT NULL, name TEXT NOT NULL, ip TEXT NOT NULL
+        )""",
+        "CREATE INDEX web_login_failures_at ON web_login_failures (at)",
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,             -- mirror | files | eject
+            requested_by TEXT NOT NULL,
+            requested REAL NOT NULL,
+            job INTEGER,                    -- jobs.id once the daemon started it
+            finished REAL,
+            ok INTEGER,
+            message TEXT
+        )""",
+        "CREATE INDEX requests_open ON requests (finished, id)",
+        "ALTER TABLE jobs ADD COLUMN progress REAL",
+        "ALTER TABLE jobs ADD COLUMN progress_message TEXT",
+        "ALTER TABLE segments ADD COLUMN last_ok REAL",
+        "UPDATE segments SET last_ok = at WHERE ok = 1",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StateError(BluegrassError):
+    pass
 
 
 @dataclass
@@ -85,7 +132,30 @@ class State:
     def __init__(self, path: Path) -> None:
         self.path = path
         with self.connect() as db:
-            db.executescript(SCHEMA)
+            self._migrate(db)
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Again inside the transaction: the daemon and the panel's workers start together.
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"the state database was written by a newer Bluegrass (schema {version}, "
+                    f"this one knows up to {SCHEMA_VERSION}); update Bluegrass"
+                )
+            for target in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[target]:
+                    db.execute(statement)
+            # PRAGMA takes no parameters; the value is our own integer.
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -132,6 +202,23 @@ class State:
                 (time.time(), outcome, message, json.dumps(details, sort_keys=True), job),
             )
 
+    def job_progress(self, job: int, progress: float, message: str) -> None:
+        with self.connect() as db:
+            db.execute(
+                "UPDATE jobs SET progress = ?, progress_message = ? WHERE id = ?",
+                (progress, message, job),
+            )
+
+    def interrupted_jobs(self, message: str) -> int:
+        """Jobs still open from a run of the daemon that ended without closing them."""
+        with self.connect() as db:
+            cur = db.execute(
+                "UPDATE jobs SET finished = ?, outcome = 'cancelled', message = ? "
+                "WHERE outcome IS NULL AND origin IN ('daemon', 'panel')",
+                (time.time(), message),
+            )
+            return cur.rowcount
+
     def jobs(self, limit: int = 20, kind: str | None = None) -> list[dict[str, object]]:
         query = "SELECT * FROM jobs"
         args: tuple[object, ...] = ()
@@ -141,33 +228,26 @@ class State:
         query += " ORDER BY id DESC LIMIT ?"
         with self.connect() as db:
             rows = db.execute(query, (*args, limit)).fetchall()
-        return [
-            {
-                "id": r["id"],
-                "kind": r["kind"],
-                "origin": r["origin"],
-                "started": iso(r["started"]),
-                "finished": iso(r["finished"]),
-                "started_ts": r["started"],
-                "outcome": r["outcome"],
-                "message": r["message"],
-                "details": json.loads(r["details"]) if r["details"] else None,
-            }
-            for r in rows
-        ]
+        return [_job(r) for r in rows]
+
+    def job(self, job: int) -> dict[str, object] | None:
+        with self.connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job,)).fetchone()
+        return _job(row) if row else None
 
     # -- per-segment results ----------------------------------------------------------------
 
     def segment_result(
         self, user: str, segment: str, kind: str, ok: bool, head: str | None, message: str
     ) -> None:
+        now = time.time()
         with self.connect() as db:
             db.execute(
-                "INSERT INTO segments (user, segment, kind, at, ok, head, message) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user, segment, kind) DO UPDATE SET "
+                "INSERT INTO segments (user, segment, kind, at, ok, head, message, last_ok) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user, segment, kind) DO UPDATE SET "
                 "at = excluded.at, ok = excluded.ok, head = excluded.head, "
-                "message = excluded.message",
-                (user, segment, kind, time.time(), int(ok), head, message),
+                "message = excluded.message, last_ok = COALESCE(excluded.last_ok, last_ok)",
+                (user, segment, kind, now, int(ok), head, message, now if ok else None),
             )
 
     def segment_results(self) -> list[dict[str, object]]:
@@ -182,9 +262,141 @@ class State:
                 "ok": bool(r["ok"]),
                 "head": r["head"],
                 "message": r["message"],
+                "last_ok": iso(r["last_ok"]),
+                "at_ts": r["at"],
+                "last_ok_ts": r["last_ok"],
             }
             for r in rows
         ]
+
+    # -- requests: the panel asks, the daemon does ------------------------------------------
+
+    def request(self, kind: str, requested_by: str) -> int:
+        """Ask the daemon for a job or an eject; an identical open request is reused."""
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT id FROM requests WHERE kind = ? AND finished IS NULL AND job IS NULL",
+                (kind,),
+            ).fetchone()
+            if row:
+                found = int(row["id"])
+            else:
+                cur = db.execute(
+                    "INSERT INTO requests (kind, requested_by, requested) VALUES (?, ?, ?)",
+                    (kind, requested_by, time.time()),
+                )
+                found = int(cur.lastrowid or 0)
+            db.execute("COMMIT")
+        return found
+
+    def open_requests(self) -> list[dict[str, Any]]:
+        """Requests the daemon has not started yet, oldest first."""
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT * FROM requests WHERE finished IS NULL AND job IS NULL ORDER BY id"
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def get_request(self, request: int) -> dict[str, Any] | None:
+        with self.connect() as db:
+            row = db.execute("SELECT * FROM requests WHERE id = ?", (request,)).fetchone()
+        return dict(row) if row else None
+
+    def recent_requests(self, limit: int) -> list[dict[str, Any]]:
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT * FROM requests ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def request_started(self, request: int, job: int) -> None:
+        with self.connect() as db:
+            db.execute("UPDATE requests SET job = ? WHERE id = ?", (job, request))
+
+    def request_done(self, request: int, ok: bool, message: str) -> None:
+        with self.connect() as db:
+            db.execute(
+                "UPDATE requests SET finished = ?, ok = ?, message = ? "
+                "WHERE id = ? AND finished IS NULL",
+                (time.time(), int(ok), message, request),
+            )
+
+    def abandon_requests(self, message: str) -> int:
+        """Requests left open by a run of the daemon that has ended."""
+        with self.connect() as db:
+            cur = db.execute(
+                "UPDATE requests SET finished = ?, ok = 0, message = ? WHERE finished IS NULL",
+                (time.time(), message),
+            )
+            return cur.rowcount
+
+    # -- the panel's sign-ins ---------------------------------------------------------------
+
+    def web_account(self, name: str) -> dict[str, Any] | None:
+        with self.connect() as db:
+            row = db.execute("SELECT * FROM web_accounts WHERE name = ?", (name,)).fetchone()
+        return dict(row) if row else None
+
+    def web_accounts(self) -> list[dict[str, Any]]:
+        with self.connect() as db:
+            rows = db.execute("SELECT * FROM web_accounts ORDER BY name").fetchall()
+        return [dict(r) for r in rows]
+
+    def has_web_admin(self) -> bool:
+        with self.connect() as db:
+            return db.execute("SELECT 1 FROM web_accounts WHERE admin = 1").fetchone() is not None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE): committed on success, else rolled back."""
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def set_web_password(
+        db: sqlite3.Connection, name: str, digest: str, epoch: str, admin: bool | None
+    ) -> None:
+        """Create the account or change its password (and epoch), inside `transaction()`."""
+        found = db.execute("SELECT admin FROM web_accounts WHERE name = ?", (name,)).fetchone()
+        if found is None:
+            db.execute(
+                "INSERT INTO web_accounts (name, admin, hash, epoch, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, int(bool(admin) if admin is not None else True), digest, epoch, time.time()),
+            )
+        else:
+            db.execute(
+                "UPDATE web_accounts SET hash = ?, epoch = ?, admin = ? WHERE name = ?",
+                (digest, epoch, int(found["admin"] if admin is None else admin), name),
+            )
+
+    def web_failures(self, name: str, ip: str, since: float) -> list[tuple[float, str, str]]:
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT at, name, ip FROM web_login_failures "
+                "WHERE at >= ? AND (name = ? OR ip = ?)",
+                (since, name, ip),
+            ).fetchall()
+        return [(r["at"], r["name"], r["ip"]) for r in rows]
+
+    def record_web_failure(self, name: str, ip: str, keep: float) -> None:
+        now = time.time()
+        with self.connect() as db:
+            db.execute("DELETE FROM web_login_failures WHERE at < ?", (now - keep,))
+            db.execute(
+                "INSERT INTO web_login_failures (at, name, ip) VALUES (?, ?, ?)", (now, name, ip)
+            )
+
+    def clear_web_failures(self, name: str) -> None:
+        with self.connect() as db:
+            db.execute("DELETE FROM web_login_failures WHERE name = ?", (name,))
 
     # -- alerts -----------------------------------------------------------------------------
 
@@ -234,6 +446,23 @@ class State:
                     (time.time(), alert_id),
                 )
             return cur.rowcount
+
+
+def _job(r: sqlite3.Row) -> dict[str, object]:
+    return {
+        "id": r["id"],
+        "kind": r["kind"],
+        "origin": r["origin"],
+        "started": iso(r["started"]),
+        "finished": iso(r["finished"]),
+        "started_ts": r["started"],
+        "finished_ts": r["finished"],
+        "outcome": r["outcome"],
+        "message": r["message"],
+        "progress": r["progress"],
+        "progress_message": r["progress_message"],
+        "details": json.loads(r["details"]) if r["details"] else None,
+    }
 
 
 def _alert(row: sqlite3.Row) -> Alert:
