@@ -172,21 +172,30 @@ def _confirm(device: str, size: int) -> None:
         raise UsageError(f"not confirmed (typed {typed!r}); {device} was not touched")
 
 
-def run_eject(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+def eject(app: App, wait: float = 0) -> str:
+    """Flush and unmount the drive, holding the job lock; returns the device that was ejected.
+
+    Used by `drive eject` and by the daemon for the panel. A note in the state tells the
+    daemon not to mount this drive again until it has been unplugged."""
     if app.drive_dir:
         raise UsageError("the drive is a plain folder (--drive-dir): nothing to eject")
     mounted = drive.mount_at(app.mountpoint)
     if mounted is None:
         raise BluegrassError(f"no drive is mounted at {app.mountpoint}")
     # Holding the job lock: no job of the daemon's can start on the drive while it goes.
-    with job_lock(app.paths, args.wait):
+    with job_lock(app.paths, wait):
         uuid = drive.probe(mounted.source).get("UUID") if mounted.source.startswith("/") else None
         app.state.put("eject", {"uuid": uuid, "device": mounted.source, "at": time.time()})
         os.sync()
         drive.unmount(app.mountpoint)
+    return mounted.source
+
+
+def run_eject(args: argparse.Namespace) -> int:
+    app = App.from_args(args)
+    device = eject(app, args.wait)
     if args.json:
-        emit_json({"ejected": True, "device": mounted.source, "mountpoint": str(app.mountpoint)})
+        emit_json({"ejected": True, "device": device, "mountpoint": str(app.mountpoint)})
     else:
-        print(f"{mounted.source} is unmounted: you can unplug it now.")
+        print(f"{device} is unmounted: you can unplug it now.")
     return 0

@@ -7,6 +7,7 @@ import argparse
 from bluegrass.appliance import settings
 from bluegrass.appliance.app import App
 from bluegrass.core.cli import emit_json
+from bluegrass.core.enrollment import Enrollment
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +23,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
-    found = app.save_enrollment(args.code)
+def enroll(app: App, code: str) -> Enrollment:
+    """Store the code (0600) and write the commented default settings if there are none.
+
+    Used by this command and by the panel's first-run setup. A bad code raises UsageError
+    before anything is written."""
+    found = app.save_enrollment(code)
     if not app.paths.config.exists():
         app.paths.config.write_text(settings.default_text())
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    app = App.from_args(args)
+    found = enroll(app, args.code)
     if args.json:
         emit_json(
             {
