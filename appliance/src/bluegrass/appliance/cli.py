@@ -5,7 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from bluegrass.appliance.actions import alerts, drive, enroll, jobs, restore, run, status
+from bluegrass.appliance.actions import (
+    alerts,
+    drive,
+    enroll,
+    jobs,
+    password,
+    restore,
+    run,
+    status,
+)
 from bluegrass.core import cli
 
 
@@ -27,7 +36,7 @@ def build_parser() -> cli.Parser:
         help="use a plain folder instead of a drive (no detection, no mounting)",
     )
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=cli.Parser)
-    for action in (enroll, drive, jobs, run, status, restore, alerts):
+    for action in (enroll, drive, jobs, run, status, restore, alerts, password):
         action.add_parser(sub)
     return parser
 
