@@ -1,0 +1,284 @@
+"""The web panel on the home network: gunicorn as a supervised child of `bluegrass-appliance run`.
+
+gunicorn serves bluegrass.appliance.panelbackend (the panel, bluegrass.panel, over this
+appliance's state and drive). It runs in its own process group (a Ctrl-C in a terminal reaches
+the daemon, which stops it in order) and, on Linux, under `setpriv --pdeathsig TERM`, so that a
+daemon killed outright does not leave it holding the port. When it dies it is started again
+after 1 s, doubling up to 60 s; a run that lasted a minute resets the delay. Its state is
+published in the state database (key `panel`) for `status`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bluegrass.appliance.settings import STATE_ENV, Paths
+from bluegrass.core.errors import BluegrassError
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 25.0  # gunicorn's own graceful timeout is 20 s
+STABLE = 60.0
+MAX_DELAY = 60.0
+DRIVE_DIR_ENV = "BLUEGRASS_APPLIANCE_DRIVE_DIR"
+APP = "bluegrass.appliance.panelbackend:create_app_from_env()"
+LISTENING = re.compile(r"Listening at: \S+?:(\d+) ")
+
+Log = Callable[[str], None]
+Publish = Callable[[dict[str, object]], None]
+
+
+def secret_key(paths: Paths) -> str:
+    """The session signing key, STATE/panel-secret.key (0600): made once, then kept.
+
+    Written under a temporary name and linked into place, so two processes starting at once
+    agree on one key and neither reads a half-written file."""
+    path = paths.panel_secret
+    if not path.exists():
+        paths.ensure()
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, (secrets.token_urlsafe(48) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another process was first: use its key
+        finally:
+            temp.unlink()
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise BluegrassError(f"{path}: the panel's session key is too short; delete it")
+    return key
+
+
+def listen_address(bind: str, port: int) -> str:
+    return f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
+
+
+def url(bind: str, port: int) -> str:
+    """Where a person on the network finds the panel."""
+    if bind in ("0.0.0.0", "::"):  # noqa: S104 - naming the address, not binding it
+        host = socket.gethostname()
+    else:
+        host = f"[{bind}]" if ":" in bind else bind
+    return f"http://{host}:{port}/"
+
+
+def gunicorn_program() -> Path:
+    for folder in (Path(sysconfig.get_path("scripts")), Path(sys.executable).parent):
+        candidate = folder / "gunicorn"
+        if candidate.is_file():
+            return candidate
+    raise BluegrassError(f"gunicorn not found beside {sys.executable}; reinstall Bluegrass")
+
+
+class PanelServer:
+    def __init__(
+        self,
+        paths: Paths,
+        drive_dir: Path | None,
+        bind: str,
+        port: int,
+        log: Log,
+        publish: Publish,
+    ) -> None:
+        self.paths = paths
+        self.drive_dir = drive_dir
+        self.bind = bind
+        self.port = port  # as asked; 0 is any free port
+        self.log = log
+        self.publish = publish
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready = threading.Event()
+        self.listening_port: int | None = None
+        self.last_line = ""
+        self.started = 0.0
+        self.stop_event = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- one run of gunicorn --------------------------------------------------------------
+
+    def argv(self) -> list[str]:
+        return [
+            str(gunicorn_program()),
+            "--bind",
+            listen_address(self.bind, self.port),
+            # Threads: a download of a big folder takes minutes, and a sync worker whose one
+            # request runs past --timeout is killed by the arbiter (docs/panel.md).
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "20",
+            "--error-logfile",
+            "-",
+            # gunicorn's control socket defaults to one path per user (~/.gunicorn): two
+            # servers of the same user would fight over it, and we do not use it.
+            "--no-control-socket",
+            APP,
+        ]
+
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RCLONE_", "GUNICORN_", "BLUEGRASS_"))
+        }
+        env[STATE_ENV] = str(self.paths.state)
+        env[DRIVE_DIR_ENV] = str(self.drive_dir) if self.drive_dir else ""
+        return env
+
+    def start(self) -> None:
+        argv = self.argv()
+        setpriv = shutil.which("setpriv")
+        if setpriv and sys.platform.startswith("linux"):
+            argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
+        self.ready.clear()
+        self.last_line = ""
+        self.listening_port = None
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=self.env(),
+            cwd=self.paths.state,
+            process_group=0,
+        )
+        self.started = time.monotonic()
+        self.publish_state("starting")
+        self._reader = threading.Thread(
+            target=self._forward, args=(self.proc,), name="panel-log", daemon=True
+        )
+        self._reader.start()
+
+    def _forward(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self.last_line = line
+            self.log(f"panel: {line}")
+            found = LISTENING.search(line)
+            if found and not self.ready.is_set():
+                self.listening_port = int(found.group(1))
+                self.ready.set()
+
+    def poll(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once gunicorn listens; False if it exited, on timeout, or when stopping."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            if self.ready.wait(0.1):
+                self.publish_state("up")
+                return True
+            if self.poll() is not None:
+                if self._reader:
+                    self._reader.join(1)  # its last words reach the log
+                return False
+        return False
+
+    def _stop_process(self) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self._reader:
+            self._reader.join(1)
+        return proc.returncode
+
+    def publish_state(self, state: str) -> None:
+        port = self.listening_port or self.port
+        self.publish(
+            {
+                "state": state,
+                "bind": self.bind,
+                "port": port,
+                "url": url(self.bind, port) if port else None,
+                "pid": self.proc.pid if self.proc and state in ("starting", "up") else None,
+                "since": time.time(),
+                "message": self.last_line if state == "down" else "",
+            }
+        )
+
+    # -- supervision ----------------------------------------------------------------------
+
+    def start_first(self) -> None:
+        """Start gunicorn and wait until it listens; a setup that cannot work fails here."""
+        self.start()
+        if self.wait_ready(READY_TIMEOUT):
+            if self.port == 0 and self.listening_port:
+                self.port = self.listening_port  # a restart comes back where people look
+            self.log(f"panel: serving on {url(self.bind, self.port)}")
+            self._thread = threading.Thread(target=self._supervise, name="panel", daemon=True)
+            self._thread.start()
+            return
+        stopping = self.stop_event.is_set()
+        self._stop_process()
+        if stopping:
+            return
+        self.publish_state("down")
+        why = self.last_line or "no output"
+        raise BluegrassError(
+            f"the panel did not start on {listen_address(self.bind, self.port)}: {why}"
+        )
+
+    def _supervise(self) -> None:
+        delay = 1.0
+        while True:
+            while not self.stop_event.wait(1.0) and self.poll() is None:
+                pass
+            if self.stop_event.is_set():
+                return
+            code = self._stop_process()
+            self.publish_state("down")
+            if time.monotonic() - self.started > STABLE:
+                delay = 1.0
+            self.log(f"panel: gunicorn exited (code {code}); restarting in {delay:g}s")
+            if self.stop_event.wait(delay):
+                return
+            delay = min(delay * 2, MAX_DELAY)
+            self.start()
+            if self.wait_ready(READY_TIMEOUT):
+                self.log(f"panel: serving again on {url(self.bind, self.listening_port or 0)}")
+            elif not self.stop_event.is_set():
+                self._stop_process()  # never came up: the next round starts it again
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(READY_TIMEOUT + 5)
+        code = self._stop_process()
+        if code is not None:
+            self.log(f"panel: stopped (exit code {code})")
+        self.publish_state("stopped")
