@@ -7,6 +7,10 @@ daemon knows is published to SQLite for `status` and the panel.
 Drive states: absent (none seen), ready (mounted, marker checked), missing (was ready and
 vanished: unplugged, I/O errors), unusable (found but cannot be used: says why), ejected
 (unmounted by `drive eject`, safe to unplug; not remounted until it has gone away).
+
+The web panel (bluegrass.appliance.panelserver) runs as a supervised child process. It never
+touches the drive's mount or runs jobs itself: it asks, through the `requests` table, and the
+main thread answers (a job in the worker, like a scheduled one; an eject with the job lock).
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from types import FrameType
 
 import pyudev
 from bluegrass.appliance import drive, health, jobs
+from bluegrass.appliance.actions.drive import eject
 from bluegrass.appliance.app import App, JobBusy, job_lock
 from bluegrass.appliance.errors import DriveMissing
+from bluegrass.appliance.panelserver import PanelServer
 from bluegrass.appliance.runner import Runner
 from bluegrass.core.errors import BluegrassError
 
@@ -54,7 +60,7 @@ class DriveView:
 
 @dataclass
 class CloudView:
-    state: str = "unknown"  # unknown | ok | unreachable | refused
+    state: str = "unknown"  # unknown | ok | unreachable | refused | not-enrolled
     since: float | None = None
     attempts: int = 0
     next_try: float = 0.0
@@ -62,8 +68,9 @@ class CloudView:
 
 
 class Daemon:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, panel: PanelServer | None = None) -> None:
         self.app = app
+        self.panel = panel
         self.state = app.state
         self.events: queue.Queue[tuple[str, object]] = queue.Queue()
         self.stopping = False
@@ -85,6 +92,12 @@ class Daemon:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        # What a previous run left open (killed outright, power cut) ended with it.
+        if self.state.interrupted_jobs("stopped: the daemon ended while it ran"):
+            log.info("marked the jobs of the previous run that never finished as cancelled")
+        self.state.abandon_requests("The appliance restarted before doing this; ask again.")
+        if self.panel is not None:
+            self.panel.start_first()  # a panel that cannot start fails `run` here, exit 1
         if self.app.drive_dir:
             self._attach_dir()
         else:
@@ -104,12 +117,19 @@ class Daemon:
         return 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only a flag: the main loop notices within MAX_WAIT and shuts down in order.
+        # Only flags: the main loop notices within MAX_WAIT and shuts down in order.
         self.stopping = True
+        if self.panel is not None:
+            self.panel.stop_event.set()
 
     def _next_wakeup(self) -> float:
         times = [self.next_drive_check, self.next_health]
-        if self.worker is None and self.drive.state == "ready":
+        # Not enrolled: due jobs wait, and the enrollment is looked for every MAX_WAIT.
+        if (
+            self.worker is None
+            and self.drive.state == "ready"
+            and self.cloud.state != "not-enrolled"
+        ):
             due = [t for t in self.next_due.values() if t >= 0]
             if due:
                 times.append(max(min(due), self.cloud.next_try))
@@ -133,6 +153,8 @@ class Daemon:
         if now >= self.next_health:
             self.next_health = now + self.app.seconds("schedule.health_every")
             self._record_health()
+            changed = True
+        if self._take_requests():
             changed = True
         if self._maybe_start_job(now):
             changed = True
@@ -299,33 +321,116 @@ class Daemon:
 
     # -- jobs -------------------------------------------------------------------------------
 
+    def _cloud_problem(self) -> str | None:
+        """Why no job can reach the cloud now (not enrolled), else None."""
+        try:
+            self.app.source()
+        except BluegrassError as exc:
+            if self.cloud.state != "not-enrolled":
+                log.warning("no jobs until this appliance is enrolled: %s", exc)
+                self.cloud = CloudView("not-enrolled", time.time(), 0, 0.0, str(exc))
+            return str(exc)
+        if self.cloud.state == "not-enrolled":
+            log.info("enrolled: jobs can run")
+            self.cloud = CloudView()
+        return None
+
     def _maybe_start_job(self, now: float) -> bool:
         if self.worker is not None or self.stopping or self.drive.state != "ready":
             return False
         if now < self.cloud.next_try:
             return False
         due = [k for k in jobs.KINDS if 0 <= self.next_due[k] <= now]
-        if not due:
+        if not due or self._cloud_problem():
             return False
-        kind = due[0]
+        self._start_job(due[0])
+        return True
+
+    def _start_job(self, kind: str, request: int | None = None) -> None:
         runner = Runner()
         root = Path(self.drive.root or self.app.mountpoint)
         devnum = None if self.app.drive_dir else self.drive.devnum
         self.runner, self.running_kind = runner, kind
         self.worker = threading.Thread(
-            target=self._work, args=(kind, root, devnum, runner), name=f"job-{kind}", daemon=True
+            target=self._work,
+            args=(kind, root, devnum, runner, request),
+            name=f"job-{kind}",
+            daemon=True,
         )
         self.worker.start()
-        return True
 
-    def _work(self, kind: str, root: Path, devnum: tuple[int, int] | None, runner: Runner) -> None:
+    # -- what the panel asks for --------------------------------------------------------------
+
+    def _take_requests(self) -> bool:
+        """Answer the panel's requests: a job runs like a scheduled one (ignoring the cloud's
+        back-off: a person asking is the best time to try), an eject happens at once."""
+        if self.stopping:
+            return False
+        taken = False
+        for request in self.state.open_requests():
+            ident, kind = int(request["id"]), str(request["kind"])
+            if kind == "eject":
+                ok, message = self._eject_for_panel()
+                self.state.request_done(ident, ok, message)
+                taken = True
+                continue
+            refusal = self._job_refusal(kind)
+            if refusal is not None:
+                self.state.request_done(ident, False, refusal)
+                taken = True
+            elif self.worker is None:
+                log.info("%s job asked for by %s (panel)", kind, request["requested_by"])
+                self._start_job(kind, ident)
+                taken = True
+            # else it waits (queued) until the running job is done
+        return taken
+
+    def _job_refusal(self, kind: str) -> str | None:
+        if kind not in jobs.KINDS:
+            return f"Unknown job {kind!r}."
+        if kind == "files" and not self.app.config.get("files.enabled"):
+            return "Pulling the latest files is turned off (files.enabled in the settings)."
+        problem = self._cloud_problem()
+        if problem:
+            return f"Not possible yet: {problem}"
+        return _drive_refusal(self.drive)
+
+    def _eject_for_panel(self) -> tuple[bool, str]:
+        if self.app.drive_dir:
+            return False, "The drive is a plain folder here (--drive-dir): nothing to eject."
+        if self.drive.state == "ejected":
+            return True, "The drive is already ejected: you can unplug it."
+        if self.drive.state != "ready":
+            return False, _drive_refusal(self.drive) or "No drive is mounted."
+        if self.worker is not None:
+            return False, (
+                f"The {self.running_kind} job is running; eject the drive once it is done."
+            )
+        try:
+            device = eject(self.app)
+        except BluegrassError as exc:
+            log.warning("eject from the panel failed: %s", exc)
+            return False, f"The drive was not ejected: {exc}"
+        self._set_drive("ejected", "unmounted from the panel: safe to unplug", keep=True)
+        log.info("drive %s ejected from the panel", device)
+        return True, "The drive is unmounted: you can unplug it now."
+
+    def _work(
+        self,
+        kind: str,
+        root: Path,
+        devnum: tuple[int, int] | None,
+        runner: Runner,
+        request: int | None,
+    ) -> None:
         try:
             with job_lock(self.app.paths):
                 if devnum is not None:
                     current = drive.mount_at(root)
                     if current is None or current.devnum != devnum:
                         raise DriveMissing(f"the drive is no longer mounted at {root}")
-                outcome = jobs.run(self.app, kind, root, runner, "daemon")
+                origin = "daemon" if request is None else "panel"
+                outcome = jobs.run(self.app, kind, root, runner, origin, request)
         except JobBusy as exc:
             outcome = jobs.Outcome(kind, "busy", str(exc))
         except DriveMissing as exc:
@@ -333,12 +438,16 @@ class Daemon:
         except Exception as exc:  # the worker must always report back, or the daemon stalls
             log.exception("job %s crashed", kind)
             outcome = jobs.Outcome(kind, "failed", f"internal error: {exc!r}")
+        outcome.request = request
         self.events.put(("job-done", outcome))
 
     def _on_job_done(self, outcome: jobs.Outcome) -> None:
         if self.worker is not None:
             self.worker.join()
         self.worker, self.runner, self.running_kind = None, None, None
+        if outcome.request is not None:
+            message = outcome.message[:1].upper() + outcome.message[1:]
+            self.state.request_done(outcome.request, outcome.ok, message)
         now = time.time()
         kind = outcome.kind
         every = self.app.seconds(f"schedule.{kind}_every")
@@ -410,7 +519,11 @@ class Daemon:
                 "monitor": self.monitor_source,
                 "running": self.running_kind,
                 "next": {
-                    k: (max(v, self.cloud.next_try) if v >= 0 else None)
+                    k: (
+                        max(v, self.cloud.next_try)
+                        if v >= 0 and self.cloud.state != "not-enrolled"
+                        else None
+                    )
                     for k, v in self.next_due.items()
                 },
             },
@@ -430,6 +543,10 @@ class Daemon:
                         self._on_job_done(payload)  # type: ignore[arg-type]
         if self.observer is not None:
             self.observer.stop()
+        if self.panel is not None:
+            # Before the drive goes: a download in progress holds files on it.
+            self.panel.stop()
+        self.state.abandon_requests("The appliance stopped before doing this; ask again.")
         if self.drive.state == "ready" and self.drive.mounted_by_us:
             os.sync()
             try:
@@ -443,8 +560,24 @@ class Daemon:
         self.publish("stopped")
 
 
-def main(app: App) -> int:
+def _drive_refusal(view: DriveView) -> str | None:
+    """Why no job can use the drive now, in words for a person; None when it is ready."""
+    if view.state == "ready":
+        return None
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(view.since))
+    return {
+        "missing": f"The backup drive is missing since {since} ({view.message}).",
+        "ejected": "The drive is ejected: plug it in again first.",
+        "absent": "No backup drive is plugged in.",
+        "unusable": f"The drive cannot be used: {view.message}",
+    }.get(view.state, f"The drive is not ready ({view.state}).")
+
+
+def main(app: App, panel: PanelServer | None = None) -> int:
+    return Daemon(app, panel).run()
+
+
+def setup_logging() -> None:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    return Daemon(app).run()

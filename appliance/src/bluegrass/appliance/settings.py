@@ -7,10 +7,12 @@ STATE (default /var/lib/bluegrass-appliance, else $BLUEGRASS_APPLIANCE_STATE or 
     state.sqlite               jobs, results, alerts, the daemon's view of drive and cloud
     rclone.conf, known_hosts   written before each file pull from the enrollment, 0600
     job.lock                   one job at a time, daemon or command line
+    panel-secret.key           signs the panel's session cookies, 0600 (made by `run`)
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -50,6 +52,25 @@ def _is_abs_or_empty(value: str) -> bool:
 
 def _is_url(value: str) -> bool:
     return value == "" or re.fullmatch(r"(https?://[^\s/]+|file:///\S*)/?", value) is not None
+
+
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def is_host(value: str) -> bool:
+    """An IP address or a host name this machine can listen on."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    name = value.removesuffix(".")
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+
+
+def is_port(value: int) -> bool:
+    """A TCP port; 0 asks for any free one."""
+    return 0 <= value < 65536
 
 
 def _duration(default: str, doc: str) -> Field:
@@ -140,6 +161,31 @@ SCHEMA = Table(
             },
             doc="The latest plain files, pulled with rclone.",
         ),
+        "panel": Table(
+            {
+                "enabled": Field(
+                    bool,
+                    True,
+                    "true or false",
+                    doc="Serve the web panel (status, browse, restore) from `run`.",
+                ),
+                "bind": Field(
+                    str,
+                    "0.0.0.0",  # noqa: S104 - the panel is for the home network
+                    "an IP address or a host name",
+                    is_host,
+                    doc="The address the panel listens on; 0.0.0.0 is every address on the LAN.",
+                ),
+                "port": Field(
+                    int,
+                    8080,
+                    "a TCP port number from 0 to 65535 (0: any free port)",
+                    is_port,
+                    doc="The panel's port. Below 1024 (80) needs root, as the daemon has on a Pi.",
+                ),
+            },
+            doc="The web panel on the home network.",
+        ),
         "health": Table(
             {
                 "max_temperature": Field(
@@ -191,6 +237,10 @@ class Paths:
     @property
     def known_hosts(self) -> Path:
         return self.state / "known_hosts"
+
+    @property
+    def panel_secret(self) -> Path:
+        return self.state / "panel-secret.key"
 
     def ensure(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True, mode=0o700)

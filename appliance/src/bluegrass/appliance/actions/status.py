@@ -62,10 +62,27 @@ def collect(app: App) -> dict[str, object]:
             "next_try": iso(cloud.get("next_try")) if cloud.get("next_try") else None,
             "message": cloud.get("message", ""),
         },
+        "panel": _panel(state.get("panel"), alive),
         "last_jobs": last,
-        "segments": state.segment_results(),
+        "segments": [
+            {k: v for k, v in r.items() if not k.endswith("_ts")} for r in state.segment_results()
+        ],
         "health": _health(state.get("health")),
         "alerts": [a.to_json() for a in state.alerts()],
+    }
+
+
+def _panel(found: dict[str, object] | None, alive: bool) -> dict[str, object] | None:
+    if not found:
+        return None
+    state = found.get("state") if alive else "stopped"
+    return {
+        "state": state,
+        "url": found.get("url"),
+        "bind": found.get("bind"),
+        "port": found.get("port"),
+        "since": iso(found.get("since")),  # type: ignore[arg-type]
+        "message": found.get("message", ""),
     }
 
 
@@ -114,8 +131,17 @@ def render(found: dict) -> list[str]:
         "unusable": f"found but not usable: {drive['message']}",
     }.get(drive["state"], drive["state"])
     lines.append(f"Drive: {text}")
+    panel = found.get("panel")
+    if panel and daemon["running"]:
+        if panel["state"] == "up":
+            lines.append(f"Panel: {panel['url']} (listening on {panel['bind']}:{panel['port']})")
+        else:
+            detail = f": {panel['message']}" if panel["message"] else ""
+            lines.append(f"Panel: {panel['state'].upper()} since {panel['since']}{detail}")
     cloud = found["cloud"]
-    if cloud["state"] == "unreachable":
+    if cloud["state"] == "not-enrolled":
+        lines.append(f"Cloud: not enrolled yet ({cloud['message']})")
+    elif cloud["state"] == "unreachable":
         upcoming = f", next try {cloud['next_try']}" if daemon["running"] else ""
         lines.append(
             f"Cloud: UNREACHABLE since {cloud['since']} ({cloud['attempts']} attempts"
