@@ -380,6 +380,14 @@ class CloudBackend:
                         "the file's previous version stays in history meanwhile.",
                     )
                 )
+            if not scan.complete:
+                status.problems.append(
+                    Problem(
+                        Severity.INFO,
+                        f"Only the first {SCAN_LIMIT:,} entries were looked at for stopped "
+                        "uploads.",
+                    )
+                )
             if len(scan.stuck) > 3:
                 status.problems.append(
                     Problem(Severity.WARNING, f"… and {len(scan.stuck) - 3} more stopped uploads.")
