@@ -490,3 +490,56 @@ def test_panel_app_is_built_from_the_web_settings(root: DataRoot) -> None:
     resp = client.get("/login", headers={"X-Forwarded-For": "192.0.2.7"})
     assert resp.status_code == 302  # no administrator yet: to /setup
     assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def _talk(argv: list[str], answers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    """Run `argv` on a new terminal of its own, answer each prompt; (exit code, all output)."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty, as at a real prompt
+        os.execv(argv[0], argv)
+    seen = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if pending and seen.rstrip().endswith(pending[0][0]):
+                os.write(fd, pending.pop(0)[1])
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), seen
+
+
+def test_user_password_asks_twice_on_the_terminal(cloud: Run, root: DataRoot) -> None:
+    from tests.conftest import VENV_BIN
+
+    argv = [str(VENV_BIN / "bluegrass-cloud"), "--data", str(root.path), "user", "password"]
+    code, out = _talk(
+        [*argv, "bob"],
+        [(b"Web password for bob:", b"first long password\n"), (b"again:", b"another one!!\n")],
+    )
+    assert code == 2 and b"not the same" in out, out
+    assert b"first long password" not in out  # not echoed
+    assert CloudBackend(root).account("bob") is None
+    code, out = _talk(
+        [*argv, "bob", "--admin"],
+        [
+            (b"Web password for bob:", b"first long password\n"),
+            (b"again:", b"first long password\n"),
+        ],
+    )
+    assert code == 0 and b"Web password of bob set (an administrator)" in out, out
+    assert CloudBackend(root).check_password("bob", "first long password") is not None
