@@ -122,9 +122,9 @@ def test_systemd_analyze_verify_is_clean(rootfs: Path) -> None:
     assert done.returncode == 0, done.stderr
     ours = [ln for ln in (done.stdout + done.stderr).splitlines() if "bluegrass" in ln]
     assert ours == [], "\n".join(ours)
-    # The check really checks: a unit with a relative ExecStart is refused here.
+    # The check really checks: a unit whose program is missing is refused here.
     broken = rootfs / "etc/systemd/system/broken-check.service"
-    broken.write_text("[Service]\nExecStart=bluegrass-appliance run\n")
+    broken.write_text("[Service]\nExecStart=/opt/bluegrass/bin/bluegrass-applaince run\n")
     try:
         done = in_root(
             rootfs,
@@ -139,7 +139,7 @@ def test_systemd_analyze_verify_is_clean(rootfs: Path) -> None:
 
 
 def test_udev_rules_verify(rootfs: Path) -> None:
-    rules = "/etc/udev/rules.d/60-bluegrass-drive.rules"
+    rules = "/etc/udev/rules.d/70-bluegrass-drive.rules"
     done = in_root(rootfs, "udevadm", "verify", "--help")
     if done.returncode != 0:
         pytest.fail(f"the rootfs's udevadm has no verify (trixie's systemd 257 has): {done.stderr}")
@@ -155,6 +155,24 @@ def test_udev_rules_verify(rootfs: Path) -> None:
         )
     finally:
         misspelt.unlink()
+
+
+def test_udev_rule_runs_after_the_file_system_is_known(rootfs: Path) -> None:
+    """ID_FS_TYPE/ID_FS_LABEL exist only after the rules file that imports blkid: ours must
+    sort after it, or it never matches (found by make image-test)."""
+    rules = sorted(
+        p.name
+        for folder in ("usr/lib/udev/rules.d", "etc/udev/rules.d")
+        for p in (rootfs / folder).glob("*.rules")
+    )
+    blkid = [
+        name
+        for name in rules
+        if (rootfs / "usr/lib/udev/rules.d" / name).exists()
+        and 'IMPORT{builtin}="blkid"' in (rootfs / "usr/lib/udev/rules.d" / name).read_text()
+    ]
+    assert blkid, "no udev rules file imports blkid"
+    assert rules.index("70-bluegrass-drive.rules") > max(rules.index(n) for n in blkid), blkid
 
 
 def test_bluegrass_runs_in_the_rootfs_python(rootfs: Path) -> None:

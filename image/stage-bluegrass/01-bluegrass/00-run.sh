@@ -29,7 +29,7 @@ install -m 644 files/ssh-hostkeys.conf "${units}/ssh.service.d/bluegrass-hostkey
 install -m 644 files/10-bluegrass.preset "${etc}/systemd/system-preset/"
 install -m 644 files/journald-bluegrass.conf "${etc}/systemd/journald.conf.d/10-bluegrass.conf"
 install -m 644 files/sshd-bluegrass.conf "${etc}/ssh/sshd_config.d/10-bluegrass.conf"
-install -m 644 files/60-bluegrass-drive.rules "${etc}/udev/rules.d/"
+install -m 644 files/70-bluegrass-drive.rules "${etc}/udev/rules.d/"
 install -m 644 files/bluegrass-panel.avahi.service "${etc}/avahi/services/bluegrass-panel.service"
 install -m 644 files/panel.gunicorn.conf.py "${etc}/bluegrass/panel.gunicorn.conf.py"
 install -m 755 files/bluegrass_firstboot.py "${ROOTFS_DIR}/usr/lib/bluegrass/bluegrass-firstboot"
