@@ -81,6 +81,7 @@ def _panel(found: dict[str, object] | None, alive: bool) -> dict[str, object] | 
         "url": found.get("url"),
         "bind": found.get("bind"),
         "port": found.get("port"),
+        "pid": found.get("pid") if alive else None,
         "since": iso(found.get("since")),  # type: ignore[arg-type]
         "message": found.get("message", ""),
     }
