@@ -30,6 +30,8 @@ from tests.conftest import VENV_BIN, require_tool
 
 USER = "alice"
 PASSWORD_SECRET = "s3cret-s3cret-s3cret-1"
+# Tests never serve the panel on the LAN, nor on a fixed port another test may hold.
+PANEL_ON_LOOPBACK = ("--panel-bind", "127.0.0.1", "--panel-port", "0")
 
 
 def isolated_git_env() -> dict[str, str]:
@@ -117,7 +119,8 @@ class Appliance:
         self("enroll", code.encode())
 
     @contextlib.contextmanager
-    def daemon(self, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    def daemon(self, log: Path, *run_args: str) -> Iterator[subprocess.Popen[bytes]]:
+        """`run`, with its panel on a free loopback port unless `run_args` say otherwise."""
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [
@@ -126,6 +129,7 @@ class Appliance:
                     str(self.state),
                     *self.global_args,
                     "run",
+                    *(run_args or PANEL_ON_LOOPBACK),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
