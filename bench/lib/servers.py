@@ -398,6 +398,9 @@ class Panel:
                     "gthread",
                     "--threads",
                     str(threads),
+                    # gunicorn's control socket is one path per user (~/.gunicorn): two
+                    # servers would fight over it.
+                    "--no-control-socket",
                     "bluegrass.panel.app:create_app_from_env()",
                 ],
                 stdin=subprocess.DEVNULL,
