@@ -464,6 +464,7 @@ class Laptop:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.config_dir = home / ".config" / "bluegrass"
+        self.state_dir = home / ".local" / "state" / "bluegrass"
         env = {k: v for k, v in clean_env().items() if not k.startswith(("XDG_", "RCLONE_"))}
         env.update(
             HOME=str(home),

@@ -64,7 +64,10 @@ def describe_method(ctx: Context) -> list[str]:
         "bluegrass: a laptop with its own HOME runs `bluegrass enroll CODE` (the code from "
         "`user add bench --json`), `segment add linux TREE`, then `bluegrass sync linux "
         "--json`, timed: the first sync (the check file, then `rclone bisync --resync`) and "
-        "then the no-change sync (bisync with its safety flags).",
+        "then the no-change sync (bisync with its safety flags). The note gives rclone "
+        "bisync's own elapsed time, from the JSON log the laptop keeps of the run "
+        "(`STATE/segments/linux/last.log`): the rest is what bluegrass adds around it "
+        "(start-up, the scan for unsyncable files, the check file).",
         "rclone: `rclone sync TREE bluegrass:rclone-plain --links --create-empty-src-dirs` "
         "with the laptop's own `rclone.conf` (same endpoint, same device credentials, same "
         "rclone binary from the venv); `--links` and `--create-empty-src-dirs` because the "
@@ -153,16 +156,22 @@ def _timed(
 
 
 def _nochange(
-    ctx: Context, tool: str, cmd: list[str], logs: Path, **kw: object
+    ctx: Context,
+    tool: str,
+    cmd: list[str],
+    logs: Path,
+    runs: int = NOCHANGE_RUNS,
+    at: int = 0,
+    **kw: object,
 ) -> list[Measurement]:
-    runs = []
-    for i in range(NOCHANGE_RUNS):
+    done = []
+    for i in range(at, at + runs):
         data.flush()
         ctx.log(f"{tool}: {STEP_NOCHANGE} ({i + 1}/{NOCHANGE_RUNS})")
         m = measure(cmd, log_dir=logs, name=f"{tool}-nochange-{i + 1}", **kw)  # type: ignore[arg-type]
-        runs.append(m)
-    ctx.log(f"{tool}: {STEP_NOCHANGE}: median {statistics.median(r.seconds for r in runs):.2f} s")
-    return runs
+        ctx.log(f"{tool}: {STEP_NOCHANGE} ({i + 1}/{NOCHANGE_RUNS}): {m.seconds:.2f} s")
+        done.append(m)
+    return done
 
 
 def _plain_rclone(
@@ -187,6 +196,33 @@ def _plain_rclone(
     return [_row(FLOOR, STEP_FIRST, first), _median_row(FLOOR, STEP_NOCHANGE, runs)]
 
 
+def _bisync_seconds(laptop: Laptop) -> float | None:
+    """rclone bisync's own elapsed time in the last sync, from the JSON log the laptop keeps
+    of it (STATE/segments/<segment>/last.log): what bluegrass adds is the rest."""
+    log = laptop.state_dir / "segments" / SEGMENT / "last.log"
+    elapsed = None
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        stats = record.get("stats") if isinstance(record, dict) else None
+        if isinstance(stats, dict) and isinstance(stats.get("elapsedTime"), int | float):
+            elapsed = float(stats["elapsedTime"])
+    return elapsed
+
+
+def _bisync_note(seconds: list[float | None]) -> str:
+    known = [s for s in seconds if s is not None]
+    if not known:
+        return ""
+    return f"; rclone bisync's own elapsed time {statistics.median(known):.2f} s"
+
+
 def _bluegrass(
     ctx: Context, run_dir: Path, laptop: Laptop, cloud: Cloud, stats: data.TreeStats
 ) -> list[Row]:
@@ -194,18 +230,24 @@ def _bluegrass(
     cmd = laptop.command("sync", SEGMENT, "--json")
     logs = run_dir / "logs"
     first = _timed(ctx, BLUEGRASS, STEP_FIRST, cmd, logs, env=laptop.env, cwd=laptop.home)
+    first_bisync = _bisync_seconds(laptop)
     report = _sync_report(ctx, first, STEP_FIRST)
     # The check file .bluegrass-check is one more file on the cloud.
     _check_copy(ctx, BLUEGRASS, cloud.live_tree(USER, SEGMENT), stats, extra=1)
-    runs = _nochange(ctx, BLUEGRASS, cmd, logs, env=laptop.env, cwd=laptop.home)
-    moved = []
-    for m in runs:
-        item = _sync_report(ctx, m, STEP_NOCHANGE)
+    runs, bisync, moved = [], [], []
+    for i in range(NOCHANGE_RUNS):
+        runs += _nochange(ctx, BLUEGRASS, cmd, logs, env=laptop.env, cwd=laptop.home, runs=1, at=i)
+        bisync.append(_bisync_seconds(laptop))
+        item = _sync_report(ctx, runs[-1], STEP_NOCHANGE)
         moved.append(int(item.get("files_transferred") or 0))  # type: ignore[call-overload]
     if any(moved):
         ctx.problem(f"bluegrass, {STEP_NOCHANGE}: files transferred {moved}, expected none")
-    note = f"{report.get('files_transferred', '?')} files transferred"
-    return [_row(BLUEGRASS, STEP_FIRST, first, note), _median_row(BLUEGRASS, STEP_NOCHANGE, runs)]
+    note = f"{report.get('files_transferred', '?')} files transferred" + _bisync_note(
+        [first_bisync]
+    )
+    nochange = _median_row(BLUEGRASS, STEP_NOCHANGE, runs)
+    nochange.note += _bisync_note(bisync)
+    return [_row(BLUEGRASS, STEP_FIRST, first, note), nochange]
 
 
 def _rsync(ctx: Context, run_dir: Path, tree: Path, stats: data.TreeStats) -> list[Row]:
