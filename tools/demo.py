@@ -21,6 +21,7 @@ stops everything and exits 0.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -244,10 +245,25 @@ class Demo:
                     f"{self.folder} exists and was not made by the demo; remove it or set "
                     "BLUEGRASS_DEMO_DIR to another folder"
                 )
+            if self._still_running():
+                raise StepFailed(f"a demo is still running in {self.folder}; stop it first")
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True)
         (self.folder / MARKER).write_text("made by tools/demo.py; replaced by the next demo\n")
         self.logs.mkdir()
+
+    def _still_running(self) -> bool:
+        """Whether an earlier demo's Pi still runs there (it holds its daemon lock)."""
+        try:
+            handle = (self.pi_state / "daemon.lock").open("rb")
+        except OSError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
 
     def cloud(self) -> tuple[str, int, str]:
         print("\n== 1. The cloud: a data root, a user and a web login", flush=True)

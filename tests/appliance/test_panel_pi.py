@@ -117,6 +117,8 @@ def test_setup_enroll_dashboard_alert_browse_restore_csrf(
         assert done.status == 302 and done.location.endswith("/"), done.text
         stored = appliance.state / "enrollment.json"
         assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+        key = appliance.state / "panel-secret.key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_text().strip()) >= 32
         assert json.loads(stored.read_text())["code"] == code
         assert appliance.json("status")["enrolled"]["user"] == USER
         # Setup happens once.
@@ -268,9 +270,11 @@ def test_the_panel_is_restarted_when_it_dies_and_one_daemon_per_state(
 ) -> None:
     appliance.global_args = ["--drive-dir", str(tmp_path / "drive")]
     appliance.configure(QUIET)
+    appliance("password", "admin", "--password-stdin", input=PASSWORD + "\n")
     log = tmp_path / "daemon.log"
     with serving(appliance, log) as base:
-        assert Browser(base).get("/setup").status == 200
+        browser = Browser(base)
+        assert browser.login("admin", PASSWORD).status == 302
         first = psutil.Process(appliance.json("status")["daemon"]["pid"])
         [master] = [p for p in first.children() if "gunicorn" in " ".join(p.cmdline())]
         master.kill()  # gunicorn dies outright (its workers follow it)
@@ -284,7 +288,8 @@ def test_the_panel_is_restarted_when_it_dies_and_one_daemon_per_state(
             )
 
         appliance.wait_status(back, "the panel to be started again on its port", log=log)
-        assert Browser(base).get("/setup").status == 200
+        # The session key is kept in the state: a session outlives the restart.
+        assert browser.get("/").status == 200
         assert "gunicorn exited" in log.read_text() and "serving again" in log.read_text()
 
         # A second `run` on the same state folder is refused: it would fight over the drive.

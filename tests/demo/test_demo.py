@@ -106,6 +106,25 @@ def descendants(proc: subprocess.Popen[str]) -> list[psutil.Process]:
         return []
 
 
+def command_of(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""  # it ended in the meantime (a job's git, say)
+
+
+def kill_all(proc: subprocess.Popen[str], known: list[psutil.Process]) -> None:
+    """After a failure: the demo and everything it started, wherever their groups are."""
+    for child in [*known, *descendants(proc)]:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def git(*args: str) -> str:
     env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
     return subprocess.run(
@@ -125,15 +144,12 @@ def test_demo_runs_the_pipeline_then_exits_with_the_switch(tmp_path: Path) -> No
             for child in descendants(proc):
                 if child.pid not in seen:
                     seen[child.pid] = child
-                    try:
-                        commands.append(" ".join(child.cmdline()))
-                    except psutil.Error:
-                        pass  # already gone
+                    commands.append(command_of(child))
             output.take(0.2)
         text = output.rest()
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_all(proc, list(seen.values()))
     assert proc.wait(TIMEOUT) == 0, text
     assert PANEL.search(text) and CLOUD.search(text), text
     for step in ("$ bluegrass-cloud", "$ HOME=", "bluegrass sync", "$ bluegrass-appliance"):
@@ -162,6 +178,7 @@ def test_demo_runs_the_pipeline_then_exits_with_the_switch(tmp_path: Path) -> No
 def test_demo_serves_the_panels_until_ctrl_c_stops_everything(tmp_path: Path) -> None:
     proc = start_demo(tmp_path, exit_at_once=False)
     output = Output(proc)
+    running: list[psutil.Process] = []
     try:
         text = output.until("Press Ctrl-C")
         panel, pi_password = PANEL.search(text).groups()  # type: ignore[union-attr]
@@ -178,7 +195,7 @@ def test_demo_serves_the_panels_until_ctrl_c_stops_everything(tmp_path: Path) ->
         assert "documents" in site.get("/").text
 
         running = descendants(proc)
-        commands = [" ".join(p.cmdline()) for p in running]
+        commands = [command_of(p) for p in running]
         assert sum("gunicorn" in c for c in commands) >= 2, commands  # the Pi's and the cloud's
         assert any("bluegrass-appliance" in c and " run" in c for c in commands), commands
 
@@ -186,7 +203,7 @@ def test_demo_serves_the_panels_until_ctrl_c_stops_everything(tmp_path: Path) ->
         assert proc.wait(120) == 0, output.rest()
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_all(proc, running)
     text = output.rest()
     assert "Stopping everything" in text and "pi stopped (exit 0)" in text, text
     assert "cloud stopped (exit 0)" in text, text
