@@ -44,7 +44,7 @@ OUR_UNITS = [
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_root()
-    for tool in ("mmdebstrap", "unshare", "chroot", "shellcheck"):
+    for tool in ("mmdebstrap", "unshare", "chroot"):
         require_tool(tool)
     build = image_module("debian_image")
     work = tmp_path_factory.mktemp("image-rootfs")
