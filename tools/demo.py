@@ -14,8 +14,8 @@ It prints every command line as it runs it, then the panel's and the cloud's add
 freshly generated password for each (printed once, here), and stays up until Ctrl-C, which
 stops everything and exits 0.
 
-    BLUEGRASS_DEMO_DIR=DIR   where everything goes (default ./bluegrass-demo); a folder left
-                             by an earlier demo is replaced, anything else is refused
+    BLUEGRASS_DEMO_DIR=DIR   where everything goes (default ./bluegrass-demo, replaced each
+                             time); another folder is replaced only if a demo made it
     BLUEGRASS_DEMO_EXIT=1    stop everything and exit once the addresses are printed (tests)
 """
 
@@ -40,7 +40,8 @@ from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-DEMO = Path(os.environ.get("BLUEGRASS_DEMO_DIR") or ROOT / "bluegrass-demo").absolute()
+DEFAULT_FOLDER = ROOT / "bluegrass-demo"  # git ignores it; earlier demos made it unmarked
+DEMO = Path(os.environ.get("BLUEGRASS_DEMO_DIR") or DEFAULT_FOLDER).absolute()
 MARKER = ".bluegrass-demo"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 90.0
@@ -240,7 +241,8 @@ class Demo:
 
     def prepare_folder(self) -> None:
         if self.folder.exists():
-            if any(self.folder.iterdir()) and not (self.folder / MARKER).exists():
+            ours = (self.folder / MARKER).exists() or self.folder == DEFAULT_FOLDER
+            if any(self.folder.iterdir()) and not ours:
                 raise StepFailed(
                     f"{self.folder} exists and was not made by the demo; remove it or set "
                     "BLUEGRASS_DEMO_DIR to another folder"
