@@ -392,9 +392,9 @@ class PiBackend:
 
     def _drive_status(self, daemon: dict[str, Any], view: dict[str, Any]) -> DriveStatus:
         root = self._drive_root()
-        space = health.disk(root) if root else None
-        free = int(space["free"]) if space else None  # type: ignore[call-overload]
-        total = int(space["total"]) if space else None  # type: ignore[call-overload]
+        space: dict[str, Any] | None = health.disk(root) if root else None
+        free = int(space["free"]) if space else None
+        total = int(space["total"]) if space else None
         if self.app.drive_dir is not None:
             marker = drive.read_marker(root) if root else None
             label = f"a folder, {self.app.drive_dir}" + (f" ({marker.id})" if marker else "")
@@ -412,7 +412,7 @@ class PiBackend:
 
     def _health(self) -> list[HealthItem]:
         root = self._drive_root()
-        found = health.snapshot(root)
+        found: dict[str, Any] = health.snapshot(root)
         items = []
         low = float(self.app.config.get("drive.low_space_percent"))
         space = found.get("drive")
@@ -432,13 +432,13 @@ class PiBackend:
                     severity,
                 )
             )
-        system = health.disk(self.app.paths.state)
+        system: dict[str, Any] | None = health.disk(self.app.paths.state)
         if system:
-            share = float(system["free_percent"])  # type: ignore[arg-type]
+            share = float(system["free_percent"])
             items.append(
                 HealthItem(
                     "System disk",
-                    f"{100 - share:.0f} % used, {_size(system['free'])} free",  # type: ignore[arg-type]
+                    f"{100 - share:.0f} % used, {_size(system['free'])} free",
                     Severity.WARNING if share < 10 else Severity.OK,
                 )
             )
@@ -453,7 +453,7 @@ class PiBackend:
             )
         )
         load = found["load"]
-        cpus = int(found["cpus"])  # type: ignore[call-overload]
+        cpus = int(found["cpus"])
         assert isinstance(load, list)
         items.append(
             HealthItem(
@@ -573,7 +573,7 @@ class PiBackend:
         by_job = {int(r["job"]): r for r in requests if r["job"] is not None}
         items = [self._request_status(r, daemon) for r in requests]
         for job in self.state.jobs(limit=RECENT_JOBS):
-            if int(job["id"]) not in by_job:  # type: ignore[call-overload]
+            if job["id"] not in by_job:
                 origin = "scheduled" if job["origin"] == "daemon" else str(job["origin"])
                 label = f"{str(job['kind']).capitalize()} ({origin})"
                 items.append(self._job_status(job, f"j{job['id']}", label))
