@@ -202,6 +202,9 @@ class WebServer(Endpoint):
             "20",
             "--error-logfile",
             "-",
+            # gunicorn's control socket defaults to one path per user (~/.gunicorn/): two
+            # servers of the same user would fight over it, and nothing here uses it.
+            "--no-control-socket",
             "bluegrass.cloud.webapp:from_environment()",
         ]
 
