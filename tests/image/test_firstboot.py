@@ -212,3 +212,24 @@ def test_all_commented_out_waits(tmp_path: Path) -> None:
     assert fb.main(["--boot", str(boot), "--root", str(root)], run=run) == 0
     assert (boot / "bluegrass.toml").read_text() == shipped
     assert run.calls == []  # the unit stays enabled
+
+
+def test_live_system_sets_the_running_name_and_unblocks_wifi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the Pi itself (root /): the running host name, and the Wi-Fi country through
+    raspi-config (Raspberry Pi OS), iw and rfkill where they exist."""
+    root, _boot = fake_root(tmp_path)
+    names: list[str] = []
+    monkeypatch.setattr(fb.socket, "sethostname", names.append)
+    monkeypatch.setattr(fb.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    run = Recorder()
+    applier = fb.Applier(root=root, live=True, run=run)
+    applier.apply(fb.parse('hostname = "den-pi"\n[wifi]\nssid = "x"\ncountry = "NL"\n'))
+    assert names == ["den-pi"]
+    assert run.calls == [
+        ["raspi-config", "nonint", "do_wifi_country", "NL"],
+        ["iw", "reg", "set", "NL"],
+        ["rfkill", "unblock", "wifi"],
+    ]
+    assert applier.problems == []

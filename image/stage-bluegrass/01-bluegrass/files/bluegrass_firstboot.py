@@ -357,6 +357,11 @@ class Applier:
         self.write(WIFI_CONNECTION, wifi_keyfile(wifi, str(uuid.uuid4())), mode=0o600)
         self.write(WIFI_COUNTRY, f"options cfg80211 ieee80211_regdom={wifi.country}\n")
         if self.live:
+            if shutil.which("raspi-config"):
+                # Raspberry Pi OS keeps Wi-Fi blocked until its own tool has set the country.
+                self.command(
+                    ["raspi-config", "nonint", "do_wifi_country", wifi.country], "Wi-Fi country"
+                )
             if shutil.which("iw"):
                 self.command(["iw", "reg", "set", wifi.country], "Wi-Fi country")
             if shutil.which("rfkill"):
