@@ -14,7 +14,11 @@ RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     python -m venv /opt/bluegrass \
     && /opt/bluegrass/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
        --find-links /wheels bluegrass-laptop
-RUN useradd --uid 1000 --user-group --create-home bluegrass
+# The folders the named volumes are mounted on exist (and are the user's) in the image, so
+# that new volumes start with that owner.
+RUN useradd --uid 1000 --user-group --create-home bluegrass \
+    && install -d -o bluegrass -g bluegrass -m 0700 /home/bluegrass/.config/bluegrass \
+       /home/bluegrass/.local/state/bluegrass
 ENV PATH=/opt/bluegrass/bin:$PATH
 USER bluegrass
 WORKDIR /home/bluegrass

@@ -21,7 +21,11 @@ RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     python -m venv /opt/bluegrass \
     && /opt/bluegrass/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
        --find-links /wheels bluegrass-appliance bluegrass-panel
+# The panel's data folder exists (and is the panel's) in the image, so that a new named volume
+# mounted there starts with that owner.
 RUN useradd --system --uid 10002 --user-group --home-dir /var/lib/bluegrass-panel \
-    --no-create-home bluegrass-panel
+    --no-create-home bluegrass-panel \
+    && install -d -o bluegrass-panel -g bluegrass-panel -m 0700 /var/lib/bluegrass-panel \
+    && install -d -m 0700 /var/lib/bluegrass-appliance
 ENV PATH=/opt/bluegrass/bin:$PATH BLUEGRASS_APPLIANCE_STATE=/var/lib/bluegrass-appliance
 CMD ["bluegrass-appliance", "run"]

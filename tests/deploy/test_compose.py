@@ -172,3 +172,30 @@ def test_dockerfiles_referenced_exist() -> None:
     for service in config["services"].values():
         if "build" in service:
             assert (Path(service["build"]["context"]) / service["build"]["dockerfile"]).is_file()
+
+
+def test_named_volumes_of_unprivileged_services_are_owned_in_the_image() -> None:
+    """A new named volume takes the owner of the folder it is mounted on in the image."""
+    config = compose_config(None)
+    for name, service in config["services"].items():
+        user = service.get("user", "root").split(":")[0]
+        if user == "root":
+            continue
+        image = service.get("build", {}).get("dockerfile") or next(
+            s["build"]["dockerfile"]
+            for s in config["services"].values()
+            if s.get("image") == service["image"] and "build" in s
+        )
+        dockerfile = (ROOT / image).read_text()
+        for volume in service.get("volumes", []):
+            if (
+                isinstance(volume, str)
+                and not volume.startswith(("/", "."))
+                and volume.endswith(":rw")
+            ):
+                target = volume.split(":")[1]
+                assert re.search(
+                    rf"install -d -o \S+ -g \S+ -m 0700 [^\n]*{re.escape(target)}", dockerfile
+                ) or re.search(rf"install -d -o[^\n]*\n[^\n]*{re.escape(target)}", dockerfile), (
+                    f"{name}: {target} is not made in {image}"
+                )
