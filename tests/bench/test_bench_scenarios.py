@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.lib.context import Context
+from bench.lib.data import TreeStats
 from bench.lib.servers import Sshd
+from bench.scenarios import sync
 from tests.bench.markdown import by_tool_step, number, section, table, verdicts
 from tests.conftest import ROOT, require_tool
 
@@ -135,3 +138,19 @@ def test_quick_browse_scenario(tmp_path: Path) -> None:
         "0.03 GB folder as zip: ≥ 0.8× the speed of `git archive` to a file",
     ):
         assert found[goal] in ("pass", "**FAIL**"), found
+
+
+def test_sync_reports_rsync_as_not_installed_without_sshd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Sshd, "PROGRAM", str(tmp_path / "no-sshd-here"))
+    ctx = Context(work=tmp_path, quick=True, tools=[])
+    rows = sync._rsync(ctx, tmp_path, tmp_path, TreeStats(1, 0, 0, 1))
+    assert [(r.tool, r.step, r.seconds) for r in rows] == [
+        ("rsync", "first sync", None),
+        ("rsync", "no-change sync", None),
+    ]
+    for row in rows:
+        assert "not installed" in row.note and "openssh-server" in row.note, row.note
+    assert any("openssh-server" in n for n in ctx.notes)
+    assert ctx.problems == []
