@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -163,22 +164,36 @@ def test_applied_once_secrets_erased(tmp_path: Path) -> None:
     assert run.calls[3] == ["systemctl", f"--root={root}", "disable", "bluegrass-firstboot.service"]
 
 
-def test_cloud_url_written_before_enrolling(tmp_path: Path) -> None:
+def test_cloud_url_added_to_the_shipped_settings_before_enrolling(tmp_path: Path) -> None:
     root, boot = fake_root(tmp_path)
+    config = root / "var/lib/bluegrass-appliance/bluegrass-appliance.toml"
+    config.parent.mkdir(parents=True, mode=0o700)
+    shipped = files("01-bluegrass", "files", "bluegrass-appliance.toml").read_text()
+    config.write_text(shipped)
     (boot / "bluegrass.toml").write_text(
         '[enroll]\ncode = "bg1-x"\ncloud_url = "https://backup.example.org/"\n'
     )
     run = Recorder()
     assert fb.main(["--boot", str(boot), "--root", str(root)], run=run) == 0
-    config = root / "var/lib/bluegrass-appliance/bluegrass-appliance.toml"
-    assert config.read_text() == '[cloud]\nurl = "https://backup.example.org"\n'
-    assert (config.parent.stat().st_mode & 0o777) == 0o700
-    assert any("enroll" in call for call in run.calls)
-    # An existing configuration is not overwritten; the summary says what to do.
+    merged = tomllib.loads(config.read_text())
+    assert merged == {"panel": {"port": 80}, "cloud": {"url": "https://backup.example.org"}}
+    assert config.read_text().startswith(shipped)
+    enroll = [i for i, call in enumerate(run.calls) if "enroll" in call]
+    assert enroll, run.calls
+    # A [cloud] section already there is not touched; the summary says what to do.
     (boot / "bluegrass.toml").write_text('[enroll]\ncloud_url = "https://other.example.org"\n')
     assert fb.main(["--boot", str(boot), "--root", str(root)], run=run) == 0
-    assert "backup.example.org" in config.read_text()
+    assert "other.example.org" not in config.read_text()
     assert "by hand" in (boot / "bluegrass-applied.txt").read_text()
+
+
+def test_cloud_url_without_settings_file(tmp_path: Path) -> None:
+    root, boot = fake_root(tmp_path)
+    (boot / "bluegrass.toml").write_text('[enroll]\ncloud_url = "http://10.1.2.3:8080"\n')
+    assert fb.main(["--boot", str(boot), "--root", str(root)], run=Recorder()) == 0
+    config = root / "var/lib/bluegrass-appliance/bluegrass-appliance.toml"
+    assert config.read_text() == '[cloud]\nurl = "http://10.1.2.3:8080"\n'
+    assert (config.parent.stat().st_mode & 0o777) == 0o700
 
 
 def test_bad_code_still_erased_and_reported(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -33,12 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.root]
 # What Raspberry Pi OS Lite (pi-gen stage0-2) has that the stage uses or changes.
 LITE_STANDIN = ["systemd", "systemd-sysv", "udev", "openssh-server", "sudo"]
 UNSHARE = ["unshare", "--mount", "--propagation", "private"]
-OUR_UNITS = [
-    "bluegrass-appliance.service",
-    "bluegrass-appliance.path",
-    "bluegrass-panel.service",
-    "bluegrass-firstboot.service",
-]
+OUR_UNITS = ["bluegrass-appliance.service", "bluegrass-firstboot.service"]
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +68,8 @@ def test_services_enabled_at_build_time(rootfs: Path) -> None:
     system = rootfs / "etc/systemd/system"
     for wants, unit in [
         ("multi-user.target.wants", "bluegrass-appliance.service"),
-        ("multi-user.target.wants", "bluegrass-panel.service"),
         ("multi-user.target.wants", "bluegrass-firstboot.service"),
         ("multi-user.target.wants", "avahi-daemon.service"),
-        ("paths.target.wants", "bluegrass-appliance.path"),
     ]:
         link = system / wants / unit
         assert link.is_symlink(), f"{unit} is not enabled ({link} missing)"
@@ -227,50 +219,70 @@ def unit_command(unit: Path) -> tuple[dict[str, str], list[str]]:
     return env, words
 
 
-def test_panel_unit_command_serves_the_panel(rootfs: Path) -> None:
-    env, command = unit_command(rootfs / "etc/systemd/system/bluegrass-panel.service")
-    assert command[0] == "/opt/bluegrass/bin/gunicorn"
-    data = rootfs / env["BLUEGRASS_PANEL_DATA"].lstrip("/")
-    data.mkdir(parents=True, exist_ok=True)
-    panel_user = in_root(rootfs, "id", "-u", "bluegrass-panel")
-    assert panel_user.returncode == 0, "no bluegrass-panel user"
-    uid = int(panel_user.stdout)
-    shutil.chown(data, uid, uid)
+def test_shipped_settings_put_the_panel_on_port_80(rootfs: Path) -> None:
+    """Read by the appliance's own settings loader, in the rootfs's Python."""
+    state = rootfs / "var/lib/bluegrass-appliance"
+    assert state.stat().st_mode & 0o777 == 0o700
+    code = (
+        "from pathlib import Path; from bluegrass.core import config; "
+        "from bluegrass.appliance import settings; "
+        "p = Path('/var/lib/bluegrass-appliance') / settings.FILENAME; "
+        "c = config.load(p, settings.SCHEMA); print(c.get('panel.port'), c.get('panel.bind'))"
+    )
+    done = in_root(rootfs, "/opt/bluegrass/bin/python", "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["80", "0.0.0.0"]
+
+
+def test_appliance_unit_command_serves_the_panel(rootfs: Path) -> None:
+    """The unit's own command and environment, in the rootfs, as on the Pi; only a folder
+    stands in for the drive (no device is looked at or mounted) and the panel's port is a
+    free one on loopback instead of 80 on every address."""
+    env, command = unit_command(rootfs / "etc/systemd/system/bluegrass-appliance.service")
+    assert command == ["/opt/bluegrass/bin/bluegrass-appliance", "run"]
+    assert env == {"BLUEGRASS_APPLIANCE_STATE": "/var/lib/bluegrass-appliance"}
+    (rootfs / "srv/test-drive").mkdir(parents=True, exist_ok=True)
     port = free_port()
-    # The unit's own command and environment, as the panel's user; only the port differs
-    # (binding port 80 is what the unit's AmbientCapabilities are for).
-    env_args = [f"{k}={v}" for k, v in env.items()]
-    script = 'mount -t proc proc "$1/proc" && r="$1" && shift && exec chroot "$r" "$@"'
+    # What on_chroot gives, plus /sys for pyudev.
+    script = (
+        'r="$1"; shift; mount -t proc proc "$r/proc" && mount --bind -o ro /sys "$r/sys" && '
+        'mount --bind /dev "$r/dev" && mount -t tmpfs tmpfs "$r/run" && '
+        'mount -t tmpfs tmpfs "$r/tmp" && exec chroot "$r" "$@"'
+    )
     proc = subprocess.Popen(
         [
             *UNSHARE,
             *("sh", "-c", script, "sh", str(rootfs)),
-            *("setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"),
-            *("env", "-i", "PATH=/usr/bin:/bin", *env_args, *command),
-            *("--bind", f"127.0.0.1:{port}"),
+            *("env", "-i", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in env.items())),
+            *(command[0], "--drive-dir", "/srv/test-drive", *command[1:]),
+            *("--panel-bind", "127.0.0.1", "--panel-port", str(port)),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         answer = None
         while time.monotonic() < deadline and answer is None:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-                    answer = (response.status, response.geturl(), response.read().decode())
+                    answer = (response.status, response.read().decode())
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)  # poll interval; the request decides readiness
-        assert answer is not None, "the panel did not answer within 60 s"
-        status, _url, body = answer
+        assert answer is not None, "the panel did not answer within 90 s"
+        status, body = answer
         assert status == 200
         assert "Bluegrass" in body
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
-    assert any(p.name == "panel-secret" for p in data.iterdir())
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, proc.stdout.read() if proc.stdout else ""
 
 
 def enrollment_code(tmp: Path) -> str:

@@ -23,15 +23,16 @@ install -d -m 755 "${units}" "${units}/ssh.service.d" "${etc}/bluegrass" \
     "${etc}/ssh/sshd_config.d" "${etc}/udev/rules.d" "${etc}/avahi/services" \
     "${ROOTFS_DIR}/usr/lib/bluegrass" "${ROOTFS_DIR}/usr/share/doc/bluegrass" \
     "${ROOTFS_DIR}/boot/firmware"
-install -m 644 files/bluegrass-appliance.service files/bluegrass-appliance.path \
-    files/bluegrass-panel.service files/bluegrass-firstboot.service "${units}/"
+install -m 644 files/bluegrass-appliance.service files/bluegrass-firstboot.service "${units}/"
 install -m 644 files/ssh-hostkeys.conf "${units}/ssh.service.d/bluegrass-hostkeys.conf"
 install -m 644 files/10-bluegrass.preset "${etc}/systemd/system-preset/"
 install -m 644 files/journald-bluegrass.conf "${etc}/systemd/journald.conf.d/10-bluegrass.conf"
 install -m 644 files/sshd-bluegrass.conf "${etc}/ssh/sshd_config.d/10-bluegrass.conf"
 install -m 644 files/70-bluegrass-drive.rules "${etc}/udev/rules.d/"
 install -m 644 files/bluegrass-panel.avahi.service "${etc}/avahi/services/bluegrass-panel.service"
-install -m 644 files/panel.gunicorn.conf.py "${etc}/bluegrass/panel.gunicorn.conf.py"
+# The appliance's settings: the panel on port 80 (the daemon creates the rest itself).
+install -d -m 700 "${ROOTFS_DIR}/var/lib/bluegrass-appliance"
+install -m 644 files/bluegrass-appliance.toml "${ROOTFS_DIR}/var/lib/bluegrass-appliance/"
 install -m 755 files/bluegrass_firstboot.py "${ROOTFS_DIR}/usr/lib/bluegrass/bluegrass-firstboot"
 install -m 644 files/README "${ROOTFS_DIR}/usr/share/doc/bluegrass/README"
 install -m 644 files/bluegrass.toml "${ROOTFS_DIR}/usr/share/doc/bluegrass/bluegrass.toml.example"

@@ -22,10 +22,6 @@ if [ -d /etc/sudoers.d ]; then
     chmod 0440 /etc/sudoers.d/010_bluegrass-admin
 fi
 usermod -p '!*' root
-if ! id -u bluegrass-panel >/dev/null 2>&1; then
-    useradd --system --user-group --home-dir /var/lib/bluegrass-panel --no-create-home \
-        --shell /usr/sbin/nologin bluegrass-panel
-fi
 
 # --- Bluegrass in its own venv, from the wheels the build host made -------------------------
 # Nothing from the build host's pip settings (PIP_FIND_LINKS, PIP_INDEX_URL, ...) applies here.
@@ -35,15 +31,14 @@ done
 rm -rf /opt/bluegrass
 python3 -m venv /opt/bluegrass
 PIP_DISABLE_PIP_VERSION_CHECK=1 /opt/bluegrass/bin/pip install --quiet --no-index \
-    --no-cache-dir --find-links /var/cache/bluegrass-wheels bluegrass-appliance bluegrass-panel
+    --no-cache-dir --find-links /var/cache/bluegrass-wheels bluegrass-appliance
 rm -rf /var/cache/bluegrass-wheels
 /opt/bluegrass/bin/bluegrass-appliance --help >/dev/null
 # On PATH for people (and for sudo, whose secure_path has no /opt/bluegrass/bin).
 ln -sf /opt/bluegrass/bin/bluegrass-appliance /usr/local/bin/bluegrass-appliance
 
 # --- services --------------------------------------------------------------------------------
-systemctl enable bluegrass-appliance.service bluegrass-appliance.path bluegrass-panel.service \
-    bluegrass-firstboot.service avahi-daemon.service
+systemctl enable bluegrass-appliance.service bluegrass-firstboot.service avahi-daemon.service
 # SSH is off unless the first-boot file gives a key; every Pi makes its own host keys.
 for unit in ssh.service ssh.socket; do
     if [ -e "/usr/lib/systemd/system/${unit}" ] || [ -e "/lib/systemd/system/${unit}" ]; then

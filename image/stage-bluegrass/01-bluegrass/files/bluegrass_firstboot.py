@@ -409,16 +409,21 @@ class Applier:
         self.notes.append(f"[ssh] {len(keys)} key(s) for {account.pw_name}; SSH enabled, keys only")
 
     def cloud_url(self, url: str) -> None:
+        """`[cloud] url` in the appliance's settings (the image ships them with [panel])."""
         state = self.path(APPLIANCE_STATE)
         config = state / APPLIANCE_CONFIG
-        if config.exists():
+        text = config.read_text() if config.exists() else ""
+        if any(line.strip() == "[cloud]" for line in text.splitlines()):
             self.problems.append(
-                f"[enroll] cloud_url: /{APPLIANCE_STATE}/{APPLIANCE_CONFIG} "
-                f'exists already; set [cloud] url = "{url}" in it by hand'
+                f"[enroll] cloud_url: /{APPLIANCE_STATE}/{APPLIANCE_CONFIG} has a [cloud] "
+                f'section already; set url = "{url}" in it by hand'
             )
             return
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.write(f"{APPLIANCE_STATE}/{APPLIANCE_CONFIG}", f'[cloud]\nurl = "{url}"\n')
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += f'\n[cloud]\nurl = "{url}"\n'
+        self.write(f"{APPLIANCE_STATE}/{APPLIANCE_CONFIG}", text.lstrip("\n"))
         self.notes.append(f'[enroll] cloud_url = "{url}"')
 
     def enroll(self, code: str) -> None:
