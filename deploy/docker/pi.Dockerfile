@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# The Pi role on any Linux box with a USB drive: bluegrass-core + bluegrass-appliance +
-# bluegrass-panel (the daemon and its LAN panel share this image; compose runs each).
+# The Pi role on any Linux box with a USB drive: bluegrass-appliance and what it depends on
+# (bluegrass-core, and bluegrass-panel, which the daemon serves itself).
 # Built from the repository root: docker compose --profile pi build
 ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS wheels
@@ -20,12 +20,7 @@ RUN apt-get update \
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     python -m venv /opt/bluegrass \
     && /opt/bluegrass/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
-       --find-links /wheels bluegrass-appliance bluegrass-panel
-# The panel's data folder exists (and is the panel's) in the image, so that a new named volume
-# mounted there starts with that owner.
-RUN useradd --system --uid 10002 --user-group --home-dir /var/lib/bluegrass-panel \
-    --no-create-home bluegrass-panel \
-    && install -d -o bluegrass-panel -g bluegrass-panel -m 0700 /var/lib/bluegrass-panel \
-    && install -d -m 0700 /var/lib/bluegrass-appliance
+       --find-links /wheels bluegrass-appliance
+RUN install -d -m 0700 /var/lib/bluegrass-appliance
 ENV PATH=/opt/bluegrass/bin:$PATH BLUEGRASS_APPLIANCE_STATE=/var/lib/bluegrass-appliance
 CMD ["bluegrass-appliance", "run"]

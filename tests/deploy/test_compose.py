@@ -24,11 +24,11 @@ ROLE_DIRS = {
     "bluegrass-appliance": "appliance",
     "bluegrass-panel": "panel",
 }
-PROFILES = {"cloud": {"cloud"}, "laptop": {"laptop"}, "pi": {"appliance", "panel"}}
+PROFILES = {"cloud": {"cloud"}, "laptop": {"laptop"}, "pi": {"appliance"}}
 DOCKERFILES = {
     "cloud": ["bluegrass-cloud"],
     "laptop": ["bluegrass-laptop"],
-    "pi": ["bluegrass-appliance", "bluegrass-panel"],
+    "pi": ["bluegrass-appliance"],
 }
 
 
@@ -85,23 +85,19 @@ def test_cloud_service() -> None:
     assert "/health" in " ".join(cloud["healthcheck"]["test"])
 
 
-def test_pi_services() -> None:
-    services = compose_config("pi")["services"]
-    appliance, panel = services["appliance"], services["panel"]
+def test_pi_service() -> None:
+    appliance = compose_config("pi")["services"]["appliance"]
     assert appliance["privileged"] is True
     assert appliance["network_mode"] == "host"
     assert "/dev:/dev:rw" in appliance["volumes"]
     assert "/run/udev:/run/udev:ro" in appliance["volumes"]
     mounts = [v for v in appliance["volumes"] if isinstance(v, dict)]
     assert mounts[0]["bind"]["propagation"] == "rshared"
-    assert panel["image"] == appliance["image"]
-    assert panel["command"][-1] == "bluegrass.panel.app:create_app_from_env()"
-    assert "80:8000/tcp" in str(panel["ports"]) or any(
-        p.get("published") == 80 for p in panel["ports"] if isinstance(p, dict)
-    )
-    # The app gunicorn serves is one setting.
-    changed = compose_config("pi", BLUEGRASS_PANEL_APP="bluegrass.appliance.panel:create_app()")
-    assert changed["services"]["panel"]["command"][-1] == "bluegrass.appliance.panel:create_app()"
+    assert appliance["stop_grace_period"] == "90s"
+    # The daemon serves the panel itself; its port is one setting.
+    assert appliance["command"] == ["bluegrass-appliance", "run", "--panel-port", "8080"]
+    moved = compose_config("pi", BLUEGRASS_PANEL_PORT="80")["services"]["appliance"]
+    assert moved["command"][-1] == "80"
 
 
 def test_laptop_service_runs_as_the_folders_owner() -> None:
