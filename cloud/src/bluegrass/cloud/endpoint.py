@@ -19,10 +19,12 @@ from bluegrass.core import rclone
 from bluegrass.core.errors import BluegrassError
 
 PROXY_NAME = "bluegrass-cloud-authproxy"
-# The server re-reads a folder after this long. Commits only read the live trees, but a
-# restore into a live tree writes beside the endpoint, and the default (5 minutes) would
-# hide its files from the next sync that long.
-DIR_CACHE_TIME = "5s"
+# No directory cache: rclone keeps a separate VFS, with its own listing cache, for each
+# device's login, so with any cache a write through one laptop's login is invisible to another
+# laptop for that long, and a bisync run in that window overwrites the other's edit with no
+# conflict copy (tests/e2e found it with 5 s). The backend is the local disk: listing it is
+# cheap. It also makes restores into a live tree visible at once.
+DIR_CACHE_TIME = "0s"
 READY = re.compile(r"SFTP server listening on")
 STOP_TIMEOUT = 10.0
 

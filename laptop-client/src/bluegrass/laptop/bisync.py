@@ -239,6 +239,30 @@ class SegmentSync:
             )
         return None
 
+    def _max_delete_percent(self) -> int:
+        """The --max-delete to give rclone so that it means a share of *files*.
+
+        With --create-empty-src-dirs, bisync divides deletions by files plus folders: in a
+        segment of many small folders most files could go without tripping the guard
+        (tests/e2e: 8 of 11 photos deleted counted as 38%). Scale the percentage by the files'
+        share of the previous listings, taking the stricter side.
+        """
+        percent = self.segment.max_delete_percent
+        if percent >= 100:
+            return percent
+        share = 1.0
+        for listing in self.files.workdir.glob("*.path[12].lst"):
+            files = folders = 0
+            with listing.open("rb") as lines:
+                for line in lines:
+                    if line.startswith(b"- "):
+                        files += 1
+                    elif line.startswith(b"d "):
+                        folders += 1
+            if files + folders:
+                share = min(share, files / (files + folders))
+        return max(1, int(percent * share))
+
     def _args(self, extra: list[str], options: Options, *, resync: bool) -> list[str]:
         args = [
             "bisync",
@@ -261,7 +285,7 @@ class SegmentSync:
             "--check-filename",
             filters.CHECK_FILENAME,
             "--max-delete",
-            str(self.segment.max_delete_percent),
+            str(self._max_delete_percent()),
             *(["--links"] if scan.SYNC_LINKS else []),
             "--create-empty-src-dirs",
             "--partial-suffix",
