@@ -24,9 +24,8 @@ What the sync endpoint needs (DESIGN decision 2):
 - upload temp files (`NAME.<8 hex>.bluegrass-part`) of a laptop syncing right now are left
   alone, and so is the segment's `.bluegrass-check` when a whole segment is restored to a
   snapshot without one;
-- the endpoint caches directory listings for 5 seconds (`--dir-cache-time`), so a device
-  syncing within 5 s of the restore may still see the old listing; it gets the restored
-  files at its next sync.
+- the endpoint keeps no directory cache (`--dir-cache-time 0s`), so every device gets the
+  restored files at its next sync.
 """
 
 from __future__ import annotations
