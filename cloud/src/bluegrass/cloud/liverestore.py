@@ -24,8 +24,8 @@ What the sync endpoint needs (DESIGN decision 2):
 - upload temp files (`NAME.<8 hex>.bluegrass-part`) of a laptop syncing right now are left
   alone, and so is the segment's `.bluegrass-check` when a whole segment is restored to a
   snapshot without one;
-- the endpoint keeps no directory cache (`--dir-cache-time 0s`), so every device gets the
-  restored files at its next sync.
+- the endpoint caches listings for only 100 ms (`--dir-cache-time`), so every device gets
+  the restored files at its next sync.
 """
 
 from __future__ import annotations
