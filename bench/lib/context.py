@@ -64,6 +64,12 @@ class Context:
         return max(other, 0.0) / capacity, (end.steal - self.cpu_start.steal) / capacity
 
     @property
+    def step_timeout(self) -> float:
+        """How long one timed step may take before it fails the run (sync, mirror, browse):
+        a quick step takes seconds, so minutes mean something is broken, not slow."""
+        return 300.0 if self.quick else 3600.0
+
+    @property
     def cache(self) -> Path:
         return self.work / "cache"
 

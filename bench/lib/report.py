@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+
+from bench.lib.measure import Measurement
 
 ROOT = Path(__file__).resolve().parents[2]
 # The order sections appear in; a scenario not listed here goes after these, by name.
@@ -65,6 +68,25 @@ class Target:
     @property
     def verdict(self) -> str:
         return {True: "pass", False: "**FAIL**", None: "n/a"}[self.passed]
+
+
+def measured_row(tool: str, step: str, m: Measurement, note: str = "") -> Row:
+    """A row from one measured command."""
+    return Row(tool, step, m.seconds, peak_rss=m.peak_rss, peak_anon=m.peak_anon, note=note)
+
+
+def median_row(tool: str, step: str, runs: Sequence[Measurement]) -> Row:
+    """A row from repeated runs of one step: the median time, the largest memory."""
+    times = sorted(m.seconds for m in runs)
+    anon = [m.peak_anon for m in runs if m.peak_anon is not None]
+    return Row(
+        tool,
+        step,
+        statistics.median(times),
+        peak_rss=max(m.peak_rss for m in runs),
+        peak_anon=max(anon) if anon else None,
+        note=f"median of {len(runs)} ({times[0]:.2f}–{times[-1]:.2f} s)",
+    )
 
 
 def add_ratios(

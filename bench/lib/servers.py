@@ -45,6 +45,15 @@ def venv_program(name: str) -> str:
     return found
 
 
+def dies_with_us(cmd: list[str]) -> list[str]:
+    """`cmd` under `setpriv --pdeathsig TERM` (util-linux) where there is one: should this
+    harness be killed outright (a test's timeout), the server it started gets SIGTERM and
+    shuts down cleanly instead of running on as an orphan. Servers run in their own session,
+    so nothing else would reach them."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *cmd] if setpriv else cmd
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -181,7 +190,7 @@ class Cloud:
     def start(self, timeout: float = 120) -> None:
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(
-                self.command("run"),
+                dies_with_us(self.command("run")),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -315,7 +324,7 @@ class Sshd:
         )
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(
-                [self.PROGRAM, "-D", "-e", "-f", str(config)],
+                dies_with_us([self.PROGRAM, "-D", "-e", "-f", str(config)]),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -388,21 +397,23 @@ class Panel:
         env = clean_env(BLUEGRASS_PANEL_DATA=str(self.data), BLUEGRASS_PANEL_MODE="cloud")
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    venv_program("gunicorn"),
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "--workers",
-                    str(workers),
-                    "--worker-class",
-                    "gthread",
-                    "--threads",
-                    str(threads),
-                    # gunicorn's control socket is one path per user (~/.gunicorn): two
-                    # servers would fight over it.
-                    "--no-control-socket",
-                    "bluegrass.panel.app:create_app_from_env()",
-                ],
+                dies_with_us(
+                    [
+                        venv_program("gunicorn"),
+                        "--bind",
+                        f"127.0.0.1:{self.port}",
+                        "--workers",
+                        str(workers),
+                        "--worker-class",
+                        "gthread",
+                        "--threads",
+                        str(threads),
+                        # gunicorn's control socket is one path per user (~/.gunicorn): two
+                        # servers would fight over it.
+                        "--no-control-socket",
+                        "bluegrass.panel.app:create_app_from_env()",
+                    ]
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

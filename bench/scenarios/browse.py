@@ -260,7 +260,14 @@ def _latency(
 def _git_latency(ctx: Context, step: str, cmd: list[str], repo: Path, logs: Path) -> Row:
     s = sizes(ctx)
     runs = [
-        measure(cmd, log_dir=logs, name=f"git-{i}", env=git_env(repo), cwd=repo)
+        measure(
+            cmd,
+            log_dir=logs,
+            name=f"git-{i}",
+            env=git_env(repo),
+            cwd=repo,
+            timeout=ctx.step_timeout,
+        )
         for i in range(s.requests)
     ]
     times = [m.seconds for m in runs]
@@ -350,6 +357,7 @@ def _zip(ctx: Context, panel: Panel, sampler: TreeSampler, root: Path, logs: Pat
         name="git-archive",
         env=git_env(docs),
         cwd=docs,
+        timeout=ctx.step_timeout,
     )
     _check_zip(ctx, FLOOR, git_zip, s.media)
 
@@ -364,6 +372,7 @@ def _zip(ctx: Context, panel: Panel, sampler: TreeSampler, root: Path, logs: Pat
         log_dir=logs,
         name="panel-zip",
         env=clean_env(),
+        timeout=ctx.step_timeout,
     )
     server = sampler.window(since)
     _check_zip(ctx, PANEL, panel_zip, s.media)

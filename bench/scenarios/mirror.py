@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import statistics
 import subprocess
 import time
 from datetime import datetime
@@ -24,8 +23,16 @@ from bluegrass.core import enrollment
 from bench.lib import data
 from bench.lib.context import Context
 from bench.lib.measure import CommandFailed, Measurement, TreeSampler, measure, run_quiet
-from bench.lib.report import Row, Target, add_ratios, megabytes, project_revision
-from bench.lib.servers import Cloud, poll_until, stop_process, venv_program
+from bench.lib.report import (
+    Row,
+    Target,
+    add_ratios,
+    measured_row,
+    median_row,
+    megabytes,
+    project_revision,
+)
+from bench.lib.servers import Cloud, dies_with_us, poll_until, stop_process, venv_program
 from bench.lib.tools import clean_env
 
 TITLE = (
@@ -170,17 +177,13 @@ def _head(git_dir: Path) -> str:
     return out.stdout.decode().strip()
 
 
-def _row(tool: str, step: str, m: Measurement, note: str = "") -> Row:
-    return Row(tool, step, m.seconds, peak_rss=m.peak_rss, peak_anon=m.peak_anon, note=note)
-
-
 def _timed(
     ctx: Context, tool: str, step: str, cmd: list[str], logs: Path, **kw: object
 ) -> Measurement:
     data.flush()
     ctx.log(f"{tool}: {step}")
     name = f"{tool}-{step.split(' (')[0].replace(' ', '-')}"
-    m = measure(cmd, log_dir=logs, name=name, **kw)  # type: ignore[arg-type]
+    m = measure(cmd, log_dir=logs, name=name, timeout=ctx.step_timeout, **kw)  # type: ignore[arg-type]
     ctx.log(f"{tool}: {step}: {m.seconds:.2f} s, peak RSS {megabytes(m.peak_rss)} MB")
     return m
 
@@ -208,19 +211,6 @@ def _check_git(ctx: Context, step: str, git_dir: Path, head: str) -> None:
     got = _head(git_dir)
     if got != head:
         ctx.problem(f"{FLOOR}, {step}: the clone's main is {got[:12]}, the cloud's {head[:12]}")
-
-
-def _median_row(tool: str, step: str, runs: list[Measurement]) -> Row:
-    times = sorted(m.seconds for m in runs)
-    anon = [m.peak_anon for m in runs if m.peak_anon is not None]
-    return Row(
-        tool,
-        step,
-        statistics.median(times),
-        peak_rss=max(m.peak_rss for m in runs),
-        peak_anon=max(anon) if anon else None,
-        note=f"median of {len(runs)} ({times[0]:.2f}–{times[-1]:.2f} s)",
-    )
 
 
 def _commit(ctx: Context, cloud: Cloud, user: str, segment: str) -> str:
@@ -262,7 +252,7 @@ def _run_daemon(
     before_id = before.get("id") if before else None
     with app.log_file.open("ab") as log:
         proc = subprocess.Popen(
-            app.command("run", *extra),
+            dies_with_us(app.command("run", *extra)),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -281,7 +271,9 @@ def _run_daemon(
                     return True
                 return False
 
-            poll_until(job_done, "the daemon's first mirror job", 3600, proc, app.log_file)
+            poll_until(
+                job_done, "the daemon's first mirror job", ctx.step_timeout, proc, app.log_file
+            )
             done = time.monotonic()
             busy = sampler.window(started, done)
             job_row = Row(
@@ -373,11 +365,11 @@ def _mirror_steps(
         ctx, FLOOR, STEP_FIRST, ["git", "clone", "--bare", "-q", url, str(clone)], logs, env=env
     )
     _check_git(ctx, STEP_FIRST, clone, head)
-    rows.append(_row(FLOOR, STEP_FIRST, m))
+    rows.append(measured_row(FLOOR, STEP_FIRST, m))
 
     app = Appliance(run_dir / "appliance")
     run_quiet(app.command("enroll", code), env=clean_env())
-    rows.append(_row(APPLIANCE, STEP_FIRST, _mirror(ctx, app, STEP_FIRST, logs, head)))
+    rows.append(measured_row(APPLIANCE, STEP_FIRST, _mirror(ctx, app, STEP_FIRST, logs, head)))
 
     changed = data.modify_every_nth(cloud.live_tree(USER, SEGMENT), CHANGE_EVERY)
     ctx.log(f"cloud: changed {len(changed)} files")
@@ -395,14 +387,14 @@ def _mirror_steps(
     note = f"{len(changed)} files changed"
     m = _timed(ctx, FLOOR, STEP_INCREMENTAL, fetch, logs, env=env)
     _check_git(ctx, STEP_INCREMENTAL, clone, head)
-    rows.append(_row(FLOOR, STEP_INCREMENTAL, m, note))
+    rows.append(measured_row(FLOOR, STEP_INCREMENTAL, m, note))
     m = _mirror(ctx, app, STEP_INCREMENTAL, logs, head)
-    rows.append(_row(APPLIANCE, STEP_INCREMENTAL, m, note))
+    rows.append(measured_row(APPLIANCE, STEP_INCREMENTAL, m, note))
 
     plain = [_timed(ctx, FLOOR, STEP_UPTODATE, fetch, logs, env=env) for _ in range(UPTODATE_RUNS)]
-    rows.append(_median_row(FLOOR, STEP_UPTODATE, plain))
+    rows.append(median_row(FLOOR, STEP_UPTODATE, plain))
     ours = [_mirror(ctx, app, STEP_UPTODATE, logs, head) for _ in range(UPTODATE_RUNS)]
-    rows.append(_median_row(APPLIANCE, STEP_UPTODATE, ours))
+    rows.append(median_row(APPLIANCE, STEP_UPTODATE, ours))
 
     # The daemon of the same state folder: already mirrored, so its first job finds nothing.
     idle_seconds = QUICK_IDLE_SECONDS if ctx.quick else FULL_IDLE_SECONDS
@@ -433,7 +425,7 @@ def _daemon_steps(
     url = cloud.git_url(LARGE_USER, LARGE_SEGMENT)
     m = _timed(ctx, FLOOR, step, ["git", "clone", "--bare", "-q", url, str(clone)], logs, env=env)
     _check_git(ctx, step, clone, head)
-    rows.append(_row(FLOOR, step, m, "git clone --bare"))
+    rows.append(measured_row(FLOOR, step, m, "git clone --bare"))
 
     app = Appliance(run_dir / "appliance-large")
     run_quiet(app.command("enroll", code), env=clean_env())

@@ -18,7 +18,15 @@ from bluegrass.core import rclone
 from bench.lib import data
 from bench.lib.context import Context
 from bench.lib.measure import Measurement, measure, run_quiet
-from bench.lib.report import Row, Target, add_ratios, megabytes, project_revision
+from bench.lib.report import (
+    Row,
+    Target,
+    add_ratios,
+    measured_row,
+    median_row,
+    megabytes,
+    project_revision,
+)
 from bench.lib.servers import Cloud, Laptop, Sshd
 
 TITLE = "Sync: a laptop's first and no-change sync, against plain rclone and rsync over SSH"
@@ -85,34 +93,13 @@ def describe_method(ctx: Context) -> list[str]:
     ]
 
 
-def _laptop(ctx: Context, run_dir: Path, cloud: Cloud, code: str, tree: Path) -> Laptop:
+def _laptop(run_dir: Path, code: str, tree: Path) -> Laptop:
     laptop = Laptop(run_dir / "laptop")
     laptop.run("enroll", code)
     folder = laptop.home / SEGMENT
     data.hardlink_copy(tree, folder)
     laptop.run("segment", "add", SEGMENT, str(folder))
     return laptop
-
-
-def _count(root: Path) -> data.TreeStats:
-    return data.tree_stats(root)
-
-
-def _median_row(tool: str, step: str, runs: list[Measurement]) -> Row:
-    times = sorted(m.seconds for m in runs)
-    anon = [m.peak_anon for m in runs if m.peak_anon is not None]
-    return Row(
-        tool=tool,
-        step=step,
-        seconds=statistics.median(times),
-        peak_rss=max(m.peak_rss for m in runs),
-        peak_anon=max(anon) if anon else None,
-        note=f"median of {len(runs)} ({times[0]:.2f}–{times[-1]:.2f} s)",
-    )
-
-
-def _row(tool: str, step: str, m: Measurement, note: str = "") -> Row:
-    return Row(tool, step, m.seconds, peak_rss=m.peak_rss, peak_anon=m.peak_anon, note=note)
 
 
 def _sync_report(ctx: Context, m: Measurement, step: str) -> dict[str, object]:
@@ -131,7 +118,7 @@ def _sync_report(ctx: Context, m: Measurement, step: str) -> dict[str, object]:
 def _check_copy(ctx: Context, tool: str, dest: Path, stats: data.TreeStats, extra: int) -> None:
     """The destination holds every file: symlinks arrive as links (rsync) or, over rclone's
     sftp, as NAME.rclonelink files (`extra`: the check file bluegrass adds)."""
-    got = _count(dest)
+    got = data.tree_stats(dest)
     if tool == RSYNC:
         ok = got.files == stats.files and got.symlinks == stats.symlinks
         want = f"{stats.files} files and {stats.symlinks} symlinks"
@@ -150,7 +137,8 @@ def _timed(
 ) -> Measurement:
     data.flush()
     ctx.log(f"{tool}: {step}")
-    m = measure(cmd, log_dir=logs, name=f"{tool}-{step.replace(' ', '-')}", **kw)  # type: ignore[arg-type]
+    name = f"{tool}-{step.replace(' ', '-')}"
+    m = measure(cmd, log_dir=logs, name=name, timeout=ctx.step_timeout, **kw)  # type: ignore[arg-type]
     ctx.log(f"{tool}: {step}: {m.seconds:.2f} s, peak RSS {megabytes(m.peak_rss)} MB")
     return m
 
@@ -168,7 +156,8 @@ def _nochange(
     for i in range(at, at + runs):
         data.flush()
         ctx.log(f"{tool}: {STEP_NOCHANGE} ({i + 1}/{NOCHANGE_RUNS})")
-        m = measure(cmd, log_dir=logs, name=f"{tool}-nochange-{i + 1}", **kw)  # type: ignore[arg-type]
+        name = f"{tool}-nochange-{i + 1}"
+        m = measure(cmd, log_dir=logs, name=name, timeout=ctx.step_timeout, **kw)  # type: ignore[arg-type]
         ctx.log(f"{tool}: {STEP_NOCHANGE} ({i + 1}/{NOCHANGE_RUNS}): {m.seconds:.2f} s")
         done.append(m)
     return done
@@ -193,7 +182,7 @@ def _plain_rclone(
     first = _timed(ctx, FLOOR, STEP_FIRST, cmd, logs, env=laptop.env, cwd=laptop.home)
     _check_copy(ctx, FLOOR, cloud.live_tree(USER, PLAIN_SEGMENT), stats, extra=0)
     runs = _nochange(ctx, FLOOR, cmd, logs, env=laptop.env, cwd=laptop.home)
-    return [_row(FLOOR, STEP_FIRST, first), _median_row(FLOOR, STEP_NOCHANGE, runs)]
+    return [measured_row(FLOOR, STEP_FIRST, first), median_row(FLOOR, STEP_NOCHANGE, runs)]
 
 
 def _bisync_seconds(laptop: Laptop) -> float | None:
@@ -245,9 +234,9 @@ def _bluegrass(
     note = f"{report.get('files_transferred', '?')} files transferred" + _bisync_note(
         [first_bisync]
     )
-    nochange = _median_row(BLUEGRASS, STEP_NOCHANGE, runs)
+    nochange = median_row(BLUEGRASS, STEP_NOCHANGE, runs)
     nochange.note += _bisync_note(bisync)
-    return [_row(BLUEGRASS, STEP_FIRST, first, note), nochange]
+    return [measured_row(BLUEGRASS, STEP_FIRST, first, note), nochange]
 
 
 def _rsync(ctx: Context, run_dir: Path, tree: Path, stats: data.TreeStats) -> list[Row]:
@@ -271,7 +260,7 @@ def _rsync(ctx: Context, run_dir: Path, tree: Path, stats: data.TreeStats) -> li
         runs = _nochange(ctx, RSYNC, cmd, logs)
     finally:
         sshd.stop()
-    return [_row(RSYNC, STEP_FIRST, first), _median_row(RSYNC, STEP_NOCHANGE, runs)]
+    return [measured_row(RSYNC, STEP_FIRST, first), median_row(RSYNC, STEP_NOCHANGE, runs)]
 
 
 def run(ctx: Context) -> list[Row]:
@@ -291,7 +280,7 @@ def run(ctx: Context) -> list[Row]:
     try:
         cloud.start()
         cloud.settle([(USER, SEGMENT), (USER, PLAIN_SEGMENT)])
-        laptop = _laptop(ctx, run_dir, cloud, code, tree)
+        laptop = _laptop(run_dir, code, tree)
         rows += _plain_rclone(ctx, run_dir, laptop, cloud, tree, stats)
         rows += _bluegrass(ctx, run_dir, laptop, cloud, stats)
     finally:

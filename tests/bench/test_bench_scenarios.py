@@ -6,6 +6,7 @@ so; the numbers are not checked for size, only that every row is there and measu
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +20,17 @@ from bench.scenarios import sync
 from tests.bench.markdown import by_tool_step, number, section, table, verdicts
 from tests.conftest import ROOT, require_tool
 
+# A quick scenario takes about a minute on a busy machine; each timed step of it fails the run
+# itself after 5 minutes (Context.step_timeout).
+TIMEOUT = 900
+
 
 def run_quick(tmp_path: Path, scenario: str, existing: str = "") -> str:
     """Run one scenario with --quick into a fresh file; its section's text."""
     out = tmp_path / "benchmarks.md"
     if existing:
         out.write_text(existing)
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "bench" / "run.py"),
@@ -37,12 +42,22 @@ def run_quick(tmp_path: Path, scenario: str, existing: str = "") -> str:
             "--work",
             str(tmp_path / "work"),
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    try:
+        _, stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # SIGINT, not SIGKILL: the harness's `finally` blocks stop the servers it started.
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, stderr = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+        pytest.fail(f"{scenario} --quick took over {TIMEOUT} s: {stderr[-4000:]}")
+    assert proc.returncode == 0, stderr[-4000:]
     text = out.read_text()
     body = section(text, scenario)
     assert f"## {scenario} (quick mode: not representative)" in body
