@@ -86,6 +86,57 @@ def test_mirror_fetches_every_segment_with_append_only_settings(
     assert all(s["message"] == "up to date" for s in again["segments"])
 
 
+def test_settings_are_corrected_and_an_unchanged_mirror_is_not_rewritten(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    (cloud_data.files("docs") / "a.txt").write_text("one\n")
+    cloud_data.commit("docs")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    assert appliance.json("mirror")["outcome"] == "ok"
+    mirror = mirror_of(drive, "docs")
+
+    def config(key: str) -> list[str]:
+        found = git("--git-dir", str(mirror), "config", "--get-all", key, check=False)
+        return found.stdout.split("\n")[:-1]
+
+    # A mirror configured by hand or by an earlier version: checks off, a force refspec, a
+    # mirror remote, a duplicated key, the pack window caps this version no longer sets.
+    for args in (
+        ("transfer.fsckObjects", "false"),
+        ("--add", "gc.auto", "1"),
+        ("--replace-all", "remote.origin.fetch", "+refs/*:refs/*"),
+        ("remote.origin.mirror", "true"),
+        ("remote.origin.prune", "true"),
+        ("core.packedGitLimit", "128m"),
+        ("core.packedGitWindowSize", "16m"),
+    ):
+        git("--git-dir", str(mirror), "config", *args)
+    (cloud_data.files("docs") / "a.txt").write_text("two\n")
+    head = cloud_data.commit("docs")
+
+    assert appliance.json("mirror")["outcome"] == "ok"
+
+    assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == head
+    assert config("transfer.fsckObjects") == ["true"]
+    assert config("gc.auto") == ["0"]
+    assert config("remote.origin.fetch") == ["refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*"]
+    assert config("remote.origin.prune") == ["false"]
+    assert config("remote.origin.mirror") == []
+    assert config("core.packedGitLimit") == []
+    assert config("core.packedGitWindowSize") == []
+
+    # Settings as they must be: the next run leaves the file alone (every write is fsynced
+    # to the drive, and this runs hourly).
+    before = (mirror / "config").stat()
+    (cloud_data.files("docs") / "a.txt").write_text("three\n")
+    head = cloud_data.commit("docs")
+    assert appliance.json("mirror")["outcome"] == "ok"
+    assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == head
+    after = (mirror / "config").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
 def test_history_rewrite_on_the_cloud_is_refused_and_alerted(
     appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
 ) -> None:

@@ -21,9 +21,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyudev
 from bluegrass.core.errors import BluegrassError, UsageError
+
+if TYPE_CHECKING:
+    import pyudev
 
 MARKER = ".bluegrass-drive"
 FSTYPE = "ext4"
@@ -212,6 +215,9 @@ def candidate(device: pyudev.Device, label: str) -> Candidate | None:
 
 
 def find_candidates(label: str, context: pyudev.Context | None = None) -> list[Candidate]:
+    # Imported here: every command loads this module, few of them list devices.
+    import pyudev
+
     context = context or pyudev.Context()
     found = []
     for device in context.list_devices(subsystem="block"):

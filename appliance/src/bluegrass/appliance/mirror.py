@@ -23,7 +23,7 @@ from bluegrass.appliance.runner import Progress, Runner
 from bluegrass.appliance.source import Segment, Source
 from bluegrass.appliance.state import State
 from bluegrass.core.errors import BluegrassError
-from bluegrass.core.store.git import git_env
+from bluegrass.core.store.git import git_env, parse_config_list
 from bluegrass.core.store.repository import ATTRIBUTES, FORMAT_VERSION
 
 REMOTE = "origin"
@@ -47,11 +47,13 @@ SETTINGS = {
     # Nobody may push a rewrite into the mirror either.
     "receive.denyNonFastForwards": "true",
     "receive.denyDeletes": "true",
-    # Within a Pi's means (research §2.2): stream big blobs, small caches, one thread.
+    # Within a Pi's means (research §2.2): stream big blobs, small caches, one thread. Pack
+    # mmap windows keep git's 64-bit defaults: mapped pack pages are clean file cache the
+    # kernel reclaims, and capping them (16m/128m, the research's 32-bit advice) made every
+    # fetch's object checks thrash windows over a large pack (+45% on the Linux tree's
+    # incremental fetch; docs/decisions.md).
     "core.bigFileThreshold": "16m",
     "core.deltaBaseCacheLimit": "16m",
-    "core.packedGitWindowSize": "16m",
-    "core.packedGitLimit": "128m",
     "pack.threads": "1",
     "pack.windowMemory": "32m",
     "pack.deltaCacheSize": "16m",
@@ -60,6 +62,9 @@ SETTINGS = {
     # Read by bluegrass.core.store.Repository.open, so core's restore works on the mirror.
     "bluegrass.format": FORMAT_VERSION,
 }
+
+# Settings earlier versions wrote and this one removes where it finds them.
+RETIRED = ("core.packedGitWindowSize", "core.packedGitLimit", f"remote.{REMOTE}.mirror")
 
 
 @dataclass
@@ -132,24 +137,37 @@ class Mirror:
         return proc.returncode, out, err
 
     def ensure(self, url: str) -> None:
-        """Create the repository, or bring its settings up to date; safe to repeat."""
+        """Create the repository, or bring its settings up to date; safe to repeat.
+
+        Reads the configuration once and writes only what differs: with core.fsync=all every
+        `git config` write is flushed to the drive, and this runs before every mirror.
+        """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._repair_skeleton()
-            if not self._is_repository():
+            current = self._repair_skeleton()
+            if current is None or not self._is_repository():
                 # New, or a `git init` cut short by a pulled drive or a power cut. init on an
                 # existing repository only adds what is missing; it never overwrites.
                 self.git("init", "--quiet", "--bare", "--initial-branch=main", str(self.path))
-            for key, value in SETTINGS.items():
-                self.git("config", key, value)
-            self.git("config", f"remote.{REMOTE}.url", url)
-            self.git("config", "--unset-all", f"remote.{REMOTE}.fetch", check=False)
-            for spec in REFSPECS:
-                self.git("config", "--add", f"remote.{REMOTE}.fetch", spec)
-            # No "mirror" remote and no "prune": neither may ever be switched on.
-            self.git("config", "--unset-all", f"remote.{REMOTE}.mirror", check=False)
-            self.git("config", f"remote.{REMOTE}.prune", "false")
-            self.git("config", f"remote.{REMOTE}.pruneTags", "false")
+                current = self._config()
+            wanted = {
+                **SETTINGS,
+                f"remote.{REMOTE}.url": url,
+                # No "mirror" remote and no "prune": neither may ever be switched on.
+                f"remote.{REMOTE}.prune": "false",
+                f"remote.{REMOTE}.pruneTags": "false",
+            }
+            for key, value in wanted.items():
+                if current.get(key.lower()) != [value]:
+                    self.git("config", "--replace-all", key, value)
+            fetch_key = f"remote.{REMOTE}.fetch"
+            if current.get(fetch_key) != list(REFSPECS):
+                self.git("config", "--unset-all", fetch_key, check=False)
+                for spec in REFSPECS:
+                    self.git("config", "--add", fetch_key, spec)
+            for key in RETIRED:
+                if key.lower() in current:
+                    self.git("config", "--unset-all", key, check=False)
             info = self.path / "info"
             info.mkdir(exist_ok=True)
             attributes = info / "attributes"
@@ -158,26 +176,38 @@ class Mirror:
         except OSError as exc:
             raise errors.from_os_error(exc, f"setting up {self.path}") from None
 
+    def _config(self) -> dict[str, list[str]]:
+        proc = self.runner.run(
+            ["git", "config", "--file", str(self.path / "config"), "--list", "-z"],
+            env=git_env(self.path),
+        )
+        return parse_config_list(proc.stdout) if proc.returncode == 0 else {}
+
     def _is_repository(self) -> bool:
         code, _, _ = self.git("rev-parse", "--git-dir", check=False)
         return code == 0 and all((self.path / n).exists() for n in ("config", "objects", "refs"))
 
-    def _repair_skeleton(self) -> None:
+    def _repair_skeleton(self) -> dict[str, list[str]] | None:
         """Undo what a power cut does to a `git init` that was never flushed (seen in tests:
         HEAD or config present but empty). Both hold only what we write anyway: HEAD points
-        at main, and ensure() rewrites every setting and the remote right after."""
+        at main, and ensure() rewrites every setting and the remote right after.
+
+        Returns the configuration as read, or None when there is none to read."""
         head = self.path / "HEAD"
         if head.exists():
             text = head.read_bytes()
             if not (text.startswith(b"ref: refs/") or re.fullmatch(rb"[0-9a-f]{40}\n?", text)):
                 _write_synced(head, b"ref: refs/heads/main\n")
         config = self.path / "config"
-        if config.exists():
-            probe = self.runner.run(
-                ["git", "config", "--file", str(config), "--list"], env=git_env(self.path)
-            )
-            if probe.returncode != 0 or not config.read_bytes().strip():
-                config.replace(self.path / f"config.damaged-{int(time.time())}")
+        if not config.exists():
+            return None
+        probe = self.runner.run(
+            ["git", "config", "--file", str(config), "--list", "-z"], env=git_env(self.path)
+        )
+        if probe.returncode != 0 or not config.read_bytes().strip():
+            config.replace(self.path / f"config.damaged-{int(time.time())}")
+            return None
+        return parse_config_list(probe.stdout)
 
     def head(self) -> str | None:
         code, out, _ = self.git("rev-parse", "--verify", "--quiet", "refs/heads/main", check=False)

@@ -6,7 +6,6 @@ import argparse
 import getpass
 import sys
 
-from bluegrass.appliance import webaccounts
 from bluegrass.appliance.app import App
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import UsageError
@@ -32,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def read_password(name: str, from_stdin: bool) -> str:
+    # Imported here: loading it computes an argon2 hash, which every other command would pay.
+    from bluegrass.appliance import webaccounts
+
     if from_stdin:
         line = sys.stdin.readline()
         return webaccounts.check_password(line.removesuffix("\n").removesuffix("\r"))
@@ -45,6 +47,8 @@ def read_password(name: str, from_stdin: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bluegrass.appliance import webaccounts
+
     app = App.from_args(args)
     name = webaccounts.check_name(args.name)
     digest = webaccounts.hash_password(read_password(name, args.password_stdin))

@@ -95,6 +95,18 @@ class Git:
         )
 
 
+def parse_config_list(raw: bytes) -> dict[str, list[str]]:
+    """The output of `git config --list -z` as {key: [values]}; keys are git's canonical
+    spelling (section and name lower-cased), so compare with `key.lower()` for plain keys."""
+    found: dict[str, list[str]] = {}
+    for item in raw.decode("utf-8", "surrogateescape").split("\0"):
+        if not item:
+            continue
+        key, _, value = item.partition("\n")
+        found.setdefault(key, []).append(value)
+    return found
+
+
 def describe_failure(args: Sequence[str], stderr: bytes, git_dir: Path) -> str:
     lines = [ln for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     reason = lines[-1].strip() if lines else "no message"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.store import manifest as mf
-from bluegrass.core.store.git import Git, GitError
+from bluegrass.core.store.git import Git, GitError, parse_config_list
 
 BRANCH = "refs/heads/main"
 MANIFEST = "bluegrass-manifest"
@@ -110,11 +110,10 @@ class Repository:
 
     def apply_settings(self) -> None:
         """Make the settings and attributes what they must be; writes only what differs."""
-        listed = self.git.run(["config", "--local", "--list", "-z"]).stdout.decode()
-        current = dict(item.split("\n", 1) for item in listed.split("\0") if "\n" in item)
+        current = parse_config_list(self.git.run(["config", "--local", "--list", "-z"]).stdout)
         for key, value in SETTINGS.items():
-            if current.get(key.lower()) != value:
-                self.git.run(["config", key, value])
+            if current.get(key.lower()) != [value]:
+                self.git.run(["config", "--replace-all", key, value])
         attributes = self.path / "info" / "attributes"
         if not attributes.is_file() or attributes.read_text() != ATTRIBUTES:
             attributes.parent.mkdir(exist_ok=True)
