@@ -2,9 +2,11 @@
 
 Nothing is staged on disk and nothing is held whole in memory: blobs come out of one
 `git cat-file --batch` (bluegrass.core.store.objects.cat_blobs) in the order the archive
-needs them, and the archive is written by the standard library's zipfile/tarfile into a
-small bounded queue that the HTTP response drains. A slow client therefore slows the
-producer down instead of filling memory, and a client that goes away stops it.
+needs them, and the archive is written by the standard library's zipfile (and tarfile's
+headers) into a sink that the HTTP response empties after every block. The writer is a
+generator run by the response iterator itself, so there is no second thread and no queue:
+a slow client slows the reading of cat-file down instead of filling memory (at most a few
+CHUNKs are held), and a client that goes away closes the generator, which stops cat-file.
 
 Real names, modes and mtimes come from the manifest (git's tree has escaped names and no
 mtimes), so what is unpacked is what was backed up; empty folders and symlinks included.
@@ -16,15 +18,13 @@ from __future__ import annotations
 
 import io
 import os
-import queue
 import stat
 import struct
 import tarfile
-import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from bluegrass.core.store import Repository
@@ -33,76 +33,56 @@ from bluegrass.core.store.objects import cat_blobs
 from bluegrass.core.store.repository import RepositoryError
 
 FORMATS = {"zip": "application/zip", "tar.gz": "application/gzip"}
-CHUNK = 1 << 16
-QUEUE_CHUNKS = 32  # at most ~2 MB in flight between the producer and the response
+# Blobs are read from cat-file in pieces of CHUNK, and each piece goes to the server as one
+# block: one write to the socket per MiB, not per 64 KiB. Smaller writes (headers, small
+# files, gzip output) are gathered into blocks of about CHUNK first.
+CHUNK = 1 << 20
+DIRECT = 1 << 18  # a write at least this large is handed on as it is, without a copy
 GZIP_LEVEL = 6
 
 
-class _Gone(Exception):
-    """The response was closed (client disconnected): stop producing."""
+class _Sink(io.RawIOBase):
+    """A write-only, unseekable file that keeps what is written as blocks for the response.
 
+    `take()` hands over the blocks completed so far; the response yields them before the
+    writer goes on, so the sink never holds more than about two CHUNKs.
+    """
 
-class _QueueWriter(io.RawIOBase):
-    """A write-only, unseekable file whose bytes go to a bounded queue in CHUNK pieces."""
-
-    def __init__(self, out: queue.Queue[bytes | BaseException | None], stop: threading.Event):
+    def __init__(self) -> None:
         super().__init__()
-        self.out = out
-        self.stop = stop
-        self.buffer = bytearray()
+        self.ready: list[bytes] = []
+        self.pending = bytearray()
         self.gzip: zlib._Compress | None = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
+        size = len(data)
         if self.gzip is not None:
-            self.buffer += self.gzip.compress(data)
+            data = self.gzip.compress(data)
+        if len(data) >= DIRECT:
+            self._flush()
+            self.ready.append(bytes(data))  # no copy when it is bytes already (the usual)
         else:
-            self.buffer += data
-        while len(self.buffer) >= CHUNK:
-            self._put(bytes(self.buffer[:CHUNK]))
-            del self.buffer[:CHUNK]
-        return len(data)
+            self.pending += data
+            if len(self.pending) >= CHUNK:
+                self._flush()
+        return size
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.ready.append(bytes(self.pending))
+            self.pending.clear()
 
     def finish(self) -> None:
         if self.gzip is not None:
-            self.buffer += self.gzip.flush()
-        if self.buffer:
-            self._put(bytes(self.buffer))
-            self.buffer.clear()
+            self.pending += self.gzip.flush()
+        self._flush()
 
-    def _put(self, block: bytes) -> None:
-        while True:
-            if self.stop.is_set():
-                raise _Gone
-            try:
-                self.out.put(block, timeout=0.5)
-                return
-            except queue.Full:
-                continue  # the client is slow; look at `stop` again and keep waiting
-
-
-class _Limited(io.RawIOBase):
-    """Exactly `length` bytes of a larger stream (one object of cat-file --batch)."""
-
-    def __init__(self, source: IO[bytes], length: int) -> None:
-        super().__init__()
-        self.source = source
-        self.left = length
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self.left <= 0:
-            return b""
-        size = self.left if size < 0 else min(size, self.left)
-        data = self.source.read(size)
-        if not data:
-            raise RepositoryError("an object ended early while reading the repository")
-        self.left -= len(data)
-        return data
+    def take(self) -> list[bytes]:
+        blocks, self.ready = self.ready, []
+        return blocks
 
 
 def archive_names(chosen: dict[bytes, Entry], path: bytes, top: bytes) -> list[tuple[bytes, bytes]]:
@@ -142,76 +122,90 @@ def _zip_name(name: bytes) -> str:
 
 
 def _write_zip(
-    sink: _QueueWriter,
+    sink: _Sink,
     pairs: list[tuple[bytes, bytes]],
     chosen: dict[bytes, Entry],
     proc_out: IO[bytes],
-) -> None:
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, real in pairs:
-            entry = chosen[real]
-            mtime = entry.mtime_ns / 1e9
-            if entry.kind == "d":
-                info = zipfile.ZipInfo(_zip_name(name) + "/", _dos_time(mtime))
-                info.external_attr = ((stat.S_IFDIR | entry.mode) << 16) | 0x10
-            else:
-                info = zipfile.ZipInfo(_zip_name(name), _dos_time(mtime))
-                kind = stat.S_IFLNK if entry.kind == "l" else stat.S_IFREG
-                info.external_attr = (kind | entry.mode) << 16
-            info.create_system = 3  # Unix: external_attr carries the mode
-            info.compress_type = zipfile.ZIP_STORED
-            info.extra = _unix_time_extra(entry.mtime_ns)
-            if entry.kind == "d":
-                zf.writestr(info, b"")
-                continue
-            length = _next_object(proc_out, entry)
-            info.file_size = length  # decides ZIP64 for this entry before it is written
-            with zf.open(info, "w") as dst:
-                src = _Limited(proc_out, length)
-                for block in iter(lambda s=src: s.read(CHUNK), b""):
-                    dst.write(block)
-            proc_out.read(1)  # the newline after each object
+) -> Iterator[None]:
+    """Write the zip into `sink`, pausing (yielding) whenever there may be blocks to send."""
+    # No `with`: on an error or a closed download the central directory must not be written.
+    zf = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+    for name, real in pairs:
+        entry = chosen[real]
+        mtime = entry.mtime_ns / 1e9
+        if entry.kind == "d":
+            info = zipfile.ZipInfo(_zip_name(name) + "/", _dos_time(mtime))
+            info.external_attr = ((stat.S_IFDIR | entry.mode) << 16) | 0x10
+        else:
+            info = zipfile.ZipInfo(_zip_name(name), _dos_time(mtime))
+            kind = stat.S_IFLNK if entry.kind == "l" else stat.S_IFREG
+            info.external_attr = (kind | entry.mode) << 16
+        info.create_system = 3  # Unix: external_attr carries the mode
+        info.compress_type = zipfile.ZIP_STORED
+        info.extra = _unix_time_extra(entry.mtime_ns)
+        if entry.kind == "d":
+            zf.writestr(info, b"")
+            yield
+            continue
+        length = _next_object(proc_out, entry)
+        info.file_size = length  # decides ZIP64 for this entry before it is written
+        with zf.open(info, "w") as dst:
+            yield from _copy_object(proc_out, length, dst.write)
+        yield
+    zf.close()
+    yield
 
 
 def _write_tar(
-    sink: _QueueWriter,
+    sink: _Sink,
     pairs: list[tuple[bytes, bytes]],
     chosen: dict[bytes, Entry],
     proc_out: IO[bytes],
-) -> None:
+) -> Iterator[None]:
+    """Write the tar.gz into `sink`, pausing (yielding) whenever there may be blocks to send.
+
+    tarfile makes each member's header (PAX: exact name bytes, sub-second mtimes); the data,
+    the padding and the end of the archive are laid out here as TarFile.addfile and close
+    do, so a large file never has to go through tarfile in one call.
+    """
     sink.gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-    with tarfile.open(
-        fileobj=sink,  # type: ignore[arg-type]
-        mode="w|",
-        format=tarfile.PAX_FORMAT,
-        encoding="utf-8",
-        errors="surrogateescape",
-    ) as tf:
-        for name, real in pairs:
-            entry = chosen[real]
-            info = tarfile.TarInfo(os.fsdecode(name))
-            info.mode = entry.mode
-            # A float carries sub-second precision in a PAX record.
-            info.mtime = (
-                entry.mtime_ns / 1e9
-                if entry.mtime_ns % 1_000_000_000
-                else (entry.mtime_ns // 1_000_000_000)
-            )
-            info.uname = info.gname = ""
-            if entry.kind == "d":
-                info.type = tarfile.DIRTYPE
-                tf.addfile(info)
-                continue
+    offset = 0
+    for name, real in pairs:
+        entry = chosen[real]
+        info = tarfile.TarInfo(os.fsdecode(name))
+        info.mode = entry.mode
+        # A float carries sub-second precision in a PAX record.
+        info.mtime = (
+            entry.mtime_ns / 1e9
+            if entry.mtime_ns % 1_000_000_000
+            else (entry.mtime_ns // 1_000_000_000)
+        )
+        info.uname = info.gname = ""
+        length = 0
+        if entry.kind == "d":
+            info.type = tarfile.DIRTYPE
+        else:
             length = _next_object(proc_out, entry)
             if entry.kind == "l":
                 info.type = tarfile.SYMTYPE
-                info.linkname = os.fsdecode(proc_out.read(length))
+                info.linkname = os.fsdecode(_read_exactly(proc_out, length))
                 proc_out.read(1)
-                tf.addfile(info)
-                continue
-            info.size = length
-            tf.addfile(info, _Limited(proc_out, length))  # type: ignore[arg-type]
-            proc_out.read(1)
+                length = 0
+            else:
+                info.size = length
+        header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        sink.write(header)
+        offset += len(header)
+        if length:
+            yield from _copy_object(proc_out, length, sink.write)
+            padding = -length % tarfile.BLOCKSIZE
+            sink.write(tarfile.NUL * padding)
+            offset += length + padding
+        yield
+    end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+    offset += len(end)
+    sink.write(end + tarfile.NUL * (-offset % tarfile.RECORDSIZE))
+    yield
 
 
 def _next_object(proc_out: IO[bytes], entry: Entry) -> int:
@@ -221,56 +215,58 @@ def _next_object(proc_out: IO[bytes], entry: Entry) -> int:
     return int(header[2])
 
 
+def _read_exactly(proc_out: IO[bytes], size: int) -> bytes:
+    data = proc_out.read(size)
+    if len(data) != size:
+        raise RepositoryError("an object ended early while reading the repository")
+    return data
+
+
+def _copy_object(
+    proc_out: IO[bytes], length: int, write: Callable[[bytes], object]
+) -> Iterator[None]:
+    """The `length` bytes of the current object (and its newline) to `write`, a CHUNK at a time."""
+    left = length
+    while left:
+        block = _read_exactly(proc_out, min(CHUNK, left))
+        left -= len(block)
+        write(block)
+        yield
+    proc_out.read(1)  # the newline after each object
+
+
 def stream(
     repo: Repository, chosen: dict[bytes, Entry], path: bytes, top: bytes, fmt: str
 ) -> Iterator[bytes]:
-    """The archive's bytes, produced on the fly; closing the iterator stops the work."""
+    """The archive's bytes, produced on the fly; closing the iterator stops the work.
+
+    Nothing runs before the first block is asked for. An error after that is raised from the
+    iterator: the headers are sent already, so the only honest signal left is a broken
+    download (the client sees the connection end before the archive's end), never a
+    shorter archive that looks complete.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown archive format {fmt!r}")
+    return _blocks(repo, chosen, path, top, fmt)
+
+
+def _blocks(
+    repo: Repository, chosen: dict[bytes, Entry], path: bytes, top: bytes, fmt: str
+) -> Iterator[bytes]:
     pairs = archive_names(chosen, path, top)
     blobs = [chosen[real].oid or "" for _, real in pairs if chosen[real].kind != "d"]
-    out: queue.Queue[bytes | BaseException | None] = queue.Queue(QUEUE_CHUNKS)
-    stop = threading.Event()
-
-    def produce() -> None:
-        proc = cat_blobs(repo.git, blobs)
-        assert proc.stdout is not None
-        sink = _QueueWriter(out, stop)
-        try:
-            if fmt == "zip":
-                _write_zip(sink, pairs, chosen, proc.stdout)
-            else:
-                _write_tar(sink, pairs, chosen, proc.stdout)
-            sink.finish()
-            result: BaseException | None = None
-        except _Gone:
-            return
-        except BaseException as exc:  # handed to the response, which fails the download
-            result = exc
-        finally:
-            proc.stdout.close()
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-        while not stop.is_set():
-            try:
-                out.put(result, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    worker = threading.Thread(target=produce, name="bluegrass-archive", daemon=True)
-    worker.start()
+    sink = _Sink()
+    proc = cat_blobs(repo.git, blobs)
+    assert proc.stdout is not None
     try:
-        while True:
-            item = out.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                # Headers are sent already: the only honest signal left is a broken
-                # download (the client sees the connection end before the archive's end).
-                raise item
-            yield item
+        write = _write_zip if fmt == "zip" else _write_tar
+        for _ in write(sink, pairs, chosen, proc.stdout):
+            yield from sink.take()
+        sink.finish()
+        yield from sink.take()
     finally:
-        stop.set()
-        worker.join(timeout=5)
+        # Also on GeneratorExit: the WSGI server closes the iterator when the client is gone.
+        proc.stdout.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
