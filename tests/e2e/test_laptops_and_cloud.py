@@ -35,6 +35,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from bluegrass.laptop.bisync import SENTINEL_MTIME
 
 from tests.e2e.conftest import SEGMENT, USER, Cloud, Laptops
 from tests.laptop.conftest import Laptop, kill_tree, wait_until
@@ -401,12 +402,6 @@ def own_segment(laptop: Laptop, name: str, folder: str) -> Path:
     return path
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue, timing-dependent: in a one-file segment, two edits seconds apart can "
-    "trip bisync's 'every file changed' safety stop; the sync then asks the user to confirm "
-    "(nothing is lost, but both versions are not kept automatically). Open in the issue notes.",
-)
 def test_edits_moments_apart_on_both_laptops_keep_both_versions(cloud: Cloud, laptops: Laptops):
     """Step 2 without the pause: B syncs an edit, and A syncs its own edit of the same file
     right after, within seconds of A's previous sync. Neither edit may be lost."""
@@ -416,6 +411,11 @@ def test_edits_moments_apart_on_both_laptops_keep_both_versions(cloud: Cloud, la
     sync(a, "plans")
     sync(b, "plans")
     sync(a, "plans")  # A has just looked at the cloud
+    # Every copy of the check file has the same time, so no laptop ever sees it changed
+    # (with "now", B's copy made A see it changed, and A's next edit stopped the sync).
+    checks = [fa / ".bluegrass-check", fb / ".bluegrass-check"]
+    checks.append(cloud.data / "files" / USER / "plans" / ".bluegrass-check")
+    assert {p.stat().st_mtime_ns for p in checks} == {SENTINEL_MTIME * 10**9}
 
     (fb / "plan.txt").write_text("B's plan, written first\n")
     aged(fb / "plan.txt", 60)

@@ -16,6 +16,7 @@ A run:
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,14 @@ SENTINEL_TEXT = (
     "Please leave it here: without it, syncing stops, to protect your files in case the\n"
     "folder is ever missing or empty (an unplugged disk, say).\n"
 )
+# Every copy of the check file carries this modification time (2000-01-01T00:00:00Z, a whole
+# second, which the sftp side keeps exactly), so copies made on different laptops are equal
+# in bisync's eyes. With "now", a second laptop's resync pushed its newer copy to the cloud;
+# the first laptop's next run found it equal within sftp's 1 s precision and skipped it, but
+# recorded the cloud's time in its listing, so the run after that saw the check file changed
+# locally too, and with the one real edit in a one-file segment bisync stopped on "all files
+# were changed" (tests/e2e, edits moments apart).
+SENTINEL_MTIME = 946684800
 
 
 @dataclass
@@ -223,6 +232,7 @@ class SegmentSync:
         local = self.segment.path / filters.CHECK_FILENAME
         if not local.exists():
             local.write_text(SENTINEL_TEXT, encoding="utf-8", newline="\n")
+            os.utime(local, (SENTINEL_MTIME, SENTINEL_MTIME))
         proc = self.rclone.run(
             [
                 "copyto",
