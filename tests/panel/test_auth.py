@@ -78,6 +78,71 @@ def test_cloud_setup_has_no_enrollment_field(world: World) -> None:
     assert "enrollment_code" not in page
 
 
+SETUP_CODE = "7KQ2M-9XRTD-4HWBC-0PZEN"
+
+
+def test_setup_takes_the_setup_code_once_where_the_backend_requires_one(world: World) -> None:
+    (world.root / "setup-code").write_text(SETUP_CODE + "\n")  # what the server's operator sees
+    client = make_app(world, setup=False).test_client()
+    page = client.get("/setup").get_data(as_text=True)
+    assert 'name="setup_code"' in page and "bluegrass-cloud web setup-code" in page
+    token = csrf_of(client, "/setup")
+    form = {"name": "admin", "password": PASSWORD, "confirm": PASSWORD, "csrf_token": token}
+    for code in (None, "", "7KQ2M-9XRTD-4HWBC-0PZEM", SETUP_CODE + "X"):
+        data = form if code is None else {**form, "setup_code": code}
+        refused = client.post("/setup", data=data)
+        assert refused.status_code == 401, code
+        assert "Wrong setup code" in refused.get_data(as_text=True)
+        assert ReferenceBackend(world.root).needs_setup()
+    done = client.post("/setup", data={**form, "setup_code": SETUP_CODE})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/")
+    assert not (world.root / "setup-code").exists()
+    # The code worked once: setup is over for everyone, the code opens nothing.
+    other = make_app(world, setup=False).test_client()
+    assert other.get("/setup").headers["Location"].endswith("/login")
+    assert not ReferenceBackend(world.root).check_setup_code(SETUP_CODE)
+
+
+def test_wrong_setup_codes_lock_setup_like_failed_sign_ins(world: World) -> None:
+    (world.root / "setup-code").write_text(SETUP_CODE + "\n")
+    client = make_app(world, setup=False).test_client()
+    token = csrf_of(client, "/setup")
+
+    def attempt(name: str, code: str, ip: str = "10.0.0.1") -> tuple[int, str]:
+        resp = client.post(
+            "/setup",
+            data={
+                "name": name,
+                "password": PASSWORD,
+                "confirm": PASSWORD,
+                "setup_code": code,
+                "csrf_token": token,
+            },
+            environ_base={"REMOTE_ADDR": ip},
+        )
+        return resp.status_code, resp.get_data(as_text=True)
+
+    for i in range(5):
+        assert attempt("eve", f"GUESS-{i:05d}")[0] == 401
+    # Locked: even the right code is refused, from that address or for that name.
+    status, page = attempt("eve", SETUP_CODE)
+    assert status == 429 and "locked" in page
+    assert attempt("admin", SETUP_CODE)[0] == 429
+    assert attempt("eve", SETUP_CODE, ip="10.9.9.9")[0] == 429
+    assert ReferenceBackend(world.root).needs_setup()
+    # Another name from another address is not locked out by the guesser.
+    assert attempt("admin", SETUP_CODE, ip="10.9.9.9")[0] == 302
+    assert ReferenceBackend(world.root).account("eve") is None
+
+
+def test_pi_setup_asks_for_no_setup_code(world: World) -> None:
+    client = make_app(world, "pi", setup=False).test_client()
+    assert 'name="setup_code"' not in client.get("/setup").get_data(as_text=True)
+    token = csrf_of(client, "/setup")
+    form = {"name": "admin", "password": PASSWORD, "confirm": PASSWORD, "csrf_token": token}
+    assert client.post("/setup", data=form).status_code == 302
+
+
 def test_session_cookie_is_httponly_lax_and_secure_over_https(world: World) -> None:
     app = make_app(world)
     client = app.test_client()

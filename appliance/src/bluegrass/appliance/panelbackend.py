@@ -122,6 +122,12 @@ class PiBackend:
     def needs_setup(self) -> bool:
         return not self.state.has_web_admin()
 
+    def setup_code_required(self) -> bool:
+        return False  # the panel is on the home LAN only; setup takes no code
+
+    def check_setup_code(self, code: str) -> bool:
+        return False
+
     def complete_setup(self, name: str, password: str, enrollment_code: str | None) -> Account:
         try:
             webaccounts.check_name(name)

@@ -5,7 +5,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from bluegrass.cloud.actions import commit, device, init, log, maintain, restore, run, user, verify
+from bluegrass.cloud.actions import (
+    commit,
+    device,
+    init,
+    log,
+    maintain,
+    restore,
+    run,
+    user,
+    verify,
+    web,
+)
 from bluegrass.core import cli
 
 
@@ -20,7 +31,7 @@ def build_parser() -> cli.Parser:
         help="the data root (default: $BLUEGRASS_DATA, else ./bluegrass-data)",
     )
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=cli.Parser)
-    for action in (init, user, device, commit, log, restore, verify, maintain, run):
+    for action in (init, user, device, commit, log, restore, verify, maintain, run, web):
         action.add_parser(sub)
     return parser
 

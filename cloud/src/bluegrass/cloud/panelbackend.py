@@ -4,7 +4,8 @@ CloudBackend implements bluegrass.panel.backend.Backend (docs/panel.md) on a dat
 
 - accounts: web logins live in DATA/bluegrass.db (web_accounts, one per user, argon2id,
   apart from device secrets); the first administrator comes from the panel's first-run
-  setup or `bluegrass-cloud user password NAME --admin`;
+  setup, which also takes the one-time setup code that `run` logs (bluegrass.cloud.actions
+  .web), or from `bluegrass-cloud user password NAME --admin`;
 - visibility: every account, administrators included, sees only its own user's segments;
   another user's segment is NotFound exactly like a missing one;
 - administration goes through the same code as the command line: `user add` (create_user),
@@ -33,6 +34,7 @@ from bluegrass.cloud.accounts import Accounts, WebAccount, WebJob, hash_web_pass
 from bluegrass.cloud.actions.commit import BUSY, commit_one, is_busy
 from bluegrass.cloud.actions.device import add_device
 from bluegrass.cloud.actions.user import create_user
+from bluegrass.cloud.actions.web import remove_setup_code, setup_code_matches
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.liverestore import restore_live
 from bluegrass.cloud.scheduler import last_occurrence
@@ -193,6 +195,12 @@ class CloudBackend:
         with self._accounts() as accounts:
             return not accounts.has_web_admin()
 
+    def setup_code_required(self) -> bool:
+        return True  # a cloud server is on the internet: setup is never first-come
+
+    def check_setup_code(self, code: str) -> bool:
+        return setup_code_matches(self.root.path, code) and self.needs_setup()
+
     def complete_setup(self, name: str, password: str, enrollment_code: str | None) -> Account:
         if not names.is_valid(name):
             raise BackendError("The name may use a-z, 0-9 and '-', up to 63 characters.")
@@ -214,6 +222,7 @@ class CloudBackend:
                 create_user(self.root, name, device_name=None, within=claim)
         except UsageError as exc:
             raise BackendError(str(exc)) from exc
+        remove_setup_code(self.root.path)  # it worked once; never again
         found = self.account(name)
         if found is None:
             raise BackendError("Setup did not complete; try again.")

@@ -187,7 +187,19 @@ class Backend(Protocol):
         """Create the first administrator, atomically: BackendError if one already exists.
 
         On the Pi, `enrollment_code` (optional) is the cloud's code for this Pi to use.
+        Where setup takes a setup code, a successful setup ends that code for good.
         """
+        ...
+
+    def setup_code_required(self) -> bool:
+        """True if setup also asks for a one-time setup code that only whoever runs the
+        server can see (the cloud, on the internet); False where reaching the panel is
+        enough (the Pi, on the LAN). The panel checks it with `check_setup_code` first."""
+        ...
+
+    def check_setup_code(self, code: str) -> bool:
+        """True if `code` is the pending setup code, compared in constant time; False when
+        none is pending. Wrong codes count as failed sign-ins (the panel records them)."""
         ...
 
     def check_password(self, name: str, password: str) -> Account | None:

@@ -14,11 +14,15 @@ example of the contract. Layout of its data root:
     ROOT/drive/                          Pi mode: the backup drive ("drive" restores)
     ROOT/hold-jobs                       while this file exists, jobs wait between steps
                                          (lets a test watch a job's progress page poll)
+    ROOT/setup-code                      optional: while it exists, first-run setup also
+                                         asks for the code in it (as the cloud's does);
+                                         a successful setup deletes it
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import secrets
@@ -145,6 +149,21 @@ class ReferenceBackend:
         with self._db() as db:
             return db.execute("SELECT 1 FROM accounts WHERE admin = 1 LIMIT 1").fetchone() is None
 
+    def setup_code_required(self) -> bool:
+        return self._setup_code() is not None
+
+    def _setup_code(self) -> str | None:
+        try:
+            return (self.root / "setup-code").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def check_setup_code(self, code: str) -> bool:
+        expected = self._setup_code()
+        if expected is None or not self.needs_setup():
+            return False
+        return hmac.compare_digest(code.strip().encode(), expected.encode())
+
     def complete_setup(self, name: str, password: str, enrollment_code: str | None) -> Account:
         if enrollment_code is not None:
             try:
@@ -165,6 +184,7 @@ class ReferenceBackend:
                 db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('enrollment_code', ?)", (enrollment_code,)
                 )
+        (self.root / "setup-code").unlink(missing_ok=True)  # it worked once; never again
         (self.root / "repos" / name).mkdir(parents=True, exist_ok=True)
         return Account(name, True, epoch)
 

@@ -10,6 +10,7 @@ stderr. SIGTERM or SIGINT stops everything and exits 0.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import signal
 import sys
@@ -21,6 +22,7 @@ from types import FrameType
 
 from bluegrass.cloud import hostkey, settings
 from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.actions import web as websetup
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.endpoint import Endpoint, WebServer, authproxy_program
 from bluegrass.cloud.scheduler import Scheduler
@@ -137,6 +139,13 @@ def run(args: argparse.Namespace) -> int:
     from bluegrass.cloud.panelbackend import secret_key  # Flask, only for `run`
 
     secret_key(root.path)  # made once here, before the web server's workers look for it
+    # Until an administrator exists the web setup page asks for a one-time code that only
+    # whoever runs the server sees (logged below); a stale one goes once setup is done.
+    if websetup.setup_pending(root.path):
+        setup_code: str | None = websetup.ensure_setup_code(root.path)
+    else:
+        setup_code = None
+        websetup.remove_setup_code(root.path)
 
     log = _Log()
     stop = threading.Event()
@@ -161,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         web.stop()
         why = web.last_line or "no output"
         raise BluegrassError(f"the HTTP server did not start on {bind} port {http_port}: {why}")
+    if setup_code is not None:
+        _announce_setup(root, cfg.get("server.address"), bind, http_port, setup_code, log)
     scheduler = Scheduler(root, stop, log)
     endpoint = Endpoint(root.path, bind, sftp_port, log)
     try:
@@ -180,6 +191,24 @@ def run(args: argparse.Namespace) -> int:
             scheduler.join(60)
     log("stopped")
     return 0
+
+
+def _announce_setup(
+    root: DataRoot, address: str, bind: str, port: int, code: str, log: _Log
+) -> None:
+    # Listening on every interface: the address devices are given is the one to open.
+    try:
+        everywhere = ipaddress.ip_address(bind).is_unspecified
+    except ValueError:
+        everywhere = False
+    host = address if everywhere else bind
+    if ":" in host:
+        host = f"[{host}]"
+    path = websetup.setup_code_path(root.path)
+    log(
+        f"web setup pending: open http://{host}:{port}/setup and enter the setup code {code} "
+        f"(also in {path}; `bluegrass-cloud web setup-code` prints it)"
+    )
 
 
 def _supervise(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from datetime import timedelta
 
 from bluegrass.core.names import is_valid
 from bluegrass.panel.backend import Account, BackendError
@@ -34,16 +35,37 @@ def start_session(found: Account) -> None:
     session["csrf_token"] = secrets.token_urlsafe(32)
 
 
+def locked_message(locked: timedelta) -> str:
+    minutes = max(1, math.ceil(locked.total_seconds() / 60))
+    return (
+        "Too many failed sign-ins for this account or from this address. "
+        f"Sign-in is locked; try again in {minutes} minute{'s' if minutes > 1 else ''}."
+    )
+
+
 @bp.route("/setup", methods=["GET", "POST"])
 def setup() -> Response | str | tuple[str, int]:
     if not backend().needs_setup():
         return redirect(url_for("auth.login"))
+    # Where the panel is reachable by strangers (the cloud), setup also takes a one-time code
+    # that only whoever runs the server can see; wrong codes count as failed sign-ins.
+    code_required = backend().setup_code_required()
     error = None
+    status = 200
     name = request.form.get("name", "admin").strip()
     if request.method == "POST":
+        ip = request.remote_addr or "unknown"
         password = request.form.get("password", "")
         code = request.form.get("enrollment_code", "").strip() or None
-        if not is_valid(name):
+        locked = state().throttle.locked_for(name, ip) if code_required else None
+        if locked is not None:
+            error = locked_message(locked)
+            status = 429
+        elif code_required and not backend().check_setup_code(request.form.get("setup_code", "")):
+            backend().record_login_failure(name, ip)
+            error = "Wrong setup code. The server's operator can print it (see below)."
+            status = 401
+        elif not is_valid(name):
             error = "The name may use a-z, 0-9 and '-', up to 63 characters."
         else:
             error = password_problem(password, request.form.get("confirm", ""))
@@ -55,10 +77,15 @@ def setup() -> Response | str | tuple[str, int]:
             except BackendError as exc:
                 error = str(exc)
             else:
+                if code_required:
+                    backend().clear_login_failures(name)
                 start_session(found)
                 flash("Setup is complete. You are signed in.")
                 return redirect(url_for("dashboard.index"))
-    return render_template("setup.html", error=error, name=name), 400 if error else 200
+        if status == 200:
+            status = 400
+    page = render_template("setup.html", error=error, name=name, code_required=code_required)
+    return page, status
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -72,11 +99,7 @@ def login() -> Response | str | tuple[str, int]:
         ip = request.remote_addr or "unknown"
         locked = state().throttle.locked_for(name, ip)
         if locked is not None:
-            minutes = max(1, math.ceil(locked.total_seconds() / 60))
-            error = (
-                "Too many failed sign-ins for this account or from this address. "
-                f"Sign-in is locked; try again in {minutes} minute{'s' if minutes > 1 else ''}."
-            )
+            error = locked_message(locked)
             status = 429
         else:
             found = backend().check_password(name, request.form.get("password", ""))
