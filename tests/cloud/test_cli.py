@@ -23,6 +23,8 @@ SUBCOMMANDS = [
     ["restore"],
     ["verify"],
     ["maintain"],
+    ["web"],
+    ["web", "setup-code"],
 ]
 
 

@@ -269,6 +269,12 @@ def test_snapshot_now_runs_in_the_background_and_is_polled(site: Cloud) -> None:
     assert bob.get(job_url).status == 404
 
 
+def setup_code(cloud: Run) -> str:
+    """The web setup code, as the person running the server gets it: `web setup-code`."""
+    shown = json.loads(cloud("web", "setup-code", "--json").stdout)
+    return str(shown["setup_code"])
+
+
 def fresh_cloud(tmp_path: Path) -> tuple[Path, Run, Enrolled]:
     data = tmp_path / "data"
     cloud = cli(data)
@@ -284,22 +290,53 @@ def test_first_run_setup_then_user_administration(tmp_path: Path) -> None:
     server = start(data, tmp_path, ["alice/docs"])
     site = Cloud(data, cloud, server, {"alice": alice_device})
     try:
+        # Whoever runs the server is shown the setup code: in run's log and by the CLI.
+        announced = re.search(
+            r"web setup pending: open (\S+) and enter the setup code (\S+)", server.log()
+        )
+        assert announced, server.log()
+        assert announced[1] == f"{site.base}/setup"
+        code = setup_code(cloud)
+        assert announced[2] == code and re.fullmatch(r"([0-9A-Z]{5}-){3}[0-9A-Z]{5}", code)
+        code_file = data / "run" / "web-setup-code"
+        assert f"Web setup code: {code}" in cloud("web", "setup-code").stdout
+        assert code_file.stat().st_mode & 0o777 == 0o600  # only the server's own user reads it
+
         first = site.browser()
         assert first.get("/").location.endswith("/setup")
         assert first.get("/login").location.endswith("/setup")
-        assert first.post("/setup", {"name": "admin", "password": PASSWORD}).status == 400
-        setup = first.submit("/setup", {"name": "admin", "password": PASSWORD, "confirm": PASSWORD})
+        form = {"name": "admin", "password": PASSWORD, "confirm": PASSWORD}
+        page = first.get("/setup")
+        assert 'name="setup_code"' in page.text and "bluegrass-cloud web setup-code" in page.text
+        # Reaching the page first is not enough: without the code, or with another, nothing.
+        assert first.submit("/setup", form).status == 401
+        wrong = first.submit("/setup", {**form, "setup_code": "ABCDE-FGHJK-MNPQR-STVWX"})
+        assert wrong.status == 401 and "Wrong setup code" in wrong.text
+        assert first.get("/").location.endswith("/setup")
+        assert not (data / "files" / "admin").exists()
+        assert "admin" not in cloud("user", "list").stdout
+        # Typed as a person might: lower case, spaces for dashes.
+        typed = code.lower().replace("-", " ")
+        setup = first.submit("/setup", {**form, "setup_code": typed})
         assert setup.status == 302 and setup.location.endswith("/"), setup.text
         assert "Setup is complete" in first.get("/").text
         users = json.loads(cloud("user", "list", "--json").stdout)["users"]
         assert {"user": "admin", "segments": [], "web": {"admin": True}} in users
         assert (data / "files" / "admin").is_dir()  # a user like any other
-        # Setup happens once: a second visitor is sent to sign in.
+        # The code worked once: it is gone, and setup is over for everyone.
+        assert not code_file.exists()
+        assert "web setup is done" in cloud("web", "setup-code", check=False).stderr
         late = site.browser()
         assert late.get("/setup").location.endswith("/login")
         taken = late.post(
             "/setup",
-            {"csrf_token": late.token(), "name": "eve", "password": PASSWORD, "confirm": PASSWORD},
+            {
+                "csrf_token": late.token(),
+                "name": "eve",
+                "password": PASSWORD,
+                "confirm": PASSWORD,
+                "setup_code": code,
+            },
         )
         assert taken.status == 302 and taken.location.endswith("/login")
         assert not (data / "files" / "eve").exists()
@@ -361,6 +398,52 @@ def test_first_run_setup_then_user_administration(tmp_path: Path) -> None:
         assert site.browser().login("carol", "a brand new password").status == 302
     finally:
         server.stop()
+
+
+def test_wrong_setup_codes_are_throttled_and_the_cli_can_end_setup(tmp_path: Path) -> None:
+    data, cloud, _ = fresh_cloud(tmp_path)
+    # Behind a proxy that names the client: each browser below comes from its own address.
+    server = start(data, tmp_path, ["alice/docs"], "\n[web]\ntrust_proxy = true\n")
+    site = Cloud(data, cloud, server, {})
+    try:
+        code = setup_code(cloud)
+        guesser = site.browser("192.0.2.66")
+        form = {"name": "eve", "password": PASSWORD, "confirm": PASSWORD}
+        for i in range(5):
+            guess = guesser.submit("/setup", {**form, "setup_code": f"{i:05d}-AAAAA-BBBBB-CCCCC"})
+            assert guess.status == 401, guess.text
+        # The usual lock: now even the right code is refused from there, or for that name.
+        locked = guesser.submit("/setup", {**form, "setup_code": code})
+        assert locked.status == 429 and "Too many failed sign-ins" in locked.text
+        elsewhere = site.browser("198.51.100.7").submit("/setup", {**form, "setup_code": code})
+        assert elsewhere.status == 429
+        assert not (data / "files" / "eve").exists()
+        assert site.browser().get("/").location.endswith("/setup")  # still pending
+        assert setup_code(cloud) == code  # guessing did not change it
+
+        # An administrator made on the command line ends the setup window, code and all.
+        set_password(cloud, "alice", PASSWORD, "--admin")
+        operator = site.browser("203.0.113.5")
+        assert operator.get("/setup").location.endswith("/login")
+        late = operator.post(
+            "/setup",
+            {**form, "csrf_token": operator.token(), "name": "mallory", "setup_code": code},
+        )
+        assert late.status == 302 and late.location.endswith("/login")
+        assert not (data / "files" / "mallory").exists()
+        assert operator.login("alice", PASSWORD).status == 302
+        refused = cloud("web", "setup-code", check=False)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr.startswith("bluegrass-cloud: error: web setup is done")
+        assert not (data / "run" / "web-setup-code").exists()  # the stale code is deleted
+    finally:
+        server.stop()
+
+
+def test_no_setup_code_once_an_administrator_exists(site: Cloud) -> None:
+    assert "web setup pending" not in site.server.log()
+    assert not (site.data / "run" / "web-setup-code").exists()
+    assert site.browser().get("/setup").location.endswith("/login")
 
 
 def worker_pids(server: Server) -> list[int]:

@@ -156,6 +156,20 @@ def test_only_one_first_run_setup_wins(root: DataRoot) -> None:
     assert not any((root.files / n).exists() for n in losers - {"alice"})
 
 
+def test_setup_takes_the_code_the_cli_prints_until_an_administrator_exists(
+    root: DataRoot, cloud: Run
+) -> None:
+    backend = CloudBackend(root)
+    assert backend.setup_code_required()
+    assert not backend.check_setup_code("")  # none made yet: nothing matches
+    code = json.loads(cloud("web", "setup-code", "--json").stdout)["setup_code"]
+    assert json.loads(cloud("web", "setup-code", "--json").stdout)["setup_code"] == code
+    assert backend.check_setup_code(code) and backend.check_setup_code(f" {code.lower()} ")
+    assert not backend.check_setup_code(code[:-1]) and not backend.check_setup_code("é" * 23)
+    set_password(cloud, "alice", PASSWORD, "--admin")
+    assert not backend.check_setup_code(code)  # setup is over, whatever the file says
+
+
 def test_the_session_key_is_made_once(tmp_path: Path) -> None:
     keys: list[str] = []
     threads = [threading.Thread(target=lambda: keys.append(secret_key(tmp_path))) for _ in range(8)]
