@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import stat
@@ -23,6 +24,26 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("bluegrass-appliance: error: "), lines[0]
     return lines[0]
+
+
+def test_enroll_warns_when_the_password_would_cross_a_network_in_clear(
+    appliance: Appliance,
+) -> None:
+    public_http = dataclasses.replace(enrollment(8080), server="backup.example.org")
+    proc = appliance("enroll", public_http.encode())
+    assert "warning: the cloud's web side is plain http (http://backup.example.org:8080)" in (
+        proc.stderr
+    )
+    assert "public_url" in proc.stderr
+    # With the cloud's HTTPS address in the code, the appliance uses it and says nothing.
+    over_tls = dataclasses.replace(public_http, url="https://backup.example.org")
+    proc = appliance("enroll", over_tls.encode(), "--json")
+    assert proc.stderr == ""
+    assert json.loads(proc.stdout)["cloud_url"] == "https://backup.example.org"
+    # On this machine or a home network, plain http is fine.
+    for server in ("127.0.0.1", "192.168.1.20", "cloud.local"):
+        proc = appliance("enroll", dataclasses.replace(public_http, server=server).encode())
+        assert "warning" not in proc.stderr, server
 
 
 def test_enroll_stores_the_code_privately_and_status_shows_it(appliance: Appliance) -> None:

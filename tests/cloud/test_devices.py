@@ -41,6 +41,7 @@ def test_user_add_prints_a_working_enrollment_code(cloud: Run, data: Path) -> No
     assert out["device_name"] == "laptop"
     code = enrollment.decode(out["enrollment_code"])
     assert (code.server, code.sftp_port, code.http_port) == ("backup.example.org", 2222, 8443)
+    assert (code.url, code.http_base) == ("", "http://backup.example.org:8443")
     assert (code.user, code.device) == ("alice", out["device"])
     pub = (data / "ssh_host_ed25519_key.pub").read_text().split()
     assert code.host_key == f"{pub[0]} {pub[1]}"
@@ -52,6 +53,27 @@ def test_user_add_prints_a_working_enrollment_code(cloud: Run, data: Path) -> No
     assert hashed.startswith("$argon2id$")
     text = cloud("user", "add", "bob").stdout
     assert "shown once" in text and "bg1-" in text
+
+
+def test_the_public_url_goes_into_enrollment_codes(cloud: Run, data: Path) -> None:
+    cloud("init")
+    config = data / "bluegrass-cloud.toml"
+    config.write_text(
+        '[server]\naddress = "backup.example.org"\npublic_url = "https://backup.example.org"\n'
+    )
+    out = json.loads(cloud("user", "add", "alice", "--json").stdout)
+    code = enrollment.decode(out["enrollment_code"])
+    assert code.url == "https://backup.example.org"
+    assert code.http_base == "https://backup.example.org"
+
+    # A URL with a path, credentials or another scheme is refused, naming the file and key.
+    for bad in ("https://backup.example.org/git", "ftp://backup.example.org", "https://a:b@host"):
+        config.write_text(f'[server]\npublic_url = "{bad}"\n')
+        proc = cloud("user", "add", "bob", check=False)
+        assert proc.returncode != 0
+        error = one_line_error(proc)
+        assert str(config) in error and "server.public_url" in error, error
+    assert "bob" not in cloud("user", "list").stdout
 
 
 def test_host_key_is_made_once_and_private(cloud: Run, data: Path) -> None:

@@ -93,7 +93,7 @@ class App:
                 "this appliance is not enrolled: run `bluegrass-appliance enroll CODE` with "
                 "the code `bluegrass-cloud user add` printed"
             )
-        base = url or f"http://{found.server}:{found.http_port}"
+        base = url or found.http_base
         return HttpSource(base, found, float(self.seconds("cloud.timeout")))
 
     # -- the drive --------------------------------------------------------------------------

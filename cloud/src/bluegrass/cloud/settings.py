@@ -70,6 +70,15 @@ _SERVER = {
     "http_port": Field(
         int, 8080, _PORT, is_port, doc="The web server's port (git over HTTP and the web UI)."
     ),
+    "public_url": Field(
+        str,
+        "",
+        'empty, or a base URL such as "https://backup.example.org" (no path)',
+        lambda value: value == "" or config.is_http_base(value),
+        doc="The address devices use for git over HTTP and the web UI when a TLS proxy is in "
+        "front of http_port; it goes into enrollment codes, so a Pi sends its credentials over "
+        "HTTPS. Empty: http://ADDRESS:HTTP_PORT.",
+    ),
 }
 
 _BOOL = "true or false"

@@ -194,3 +194,12 @@ def is_clock_time(value: str) -> bool:
 
 def is_share(value: float) -> bool:
     return 0 < value <= 1
+
+
+# scheme, host (a name, an IPv4 address or a bracketed IPv6 one), an optional port; no path,
+# query or credentials: a base the roles add their own paths to.
+_HTTP_BASE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?")
+
+
+def is_http_base(value: str) -> bool:
+    return _HTTP_BASE.fullmatch(value) is not None

@@ -2,16 +2,19 @@
 
     bg1-<base64url of zlib-compressed JSON, no padding>
 
-The JSON (all keys required):
+The JSON (all keys required but `url`):
 
     {"v": 1,
      "server": "backup.example.org",      host name or address of the cloud
      "sftp_port": 2022,                   the sync endpoint (rclone serve sftp)
      "http_port": 8080,                   git over HTTP and the web UI
      "user": "alice",
-     "device": "d1a2b3c4",                this device's id: revocable on its own
+     "device": "d1a2b3c4e",               this device's id: revocable on its own
      "secret": "…",                       this device's secret (stored hashed on the server)
-     "host_key": "ssh-ed25519 AAAA…"}     the server's SSH host key, pinned by the client
+     "host_key": "ssh-ed25519 AAAA…",     the server's SSH host key, pinned by the client
+     "url": "https://backup.example.org"} the HTTP side's public address (a TLS proxy in front
+                                          of http_port), or "" for http://server:http_port;
+                                          optional when decoding (codes made before it)
 
 The device logs in to the sync endpoint as `user` with the password `device.secret`
 (see `password`). The code is a credential: whoever has it can read and write the user's files.
@@ -26,7 +29,7 @@ import re
 import zlib
 from dataclasses import asdict, dataclass
 
-from bluegrass.core import names
+from bluegrass.core import config, names
 from bluegrass.core.errors import UsageError
 
 PREFIX = "bg1-"
@@ -44,7 +47,14 @@ class Enrollment:
     device: str
     secret: str
     host_key: str
+    url: str = ""
     v: int = 1
+
+    @property
+    def http_base(self) -> str:
+        """Where git over HTTP and the web UI are reached: the public URL if the cloud set
+        one, else plain http on the server's address."""
+        return self.url.rstrip("/") or f"http://{self.server}:{self.http_port}"
 
     @property
     def password(self) -> str:
@@ -84,6 +94,7 @@ def decode(code: str) -> Enrollment:
             isinstance(found.host_key, str) and _HOST_KEY.fullmatch(found.host_key) is not None,
             "host_key",
         ),
+        (isinstance(found.url, str) and (found.url == "" or config.is_http_base(found.url)), "url"),
     ]
     for ok, key in checks:
         if not ok:

@@ -55,7 +55,7 @@ _SERVER = Table(
         "sftp_port": Field(int, 0, "a port number from 1 to 65535", lambda v: 0 < v < 65536),
         "http_port": Field(int, 0, "a port number from 1 to 65535", lambda v: 0 < v < 65536),
         "user": Field(str, "", "a user name", lambda v: re.fullmatch(NAME_PATTERN, v) is not None),
-        "device": Field(str, "", "a device id like d1a2b3c4", lambda v: len(v) > 0),
+        "device": Field(str, "", "a device id like d1a2b3c4e", lambda v: len(v) > 0),
         "host_key": Field(
             str,
             "",

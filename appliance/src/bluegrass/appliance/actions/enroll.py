@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
+import sys
+import urllib.parse
 
 from bluegrass.appliance import settings
 from bluegrass.appliance.app import App
@@ -23,6 +27,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def cleartext_warning(base: str) -> str | None:
+    """Why the device's password would cross a network in clear, or None.
+
+    Plain http is fine on this machine or a home network; beyond that, the cloud should set
+    `[server] public_url` to its HTTPS address (a TLS proxy), which the code then carries.
+    """
+    if not base.startswith("http://"):
+        return None
+    host = urllib.parse.urlsplit(base).hostname or ""
+    if host == "localhost" or host.endswith(".local"):
+        return None
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(host)
+        if address.is_private or address.is_loopback or address.is_link_local:
+            return None
+    return (
+        f"the cloud's web side is plain http ({base}): this device's password would cross the "
+        "network in clear. Put a TLS proxy in front of it and set [server] public_url on the "
+        "cloud (docs/deploy.md), then enroll with a new code; or set [cloud] url here"
+    )
+
+
 def enroll(app: App, code: str) -> Enrollment:
     """Store the code (0600) and write the commented default settings if there are none.
 
@@ -37,12 +63,16 @@ def enroll(app: App, code: str) -> Enrollment:
 def run(args: argparse.Namespace) -> int:
     app = App.from_args(args)
     found = enroll(app, args.code)
+    clear = cleartext_warning(app.config.get("cloud.url") or found.http_base)
+    if clear:
+        print(f"bluegrass-appliance: warning: {clear}", file=sys.stderr)
     if args.json:
         emit_json(
             {
                 "user": found.user,
                 "server": found.server,
                 "http_port": found.http_port,
+                "cloud_url": found.http_base,
                 "sftp_port": found.sftp_port,
                 "device": found.device,
                 "state": str(app.paths.state),

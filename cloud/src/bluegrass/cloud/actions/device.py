@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "The device's record is kept, marked revoked.",
     )
     rv.add_argument("user", metavar="USER")
-    rv.add_argument("device", metavar="DEVICE", help="the device id, e.g. d1a2b3c4")
+    rv.add_argument("device", metavar="DEVICE", help="the device id, e.g. d1a2b3c4e")
     rv.add_argument("--json", action="store_true", help="print the result as JSON")
     rv.set_defaults(handler=run_revoke)
 
@@ -62,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "lines, without options) for DEVICE of USER, for key login to the sync endpoint.",
     )
     key.add_argument("user", metavar="USER")
-    key.add_argument("device", metavar="DEVICE", help="the device id, e.g. d1a2b3c4")
+    key.add_argument("device", metavar="DEVICE", help="the device id, e.g. d1a2b3c4e")
     key.add_argument("pubkeyfile", metavar="PUBKEYFILE", help="e.g. ~/.ssh/id_ed25519.pub")
     key.add_argument("--json", action="store_true", help="print the result as JSON")
     key.set_defaults(handler=run_add_key)
@@ -78,6 +78,7 @@ def enrollment_code(root: DataRoot, new: NewDevice) -> str:
         device=new.device.id,
         secret=new.secret,
         host_key=hostkey.public_line(root.path),
+        url=cfg.get("server.public_url"),
     ).encode()
 
 
