@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bluegrass.appliance.mirror import MAX_PACKS
 
 from tests.appliance.conftest import (
     USER,
@@ -177,6 +178,51 @@ def test_history_rewrite_on_the_cloud_is_refused_and_alerted(
     alerts = [a for a in appliance.json("alerts")["alerts"] if a["kind"] == "rewrite"]
     assert len(alerts) == 1 and alerts[0]["count"] == 2
     assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == second
+
+
+def test_packs_are_merged_as_they_pile_up_and_evidence_is_kept(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    folder = cloud_data.files("docs")
+    (folder / "a.txt").write_text("0\n")
+    heads = [cloud_data.commit("docs")]
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    assert appliance.json("mirror")["outcome"] == "ok"
+    mirror = mirror_of(drive, "docs")
+    packs = mirror / "objects" / "pack"
+
+    # A refused rewrite leaves its objects in a pack of their own: evidence to keep.
+    server = str(cloud_data.repo_path("docs"))
+    tree = git("--git-dir", server, "rev-parse", f"{heads[0]}^{{tree}}").stdout.strip()
+    forged = git("--git-dir", server, "commit-tree", tree, "-m", "forged").stdout.strip()
+    git("--git-dir", server, "update-ref", "refs/heads/main", forged)
+    assert appliance("mirror", check=False).returncode == 1
+    assert git("--git-dir", str(mirror), "cat-file", "-e", forged).returncode == 0
+    git("--git-dir", server, "update-ref", "refs/heads/main", heads[0])
+
+    # One pack per fetch, until there are more than MAX_PACKS: then they are merged, in the
+    # same job, so no job leaves more than MAX_PACKS behind.
+    counts, merged = [], []
+    for i in range(1, MAX_PACKS + 3):
+        (folder / "a.txt").write_text(f"{i}\n")
+        heads.append(cloud_data.commit("docs"))
+        result = appliance.json("mirror")
+        assert result["outcome"] == "ok", result
+        counts.append(len(list(packs.glob("*.pack"))))
+        merged.append("packs merged" in result["segments"][0]["message"])
+    assert MAX_PACKS in counts and max(counts) == MAX_PACKS, counts
+    first = merged.index(True)
+    assert counts[first - 1] == MAX_PACKS and counts[first] < MAX_PACKS, (counts, merged)
+    assert counts[-1] < MAX_PACKS, counts
+
+    # Every snapshot, and the refused commit, is still there; the repository is sound.
+    assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == heads[-1]
+    listed = git("--git-dir", str(mirror), "rev-list", "main").stdout.split()
+    assert set(heads) <= set(listed)
+    assert git("--git-dir", str(mirror), "cat-file", "-e", forged).returncode == 0
+    assert not list(packs.glob(".tmp-*"))
+    fsck(mirror)
 
 
 def test_objects_that_fail_checks_are_refused(

@@ -63,6 +63,10 @@ SETTINGS = {
     "bluegrass.format": FORMAT_VERSION,
 }
 
+# Every fetch adds one pack (transfer.unpackLimit=1); past this many, small packs are rolled
+# into bigger ones, so object lookups do not slow down year after year of hourly fetches.
+MAX_PACKS = 16
+
 # Settings earlier versions wrote and this one removes where it finds them.
 RETIRED = ("core.packedGitWindowSize", "core.packedGitLimit", f"remote.{REMOTE}.mirror")
 
@@ -225,7 +229,12 @@ class Mirror:
         running in this repository.
         """
         removed = []
-        for pattern in ("objects/pack/tmp_*", "objects/incoming-*", "objects/tmp_*"):
+        for pattern in (
+            "objects/pack/tmp_*",
+            "objects/pack/.tmp-*",  # a repack's pack in the making
+            "objects/incoming-*",
+            "objects/tmp_*",
+        ):
             for path in self.path.glob(pattern):
                 _remove(path)
                 removed.append(str(path.relative_to(self.path)))
@@ -249,6 +258,20 @@ class Mirror:
             check=False,
         )
         return code, err
+
+    def consolidate(self) -> bool:
+        """Roll small packs into bigger ones once more than MAX_PACKS piled up.
+
+        `repack --geometric` packs every object of the packs it merges, reachable or not
+        (`pack-objects --stdin-packs`), and -d then removes only those packs: the objects of
+        a refused rewrite stay, as evidence. The largest pack is rarely rewritten. Returns
+        whether it repacked.
+        """
+        packs = list((self.path / "objects" / "pack").glob("*.pack"))
+        if len(packs) <= MAX_PACKS:
+            return False
+        self.git("repack", "-d", "-q", "--geometric=2", "--no-write-bitmap-index")
+        return True
 
     def fetched_tip(self, ref: str) -> str | None:
         """The tip the cloud offered for `ref` in the last fetch, even if it was refused."""
@@ -370,7 +393,17 @@ def mirror_segment(
     if after and after != before:
         spec = f"{before}..{after}" if before else after
         new = int(mirror.git("rev-list", "--count", spec)[1].strip() or 0)
-    return SegmentResult(segment, True, before, after, new, f"{new} new snapshots")
+    message = f"{new} new snapshots"
+    try:
+        if mirror.consolidate():
+            message += "; packs merged"
+    except DriveError:
+        raise
+    except BluegrassError as exc:
+        # The history is mirrored; only the tidying failed. Said, not fatal.
+        mirror.clean_leftovers()
+        message += f"; merging packs failed ({exc})"
+    return SegmentResult(segment, True, before, after, new, message)
 
 
 def _check_append_only(mirror: Mirror, before: dict[str, str], segment: Segment) -> None:
