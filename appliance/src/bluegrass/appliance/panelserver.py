@@ -1,11 +1,11 @@
 """The web panel on the home network: gunicorn as a supervised child of `bluegrass-appliance run`.
 
 gunicorn serves bluegrass.appliance.panelbackend (the panel, bluegrass.panel, over this
-appliance's state and drive). It runs in its own process group (a Ctrl-C in a terminal reaches
-the daemon, which stops it in order) and, on Linux, under `setpriv --pdeathsig TERM`, so that a
-daemon killed outright does not leave it holding the port. When it dies it is started again
-after 1 s, doubling up to 60 s; a run that lasted a minute resets the delay. Its state is
-published in the state database (key `panel`) for `status`.
+appliance's state and drive). Through bluegrass.core.supervise it runs in its own process group
+(a Ctrl-C in a terminal reaches the daemon, which stops it in order) and, on Linux, under
+`setpriv --pdeathsig TERM`, so that a daemon killed outright does not leave it holding the port.
+When it dies it is started again after 1 s, doubling up to 60 s; a run that lasted a minute
+resets the delay. Its state is published in the state database (key `panel`) for `status`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
-import signal
 import socket
-import subprocess
 import sys
 import sysconfig
 import threading
@@ -26,16 +23,14 @@ from pathlib import Path
 
 from bluegrass.appliance.settings import STATE_ENV, Paths
 from bluegrass.core.errors import BluegrassError
+from bluegrass.core.supervise import Backoff, Child, Log
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 25.0  # gunicorn's own graceful timeout is 20 s
-STABLE = 60.0
-MAX_DELAY = 60.0
 DRIVE_DIR_ENV = "BLUEGRASS_APPLIANCE_DRIVE_DIR"
 APP = "bluegrass.appliance.panelbackend:create_app_from_env()"
 LISTENING = re.compile(r"Listening at: \S+?:(\d+) ")
 
-Log = Callable[[str], None]
 Publish = Callable[[dict[str, object]], None]
 
 
@@ -103,13 +98,10 @@ class PanelServer:
         self.port = port  # as asked; 0 is any free port
         self.log = log
         self.publish = publish
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ready = threading.Event()
         self.listening_port: int | None = None
-        self.last_line = ""
-        self.started = 0.0
         self.stop_event = threading.Event()
-        self._reader: threading.Thread | None = None
+        self.child = Child("panel", log, self._listening, STOP_TIMEOUT)
+        self.backoff = Backoff()  # 1 s doubling to 60 s; 1 s again after a minute up
         self._thread: threading.Thread | None = None
 
     # -- one run of gunicorn --------------------------------------------------------------
@@ -151,71 +143,22 @@ class PanelServer:
 
     def start(self) -> None:
         argv = self.argv()
-        setpriv = shutil.which("setpriv")
-        if setpriv and sys.platform.startswith("linux"):
-            argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
-        self.ready.clear()
-        self.last_line = ""
         self.listening_port = None
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=self.env(),
-            cwd=self.paths.state,
-            process_group=0,
-        )
-        self.started = time.monotonic()
+        self.child.start(argv, self.env(), self.paths.state)
         self.publish_state("starting")
-        self._reader = threading.Thread(
-            target=self._forward, args=(self.proc,), name="panel-log", daemon=True
-        )
-        self._reader.start()
 
-    def _forward(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if not line:
-                continue
-            self.last_line = line
-            self.log(f"panel: {line}")
-            found = LISTENING.search(line)
-            if found and not self.ready.is_set():
-                self.listening_port = int(found.group(1))
-                self.ready.set()
-
-    def poll(self) -> int | None:
-        return self.proc.poll() if self.proc else None
+    def _listening(self, line: str) -> bool:
+        found = LISTENING.search(line)
+        if found:
+            self.listening_port = int(found.group(1))
+        return found is not None
 
     def wait_ready(self, timeout: float) -> bool:
         """True once gunicorn listens; False if it exited, on timeout, or when stopping."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.stop_event.is_set():
-            if self.ready.wait(0.1):
-                self.publish_state("up")
-                return True
-            if self.poll() is not None:
-                if self._reader:
-                    self._reader.join(1)  # its last words reach the log
-                return False
+        if self.child.wait_ready(timeout, self.stop_event):
+            self.publish_state("up")
+            return True
         return False
-
-    def _stop_process(self) -> int | None:
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if self._reader:
-            self._reader.join(1)
-        return proc.returncode
 
     def publish_state(self, state: str) -> None:
         port = self.listening_port or self.port
@@ -225,9 +168,9 @@ class PanelServer:
                 "bind": self.bind,
                 "port": port,
                 "url": url(self.bind, port) if port else None,
-                "pid": self.proc.pid if self.proc and state in ("starting", "up") else None,
+                "pid": self.child.pid if state in ("starting", "up") else None,
                 "since": time.time(),
-                "message": self.last_line if state == "down" else "",
+                "message": self.child.last_line if state == "down" else "",
             }
         )
 
@@ -244,41 +187,38 @@ class PanelServer:
             self._thread.start()
             return
         stopping = self.stop_event.is_set()
-        self._stop_process()
+        self.child.stop()
         if stopping:
             return
         self.publish_state("down")
-        why = self.last_line or "no output"
+        why = self.child.last_line or "no output"
         raise BluegrassError(
             f"the panel did not start on {listen_address(self.bind, self.port)}: {why}"
         )
 
     def _supervise(self) -> None:
-        delay = 1.0
         while True:
-            while not self.stop_event.wait(1.0) and self.poll() is None:
+            while not self.stop_event.wait(1.0) and self.child.poll() is None:
                 pass
             if self.stop_event.is_set():
                 return
-            code = self._stop_process()
+            code = self.child.stop()
             self.publish_state("down")
-            if time.monotonic() - self.started > STABLE:
-                delay = 1.0
+            delay = self.backoff.next(self.child.started)
             self.log(f"panel: gunicorn exited (code {code}); restarting in {delay:g}s")
             if self.stop_event.wait(delay):
                 return
-            delay = min(delay * 2, MAX_DELAY)
             self.start()
             if self.wait_ready(READY_TIMEOUT):
                 self.log(f"panel: serving again on {url(self.bind, self.listening_port or 0)}")
             elif not self.stop_event.is_set():
-                self._stop_process()  # never came up: the next round starts it again
+                self.child.stop()  # never came up: the next round starts it again
 
     def stop(self) -> None:
         self.stop_event.set()
         if self._thread is not None:
             self._thread.join(READY_TIMEOUT + 5)
-        code = self._stop_process()
+        code = self.child.stop()
         if code is not None:
             self.log(f"panel: stopped (exit code {code})")
         self.publish_state("stopped")

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import subprocess
 import sys
 import sysconfig
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from bluegrass.cloud import hostkey
 from bluegrass.core import rclone
 from bluegrass.core.errors import BluegrassError
+from bluegrass.core.supervise import Child, Log
 
 PROXY_NAME = "bluegrass-cloud-authproxy"
 # A directory cache of 100 ms, not rclone's 5 minutes: rclone keeps a separate VFS, with its
@@ -28,8 +24,6 @@ PROXY_NAME = "bluegrass-cloud-authproxy"
 DIR_CACHE_TIME = "100ms"
 READY = re.compile(r"SFTP server listening on")
 STOP_TIMEOUT = 10.0
-
-Log = Callable[[str], None]
 
 
 def authproxy_program() -> Path:
@@ -90,21 +84,16 @@ def environment(data_root: Path) -> dict[str, str]:
 
 
 class Endpoint:
-    """One run of the rclone child: start, wait until it listens, stop."""
+    """One run of the rclone child (a bluegrass.core.supervise.Child): start, wait, stop."""
+
+    name = "sftp"
+    ready_pattern = READY
 
     def __init__(self, data_root: Path, bind: str, port: int, log: Log) -> None:
         self.data_root = data_root
         self.bind = bind
         self.port = port
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ready = threading.Event()
-        self.last_line = ""
-        self.started = 0.0
-        self._reader: threading.Thread | None = None
-
-    name = "sftp"
-    ready_pattern = READY
+        self.child = Child(self.name, log, self.ready_pattern.search, STOP_TIMEOUT)
 
     def argv(self) -> list[str]:
         return command(self.data_root, self.bind, self.port)
@@ -115,69 +104,33 @@ class Endpoint:
     def start(self) -> None:
         argv = self.argv()
         (self.data_root / "run").mkdir(exist_ok=True)
-        # If we die without a chance to stop it (SIGKILL), the kernel stops it for us instead
-        # of leaving it holding the port.
-        setpriv = shutil.which("setpriv")
-        if setpriv and sys.platform.startswith("linux"):
-            argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
-        self.ready.clear()
-        self.last_line = ""
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=self.env(),
-            cwd=self.data_root,
-            # Its own process group: a Ctrl-C in the terminal reaches us, and we stop it.
-            process_group=0,
-        )
-        self.started = time.monotonic()
-        self._reader = threading.Thread(target=self._forward, args=(self.proc,), daemon=True)
-        self._reader.start()
+        self.child.start(argv, self.env(), self.data_root)
 
-    def _forward(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if not line:
-                continue
-            self.last_line = line
-            self.log(f"{self.name}: {line}")
-            if self.ready_pattern.search(line):
-                self.ready.set()
+    @property
+    def ready(self) -> threading.Event:
+        return self.child.ready
+
+    @property
+    def last_line(self) -> str:
+        return self.child.last_line
+
+    @property
+    def started(self) -> float:
+        return self.child.started
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        return self.child.pid
 
     def poll(self) -> int | None:
-        return self.proc.poll() if self.proc else None
+        return self.child.poll()
 
     def wait_ready(self, timeout: float, stop: threading.Event) -> bool:
         """True once rclone says it listens; False if it exited, or on timeout or stop."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not stop.is_set():
-            if self.ready.wait(0.1):
-                return True
-            if self.poll() is not None:
-                if self._reader:
-                    self._reader.join(1)  # let its last words reach the log
-                return False
-        return self.ready.is_set()
+        return self.child.wait_ready(timeout, stop)
 
     def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-        finally:
-            if self._reader:
-                self._reader.join(1)
+        return self.child.stop()
 
 
 class WebServer(Endpoint):
