@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bluegrass.appliance.settings import STATE_ENV, Paths
+from bluegrass.core import secrets_file
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.supervise import Backoff, Child, Log
 
@@ -35,27 +36,11 @@ Publish = Callable[[dict[str, object]], None]
 
 
 def secret_key(paths: Paths) -> str:
-    """The session signing key, STATE/panel-secret.key (0600): made once, then kept.
-
-    Written under a temporary name and linked into place, so two processes starting at once
-    agree on one key and neither reads a half-written file."""
+    """The session signing key, STATE/panel-secret.key (0600): made once, then kept."""
     path = paths.panel_secret
     if not path.exists():
         paths.ensure()
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, (secrets.token_urlsafe(48) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            pass  # another process was first: use its key
-        finally:
-            temp.unlink()
-    key = path.read_text().strip()
+    key = secrets_file.read_or_create(path, secrets.token_urlsafe(48))
     if len(key) < 32:
         raise BluegrassError(f"{path}: the panel's session key is too short; delete it")
     return key

@@ -39,7 +39,7 @@ from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.liverestore import restore_live
 from bluegrass.cloud.scheduler import last_occurrence
 from bluegrass.cloud.webapp import STATUS_FILE
-from bluegrass.core import names, syncspec
+from bluegrass.core import names, secrets_file, syncspec
 from bluegrass.core.config import Config, defaults
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.store import Repository, RepositoryError
@@ -82,27 +82,9 @@ RECENT = 30  # snapshots looked at for suspicious ones
 
 
 def secret_key(data_root: Path) -> str:
-    """The session signing key, DATA/web-session.key (0600): made once, shared by every worker.
-
-    Written under a temporary name and linked into place, so that two workers starting at
-    once agree on one key and neither can read a half-written file.
-    """
+    """The session signing key, DATA/web-session.key (0600): made once, shared by every worker."""
     path = data_root / SESSION_KEY_FILE
-    if not path.exists():
-        temp = data_root / f".{SESSION_KEY_FILE}.{secrets.token_hex(6)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, (secrets.token_urlsafe(48) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            pass  # another process was first: use its key
-        finally:
-            temp.unlink()
-    key = path.read_text().strip()
+    key = secrets_file.read_or_create(path, secrets.token_urlsafe(48))
     if len(key) < 32:
         raise BluegrassError(f"{path}: the web session key is too short; delete it to make one")
     return key

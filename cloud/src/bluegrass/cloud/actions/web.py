@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.datadir import DataRoot
+from bluegrass.core import secrets_file
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import BluegrassError
 
@@ -89,8 +89,8 @@ def read_setup_code(data_root: Path) -> str | None:
 
 
 def ensure_setup_code(data_root: Path) -> str:
-    """The current code, made first if there is none: written under a temporary name (0600)
-    and linked into place, so two processes at once agree on one code."""
+    """The current code, made first if there is none (bluegrass.core.secrets_file: owner-only,
+    and two processes at once agree on one code)."""
     found = read_setup_code(data_root)
     if found is not None:
         return found
@@ -99,19 +99,7 @@ def ensure_setup_code(data_root: Path) -> str:
     with contextlib.suppress(FileNotFoundError):
         if path.exists() or path.is_symlink():
             path.unlink()  # not a code (empty, damaged): replaced
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, (new_code() + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        pass  # another process was first: its code stands
-    finally:
-        temp.unlink()
+    secrets_file.read_or_create(path, new_code())
     found = read_setup_code(data_root)
     if found is None:
         raise BluegrassError(f"{path}: could not write the web setup code")
