@@ -137,11 +137,14 @@ def test_a_mass_delete_is_stopped_reported_and_nothing_is_lost(enrolled: Laptop,
         (docs / f"f{i}.txt").write_text(f"file {i}\n")
     enrolled.run("segment", "add", "docs", str(docs))
     enrolled.run("sync")
+    memo = enrolled.state_dir / "segments" / "docs" / "scan-memo.json"
+    assert memo.is_file()  # an "ok" run keeps its scan for the next one
     for i in range(8):
         (docs / f"f{i}.txt").unlink()
 
     proc = enrolled.run("sync", check=False)
     assert proc.returncode == 3
+    assert not memo.exists()  # any other outcome: the next scan reads every folder
     assert "bluegrass sync docs --confirm-deletes" in proc.stderr
     assert "nothing was deleted" in proc.stdout
     assert len(list((cloud.root / "docs").glob("f*.txt"))) == 10  # nothing lost

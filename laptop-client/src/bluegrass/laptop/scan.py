@@ -17,10 +17,12 @@ and a NAME.rclonelink coming from the cloud is an ordinary file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 import sys
+import time
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,13 +90,136 @@ def _text(name: bytes | str) -> str | None:
     return name
 
 
-def scan(root: Path, excludes: filters.Excludes, *, links: bool = SYNC_LINKS) -> ScanResult:
+def _names(name: bytes | str) -> tuple[str, str | None]:
+    """(_show(name), _text(name)), decoding once: the scan does this for every entry."""
+    text = _text(name)
+    return (text if text is not None else _show(name)), text
+
+
+# The first three letters of every name _WINDOWS_RESERVED can match: most names are ruled out
+# by a set lookup instead of a regular expression.
+_RESERVED_STARTS = frozenset({"con", "prn", "aux", "nul", "com", "lpt"})
+
+
+# A folder changed this recently may change again within its timestamp's resolution without
+# its time moving: it is looked at entry by entry, and not remembered.
+RACY_NS = 2_000_000_000
+MEMO_VERSION = 1
+
+
+@dataclass
+class _Folder:
+    """What one folder's own entries gave, and its subfolders walked, keyed by its times."""
+
+    stamp: tuple[int, int]  # (st_mtime_ns, st_ctime_ns) of the folder
+    subfolders: list[str]  # names (os.fsdecode of the bytes on POSIX)
+    unsyncable: list[Finding]
+    warnings: list[Finding]
+    files: int
+
+
+class Memo:
+    """The last scan, folder by folder, so the next one reads only folders that changed.
+
+    A folder whose modification and change times are what they were holds the same names
+    (creating, deleting or renaming an entry moves the folder's mtime; chmod of the folder its
+    ctime), so its findings stand. What a folder's times do not show: a file made unreadable
+    in place. That is caught by rclone failing to read it: a run that does not end "ok" drops
+    the memo (SegmentSync), and a memo older than `full_every` is not used at all.
+    """
+
+    def __init__(self, key: str, made: float, folders: dict[str, _Folder]) -> None:
+        self.key = key
+        self.made = made
+        self.old = folders
+        self.new: dict[str, _Folder] = {}
+        self.started_ns = time.time_ns()
+        self.reused = 0
+
+    @classmethod
+    def load(cls, path: Path, key: str, full_every: float) -> Memo:
+        now = time.time()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") != MEMO_VERSION or data.get("key") != key:
+                raise ValueError("another scan's memo")
+            made = float(data["made"])
+            if not 0 <= now - made < full_every:
+                raise ValueError("too old")
+            folders = {
+                rel: _Folder(
+                    (int(f["stamp"][0]), int(f["stamp"][1])),
+                    list(f["subfolders"]),
+                    [Finding(**x) for x in f["unsyncable"]],
+                    [Finding(**x) for x in f["warnings"]],
+                    int(f["files"]),
+                )
+                for rel, f in data["folders"].items()
+            }
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return cls(key, now, {})  # a full scan, remembered from now
+        return cls(key, made, folders)
+
+    @property
+    def unchanged(self) -> bool:
+        """Every folder came from the memo and none went away: saving would write the same."""
+        return self.reused == len(self.new) == len(self.old)
+
+    def save(self, path: Path) -> None:
+        if self.unchanged and path.exists():
+            return
+        data = {
+            "version": MEMO_VERSION,
+            "key": self.key,
+            "made": self.made,
+            "folders": {
+                rel: {
+                    "stamp": f.stamp,
+                    "subfolders": f.subfolders,
+                    "unsyncable": [vars(x) for x in f.unsyncable],
+                    "warnings": [vars(x) for x in f.warnings],
+                    "files": f.files,
+                }
+                for rel, f in self.new.items()
+            },
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        tmp.replace(path)
+
+    def stamp(self, folder: bytes | str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(folder)  # noqa: PTH116 - a bytes path on POSIX, which pathlib cannot hold
+        except OSError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_ctime_ns)
+        return None if self.started_ns - max(stamp) < RACY_NS else stamp
+
+
+def memo_key(excludes: filters.Excludes, links: bool) -> str:
+    """What a memo's findings depend on besides the folders: another key, another scan."""
+    return json.dumps([MEMO_VERSION, links, [p.glob for p in excludes.patterns]])
+
+
+def scan(
+    root: Path,
+    excludes: filters.Excludes,
+    *,
+    links: bool = SYNC_LINKS,
+    memo: Memo | None = None,
+) -> ScanResult:
     result = ScanResult([], [])
     top: bytes | str = os.fsencode(root) if os.name == "posix" else str(root)
-    _walk(top, "", excludes, result, links)
+    _walk(top, "", excludes, result, links, memo)
     result.unsyncable.sort(key=lambda f: (f.path, f.kind))
     result.warnings.sort(key=lambda f: (f.path, f.kind))
     return result
+
+
+def _add(out: ScanResult, part: ScanResult | _Folder) -> None:
+    out.unsyncable += part.unsyncable
+    out.warnings += part.warnings
+    out.files += part.files
 
 
 def _join(prefix: str, name: str) -> str:
@@ -102,8 +227,49 @@ def _join(prefix: str, name: str) -> str:
 
 
 def _walk(
-    folder: bytes | str, prefix: str, excludes: filters.Excludes, out: ScanResult, links: bool
+    folder: bytes | str,
+    prefix: str,
+    excludes: filters.Excludes,
+    out: ScanResult,
+    links: bool,
+    memo: Memo | None = None,
 ) -> None:
+    stamp = memo.stamp(folder) if memo is not None else None
+    if memo is not None and stamp is not None:
+        known = memo.old.get(prefix)
+        if known is not None and known.stamp == stamp:
+            memo.new[prefix] = known
+            memo.reused += 1
+            _add(out, known)
+            for name in known.subfolders:
+                if isinstance(folder, bytes):
+                    raw: bytes | str = os.fsencode(name)
+                    path: bytes | str = folder + b"/" + raw
+                else:
+                    raw, path = name, f"{folder}{os.sep}{name}"
+                _walk(path, _join(prefix, _show(raw)), excludes, out, links, memo)
+            return
+    mine = ScanResult([], [])
+    subfolders: list[tuple[bytes | str, str, bytes | str]] = []
+    _scan_folder(folder, prefix, excludes, mine, links, subfolders)
+    _add(out, mine)
+    if memo is not None and stamp is not None:
+        names = [os.fsdecode(name) for _, _, name in subfolders]
+        memo.new[prefix] = _Folder(stamp, names, mine.unsyncable, mine.warnings, mine.files)
+    for path, relative, _ in subfolders:
+        _walk(path, relative, excludes, out, links, memo)
+
+
+def _scan_folder(
+    folder: bytes | str,
+    prefix: str,
+    excludes: filters.Excludes,
+    out: ScanResult,
+    links: bool,
+    subfolders: list[tuple[bytes | str, str, bytes | str]],
+) -> None:
+    """One folder's own entries into `out`; (path, relative, name) of its subfolders to walk
+    into `subfolders`."""
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:
@@ -119,17 +285,17 @@ def _walk(
         return
     by_nfc: dict[str, list[str]] = {}
     by_case: dict[str, list[tuple[str, str]]] = {}
+    any_excludes = bool(excludes.patterns)
     for entry in entries:
-        shown = _show(entry.name)
-        relative = _join(prefix, shown)
-        text = _text(entry.name)
+        shown, text = _names(entry.name)
+        relative = f"{prefix}/{shown}" if prefix else shown
         try:
             is_link = entry.is_symlink()
             is_dir = not is_link and entry.is_dir(follow_symlinks=False)
-            is_file = not is_link and entry.is_file(follow_symlinks=False)
+            is_file = not is_link and not is_dir and entry.is_file(follow_symlinks=False)
         except OSError:
             continue  # vanished while we looked
-        if excludes.excludes(relative, is_dir=is_dir):
+        if any_excludes and excludes.excludes(relative, is_dir=is_dir):
             continue
         if text is None:
             out.warnings.append(
@@ -142,7 +308,11 @@ def _walk(
                 )
             )
         else:
-            if SYNC_LINKS and _WINDOWS_RESERVED.fullmatch(text):
+            if (
+                SYNC_LINKS
+                and text[:3].lower() in _RESERVED_STARTS
+                and _WINDOWS_RESERVED.fullmatch(text)
+            ):
                 out.warnings.append(
                     Finding(
                         relative,
@@ -151,11 +321,14 @@ def _walk(
                         "computer syncing this segment cannot hold it",
                     )
                 )
-            nfc = unicodedata.normalize("NFC", text)
+            # ASCII is its own NFC, and its casefold is its lower case.
+            ascii_only = text.isascii()
+            nfc = text if ascii_only else unicodedata.normalize("NFC", text)
             by_nfc.setdefault(nfc, []).append(shown)
-            by_case.setdefault(nfc.casefold(), []).append((shown, nfc))
+            folded = nfc.lower() if ascii_only else nfc.casefold()
+            by_case.setdefault(folded, []).append((shown, nfc))
         if is_dir:
-            _walk(entry.path, relative, excludes, out, links)
+            subfolders.append((entry.path, relative, entry.name))
         elif is_file:
             out.files += 1
             _check_file(entry, relative, shown, text, out, links)
@@ -201,7 +374,7 @@ def _walk(
 def _check_file(
     entry: os.DirEntry, relative: str, shown: str, text: str | None, out: ScanResult, links: bool
 ) -> None:
-    if filters.is_partial_name(shown):
+    if shown.endswith(filters.PARTIAL_SUFFIX) and filters.is_partial_name(shown):
         out.unsyncable.append(
             Finding(
                 relative,

@@ -49,6 +49,7 @@ class SegmentState:
     last_ok: str | None = None
     unsyncable: list[dict[str, str]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
+    listings_checked: str | None = None  # the last run that compared both sides' listings
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -65,6 +66,7 @@ class SegmentState:
             last_ok=data.get("last_ok"),
             unsyncable=list(data.get("unsyncable", [])),
             warnings=list(data.get("warnings", [])),
+            listings_checked=data.get("listings_checked"),
         )
 
 
@@ -76,6 +78,7 @@ class SegmentFiles:
         self.filters = self.dir / "filters.txt"
         self.log = self.dir / "last.log"
         self.lock = self.dir / "sync.lock"
+        self.scan_memo = self.dir / "scan-memo.json"
 
     def load(self) -> SegmentState:
         try:
