@@ -10,6 +10,9 @@ returns:
 
 Names are read as bytes on POSIX, so a name that is not valid UTF-8 is seen as it is.
 
+With a Memo, a folder whose times did not change since the last scan is not read again: its
+findings are the ones remembered (see Memo for what that can miss and how it is caught).
+
 Symlinks are synced as links (`--links`: NAME.rclonelink on the cloud) except on Windows,
 where making a symlink needs privileges most users lack: there a symlink is reported instead,
 and a NAME.rclonelink coming from the cloud is an ordinary file.
