@@ -103,6 +103,18 @@ class Tool:
     def setup(self) -> None:
         """Create the repository (untimed). The live tree is already in place."""
 
+    def reset_repository(self) -> None:
+        """Start again from no repository (untimed), keeping the tree: for a repeated first
+        snapshot. Caches a tool keeps beside its repository go too."""
+        for path in (self.repo, *self.caches()):
+            if path.exists():
+                shutil.rmtree(path)
+        self.snapshots = 0
+        self.setup()
+
+    def caches(self) -> list[Path]:
+        return []
+
     def snapshot(self) -> Snapshot:
         """Take one snapshot of the tree (timed)."""
         self.steps += 1
@@ -227,6 +239,9 @@ class Restic(Tool):
     def setup(self) -> None:
         run_quiet(["restic", "init", "-q"], env=self._env())
 
+    def caches(self) -> list[Path]:
+        return [self.workspace / "restic-cache"]
+
     def _snapshot(self) -> Snapshot:
         # A fixed --host, so restic always finds the previous snapshot as its parent.
         m = self._measure(
@@ -259,6 +274,9 @@ class Borg(Tool):
 
     def setup(self) -> None:
         run_quiet(["borg", "init", "-e", "none"], env=self._env())
+
+    def caches(self) -> list[Path]:
+        return [self.workspace / "borg-base"]
 
     def _snapshot(self) -> Snapshot:
         # Exit 1 is borg's "warning" (for instance a file changed while read); it is noted
