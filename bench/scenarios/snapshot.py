@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.lib import data
 from bench.lib.context import Context
 from bench.lib.measure import Measurement
-from bench.lib.report import Row, Target, add_ratios, megabytes
+from bench.lib.report import Row, Target, add_ratios, median_row, megabytes
 from bench.lib.tools import Bluegrass, Restic, Snapshot, Tool
 
 TITLE = "Snapshot: first, no-change and 1%-changed snapshots, repository size, a large file"
@@ -142,17 +142,6 @@ def _row(tool: Tool, step: str, m: Measurement, note: str = "") -> Row:
     )
 
 
-def _median_row(tool: Tool, step: str, runs: list[Measurement]) -> Row:
-    """The median time of repeated runs of a step, and the largest memory of any of them."""
-    times = sorted(m.seconds for m in runs)
-    row = _row(tool, step, sorted(runs, key=lambda m: m.seconds)[len(runs) // 2])
-    row.peak_rss = max(m.peak_rss for m in runs)
-    anon = [m.peak_anon for m in runs if m.peak_anon is not None]
-    row.peak_anon = max(anon) if anon else None
-    row.note = f"median of {len(runs)} ({times[0]:.2f}–{times[-1]:.2f} s)"
-    return row
-
-
 def _check(
     ctx: Context,
     tool: Tool,
@@ -228,7 +217,7 @@ def _tree_case(
         snap = _snapshot(ctx, tool, STEP_FIRST)
         _check(ctx, tool, STEP_FIRST, snap, committed=True, entries=stats.entries)
         firsts.append(snap.measurement)
-    rows.append(_median_row(tool, STEP_FIRST, firsts))
+    rows.append(median_row(tool.name, STEP_FIRST, firsts))
 
     # Short enough to be noisy against a 0.5 s target: the median of a few runs.
     runs = []
@@ -236,7 +225,7 @@ def _tree_case(
         snap = _snapshot(ctx, tool, STEP_NOCHANGE)
         _check(ctx, tool, STEP_NOCHANGE, snap, committed=False, entries=stats.entries)
         runs.append(snap.measurement)
-    rows.append(_median_row(tool, STEP_NOCHANGE, runs))
+    rows.append(median_row(tool.name, STEP_NOCHANGE, runs))
 
     # No settling after the change: the changed files are read in this step whatever their
     # age; their recent ctimes only matter to a later no-change snapshot, which is not taken.

@@ -153,7 +153,7 @@ class Mirror:
                 # New, or a `git init` cut short by a pulled drive or a power cut. init on an
                 # existing repository only adds what is missing; it never overwrites.
                 self.git("init", "--quiet", "--bare", "--initial-branch=main", str(self.path))
-                current = self._config()
+                current = self._read_config() or {}
             wanted = {
                 **SETTINGS,
                 f"remote.{REMOTE}.url": url,
@@ -180,12 +180,13 @@ class Mirror:
         except OSError as exc:
             raise errors.from_os_error(exc, f"setting up {self.path}") from None
 
-    def _config(self) -> dict[str, list[str]]:
+    def _read_config(self) -> dict[str, list[str]] | None:
+        """The repository's own configuration file, or None if git cannot read it."""
         proc = self.runner.run(
             ["git", "config", "--file", str(self.path / "config"), "--list", "-z"],
             env=git_env(self.path),
         )
-        return parse_config_list(proc.stdout) if proc.returncode == 0 else {}
+        return parse_config_list(proc.stdout) if proc.returncode == 0 else None
 
     def _is_repository(self) -> bool:
         code, _, _ = self.git("rev-parse", "--git-dir", check=False)
@@ -205,13 +206,11 @@ class Mirror:
         config = self.path / "config"
         if not config.exists():
             return None
-        probe = self.runner.run(
-            ["git", "config", "--file", str(config), "--list", "-z"], env=git_env(self.path)
-        )
-        if probe.returncode != 0 or not config.read_bytes().strip():
+        found = self._read_config()
+        if found is None or not config.read_bytes().strip():
             config.replace(self.path / f"config.damaged-{int(time.time())}")
             return None
-        return parse_config_list(probe.stdout)
+        return found
 
     def head(self) -> str | None:
         code, out, _ = self.git("rev-parse", "--verify", "--quiet", "refs/heads/main", check=False)
