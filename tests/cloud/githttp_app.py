@@ -18,4 +18,8 @@ USERS = {
 
 
 def app() -> GitHTTP:
-    return GitHTTP(Path(os.environ["BLUEGRASS_TEST_REPOS"]), lambda u, p, _c: USERS.get(u) == p)
+    return GitHTTP(
+        Path(os.environ["BLUEGRASS_TEST_REPOS"]),
+        lambda u, p, _c: USERS.get(u) == p,
+        Path(os.environ["BLUEGRASS_TEST_FILES"]),
+    )

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bluegrass.core import treestate
 from bluegrass.core.store import Repository, snapshot
 
 from tests.cloud.githttp_app import USERS
@@ -43,7 +44,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             "tests.cloud.githttp_app:app()",
         ],
         cwd=ROOT,
-        env={**os.environ, "BLUEGRASS_TEST_REPOS": str(repos), "PYTHONPATH": str(ROOT)},
+        env={
+            **os.environ,
+            "BLUEGRASS_TEST_REPOS": str(repos),
+            "BLUEGRASS_TEST_FILES": str(base / "files"),
+            "PYTHONPATH": str(ROOT),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -177,3 +183,64 @@ def test_segment_listing(server: tuple[str, Path]) -> None:
 
 def test_python_is_the_venv() -> None:
     assert Path(sys.executable).parent == VENV_BIN
+
+
+# -- a live folder's state (what a laptop asks before skipping a sync) ----------------------
+
+
+def state_of(base: str, segment: str, auth: tuple[str, str] | None) -> tuple[int, dict]:
+    status, body = get(base, f"/api/v1/segments/{segment}/state", auth)
+    return status, json.loads(body) if status == 200 else {}
+
+
+def test_a_device_gets_its_own_live_folders_state_and_it_moves_with_a_change(server):
+    base, root = server
+    alice_docs = root / "files" / "alice" / "docs"
+    status, body = state_of(base, "docs", ("alice", USERS["alice"]))
+    assert status == 200 and body["segment"] == "docs"
+    assert body["state"]["digest"] == treestate.walk(alice_docs).digest
+    assert body["state"]["entries"] == len(list(alice_docs.rglob("*")))
+    _, bobs = state_of(base, "docs", ("bob", USERS["bob"]))
+    assert bobs["state"]["digest"] == treestate.walk(root / "files" / "bob" / "docs").digest
+    assert bobs["state"]["digest"] != body["state"]["digest"]
+
+    extra = alice_docs / "new.txt"
+    extra.write_text("new\n")
+    try:
+        _, after = state_of(base, "docs", ("alice", USERS["alice"]))
+        assert after["state"]["digest"] != body["state"]["digest"]
+        assert after["state"]["entries"] == body["state"]["entries"] + 1
+        assert after["state"]["racy"]
+    finally:
+        extra.unlink()
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [None, ("alice", "wrong"), ("alice", USERS["bob"]), ("bob", USERS["alice"]), ("Alice", "x")],
+    ids=["none", "wrong-password", "bobs-password", "alices-password-as-bob", "bad-name"],
+)
+def test_a_state_without_the_right_credentials_is_refused(server, auth):
+    base, _ = server
+    status, body = get(base, "/api/v1/segments/docs/state", auth)
+    assert status == 401, body
+    assert b"digest" not in body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/segments/../bob/docs/state",
+        "/api/v1/segments/%2e%2e/bob/docs/state",
+        "/api/v1/segments/docs/../../bob/docs/state",
+        "/api/v1/segments/%2Fetc/state",
+        "/api/v1/segments/bob%2Fdocs/state",
+        "/api/v1/segments/absent/state",
+        "/api/v1/segments/Docs/state",
+    ],
+)
+def test_no_path_reaches_another_users_or_any_other_folder(server, path):
+    base, _ = server
+    status, body = get(base, path, ("alice", USERS["alice"]))
+    assert status == 404, (path, body)
+    assert b"digest" not in body

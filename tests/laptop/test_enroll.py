@@ -26,8 +26,12 @@ def test_enroll_writes_config_and_a_pinned_sftp_remote(laptop: Laptop, cloud: Sf
         "user": "alice",
         "device": "d1234abcd",
         "host_key": cloud.enrollment.host_key,
+        "url": "",
     }
     assert SECRET not in (laptop.config_dir / "bluegrass.toml").read_text()
+    # The cloud's HTTP side gets the same password, from its own owner-only file.
+    device_password = laptop.config_dir / "device-password"
+    assert device_password.read_text() == cloud.enrollment.password + "\n"
 
     rclone_conf = laptop.config_dir / "rclone.conf"
     parser = configparser.ConfigParser()
@@ -55,6 +59,7 @@ def test_enroll_writes_config_and_a_pinned_sftp_remote(laptop: Laptop, cloud: Sf
     if os.name == "posix":
         assert stat.S_IMODE(rclone_conf.stat().st_mode) == 0o600
         assert stat.S_IMODE(known_hosts.stat().st_mode) == 0o600
+        assert stat.S_IMODE(device_password.stat().st_mode) == 0o600
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from bluegrass.core.errors import BluegrassError
+from bluegrass.core.errors import BluegrassError, ConfigError
 from bluegrass.laptop import filters, paths, progress, scan, settings
 from bluegrass.laptop.bisync import LOCKED_OUT, NEEDS_USER, OK, RETRY, SegmentSync
 from bluegrass.laptop.runner import LogRecord, RunResult, parse_line
@@ -100,6 +100,7 @@ def test_settings_render_round_trips(tmp_path):
         "user": "ann",
         "device": "d00000001",
         "host_key": "ssh-ed25519 AAAA",
+        "url": "https://backup.example/",
     }
     values["segments"]["docs"] = {
         "path": '/home/Ann "A"/back\\slash\ttab',
@@ -114,6 +115,28 @@ def test_settings_render_round_trips(tmp_path):
     assert again.values == values
     seg = again.segments()["docs"]
     assert (seg.interval_minutes, seg.max_delete_percent) == (15, 20)
+    assert again.http_base == "https://backup.example"
+
+
+def test_settings_from_before_server_url_still_load(tmp_path):
+    """Files written before [server] url existed load; the HTTP side is then host:http_port."""
+    places = paths.Places(tmp_path, tmp_path)
+    places.config_file.write_text(
+        '[server]\nhost = "h.example"\nsftp_port = 2022\nhttp_port = 8080\nuser = "ann"\n'
+        'device = "d00000001"\nhost_key = "ssh-ed25519 AAAA"\n'
+    )
+    loaded = settings.load(places)
+    assert loaded.server["url"] == ""
+    assert loaded.http_base == "http://h.example:8080"
+
+
+def test_settings_refuse_a_server_url_that_is_not_http(tmp_path):
+    places = paths.Places(tmp_path, tmp_path)
+    places.config_file.write_text('[server]\nurl = "file:///etc/passwd"\n')
+    with pytest.raises(ConfigError) as caught:
+        settings.load(places)
+    message = str(caught.value)
+    assert str(places.config_file) in message and "server.url" in message
 
 
 def _result(code: int, *messages: tuple[str, str]) -> RunResult:

@@ -1,4 +1,5 @@
-"""Read-only git over HTTP: `git http-backend` behind a small WSGI app, plus the segment list.
+"""Read-only git over HTTP: `git http-backend` behind a small WSGI app, plus the segment list
+and each live folder's state (what a laptop asks before deciding a sync has nothing to do).
 
 The app streams in both directions (request bodies may be chunked; a multi-GB pack is never
 held in memory), runs http-backend with git's configuration isolated, and decides access
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bluegrass.core import httpspec, names
+from bluegrass.core import httpspec, names, treestate
 from bluegrass.core.store.git import git_env
 
 Authenticate = Callable[[str, str, str], bool]  # (user, password, client address) -> ok
@@ -27,6 +28,11 @@ StartResponse = Callable[..., Any]
 _GIT_PATH = re.compile(
     r"/git/(?P<user>[a-z0-9][a-z0-9-]{0,62})/(?P<segment>[a-z0-9][a-z0-9-]{0,62})\.git"
     r"(?P<rest>/info/refs|/git-upload-pack)"
+)
+_STATE_PATH = re.compile(
+    re.escape(httpspec.SEGMENTS_PATH)
+    + r"/(?P<segment>[a-z0-9][a-z0-9-]{0,62})"
+    + re.escape(httpspec.STATE_SUFFIX)
 )
 CHUNK = 1 << 16
 
@@ -55,8 +61,9 @@ def _credentials(environ: dict[str, Any]) -> tuple[str, str] | None:
 class GitHTTP:
     """WSGI app serving DATA/repos read-only to authenticated devices."""
 
-    def __init__(self, repos: Path, authenticate: Authenticate) -> None:
+    def __init__(self, repos: Path, authenticate: Authenticate, files: Path | None = None) -> None:
         self.repos = repos.absolute()
+        self.files = files.absolute() if files is not None else None
         self.authenticate = authenticate
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
@@ -77,6 +84,9 @@ class GitHTTP:
         user = creds[0]
         if path == httpspec.SEGMENTS_PATH and environ.get("REQUEST_METHOD") == "GET":
             return self._segments(user, start)
+        state = _STATE_PATH.fullmatch(path)
+        if state is not None and environ.get("REQUEST_METHOD") == "GET":
+            return self._state(user, state["segment"], start)
         match = _GIT_PATH.fullmatch(path)
         if match is None:
             if path.startswith(httpspec.GIT_PREFIX) and (
@@ -112,6 +122,30 @@ class GitHTTP:
                     {"name": segment, "git": httpspec.git_path(user, segment), "head": head}
                 )
         body = json.dumps({"user": user, "segments": listing}).encode()
+        start(
+            "200 OK",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [body]
+
+    def _state(self, user: str, segment: str, start: StartResponse) -> list[bytes]:
+        """The live folder's state, from the authenticated user's own folders only (the names
+        are checked by the pattern: no `..`, no slash)."""
+        if self.files is None:
+            return _plain(start, "404 Not Found", "not found")
+        folder = self.files / user / segment
+        try:
+            if folder.is_symlink() or not folder.is_dir():
+                return _plain(start, "404 Not Found", "not found")
+            found = treestate.walk(folder)
+        except OSError:
+            # A folder being removed, or unreadable: no state, so the laptop syncs in full.
+            return _plain(start, "404 Not Found", "not found")
+        body = json.dumps({"segment": segment, "state": found.to_json()}).encode()
         start(
             "200 OK",
             [

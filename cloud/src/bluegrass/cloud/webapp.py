@@ -70,7 +70,9 @@ class CloudApp:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         self.data_root = data_root.absolute()
-        self.git: WSGIApp = GitHTTP(self.data_root / "repos", DeviceLogin(self.data_root))
+        self.git: WSGIApp = GitHTTP(
+            self.data_root / "repos", DeviceLogin(self.data_root), self.data_root / "files"
+        )
         if settings.load(self.data_root).get("web.trust_proxy"):
             # Devices behind the same proxy: their login rate limit counts real addresses.
             self.git = ProxyFix(self.git, x_for=1, x_proto=1)  # type: ignore[arg-type]

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import ipaddress
 import json
 import re
+import urllib.parse
 import zlib
 from dataclasses import asdict, dataclass
 
@@ -52,9 +55,7 @@ class Enrollment:
 
     @property
     def http_base(self) -> str:
-        """Where git over HTTP and the web UI are reached: the public URL if the cloud set
-        one, else plain http on the server's address."""
-        return self.url.rstrip("/") or f"http://{self.server}:{self.http_port}"
+        return http_base(self.url, self.server, self.http_port)
 
     @property
     def password(self) -> str:
@@ -100,6 +101,31 @@ def decode(code: str) -> Enrollment:
         if not ok:
             raise UsageError(f"the enrollment code has a bad {key!r} field")
     return found
+
+
+def http_base(url: str, server: str, http_port: int) -> str:
+    """Where git over HTTP and the web UI are reached: the public URL if the cloud set one,
+    else plain http on the server's address."""
+    return url.rstrip("/") or f"http://{server}:{http_port}"
+
+
+def in_clear_beyond_lan(base: str) -> bool:
+    """Whether a device password sent to `base` would cross a network in clear.
+
+    Plain http is fine on this machine or a home network (loopback, private, link-local
+    addresses, .local names); beyond that the cloud should set `[server] public_url` to its
+    HTTPS address (a TLS proxy), which enrollment codes then carry.
+    """
+    if not base.startswith("http://"):
+        return False
+    host = urllib.parse.urlsplit(base).hostname or ""
+    if host == "localhost" or host.endswith(".local"):
+        return False
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(host)
+        if address.is_private or address.is_loopback or address.is_link_local:
+            return False
+    return True
 
 
 def split_password(password: str) -> tuple[str, str] | None:

@@ -9,6 +9,10 @@ as one that does not exist, so names do not leak.
     GET  /api/v1/segments
          200 {"user": "alice",
               "segments": [{"name": "docs", "git": "/git/alice/docs.git", "head": "<40 hex>"|null}]}
+    GET  /api/v1/segments/<segment>/state
+         200 {"segment": "docs", "state": {"digest": "<64 hex>", "entries": 78000, "racy": false}}
+         the live folder's state (bluegrass.core.treestate), which a laptop compares with the
+         state at its last sync that found nothing to do; 404 if the folder does not exist
     GET  /git/<user>/<segment>.git/info/refs?service=git-upload-pack     (git smart HTTP,
     POST /git/<user>/<segment>.git/git-upload-pack                        read-only, protocol v2)
          git-receive-pack and dumb-HTTP file reads are refused (403).
@@ -18,6 +22,11 @@ from __future__ import annotations
 
 SEGMENTS_PATH = "/api/v1/segments"
 GIT_PREFIX = "/git/"
+STATE_SUFFIX = "/state"
+
+
+def state_path(segment: str) -> str:
+    return f"{SEGMENTS_PATH}/{segment}{STATE_SUFFIX}"
 
 
 def git_path(user: str, segment: str) -> str:

@@ -8,7 +8,9 @@ A run:
    listings are only rewritten at the end of a run, so `--recover` continues from them;
 5. on the first run, puts the check file on both sides and runs `--resync`; when the
    segment's excludes changed, syncs with the old filters first, then resyncs with the new;
-6. runs bisync with the safety flags, following its JSON log for progress;
+6. asks whether either side changed since the last sync that changed nothing
+   (bluegrass.laptop.unchanged): if neither did, bisync has nothing to do and is skipped;
+   otherwise runs bisync with the safety flags, following its JSON log for progress;
 7. classifies the result: ok, retry later, needs the user (and what to do), or locked out
    (and how to recover).
 """
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bluegrass.laptop import filters, locking, paths, remote, scan
+from bluegrass.laptop import filters, locking, paths, remote, scan, unchanged
 from bluegrass.laptop.paths import Places
 from bluegrass.laptop.runner import Interrupts, LogRecord, Rclone, RunResult
 from bluegrass.laptop.settings import Segment, Settings, write_atomic
@@ -35,6 +37,7 @@ NEEDS_USER = "needs-user"
 LOCKED_OUT = "locked-out"
 OUTCOMES = (OK, RETRY, NEEDS_USER, LOCKED_OUT)
 
+UNCHANGED = "nothing changed on either side since the last sync"
 MAX_LOCK = "2m"
 # bisync's --check-sync compares the two sides' new listings in full after a run: 0.3 s of a
 # 3 s no-change run on a 78k-file segment. It runs on the first sync, on any run at least this
@@ -77,6 +80,7 @@ class Outcome:
     unsyncable: list[dict[str, str]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
     recorded: bool = True  # False: nothing happened worth remembering (segment busy)
+    bisync: bool = True  # False: skipped, neither side changed since the last quiet sync
 
 
 @dataclass
@@ -106,6 +110,8 @@ class SegmentSync:
         self.on_record = on_record
         self.check_listings = True
         self.memo: scan.Memo | None = None
+        self.sides: unchanged.Sides | None = None  # both sides' state before this run's bisync
+        self.kept: unchanged.Sides | None = None  # ... before the last quiet one
         self.rclone = Rclone(
             self.places.rclone_config,
             self.places.state_dir / "rclone-cache",
@@ -128,6 +134,12 @@ class SegmentSync:
         try:
             state = self.files.load()
             started = now_iso()
+            # The pair compared with is taken out of the file before anything runs: a run
+            # killed mid-way (kill -9, power cut) must not leave it to be trusted next time.
+            self.kept = unchanged.Sides.from_json(state.settled)
+            if state.settled is not None:
+                state.settled = None
+                self.files.save(state)
             last_check = parse_time(state.listings_checked)
             self.check_listings = (
                 last_check is None or datetime.now(UTC) - last_check >= LISTINGS_CHECK_EVERY
@@ -135,6 +147,7 @@ class SegmentSync:
             outcome = self._run(state, options)
             if outcome.kind == OK and (self.check_listings or outcome.resync):
                 state.listings_checked = now_iso()
+            state.settled = self._settled(outcome)
             self._keep_scan_memo(outcome.kind == OK)
             self._record(state, outcome, started)
             return outcome
@@ -186,7 +199,7 @@ class SegmentSync:
         elif current != wanted:
             outcome = self._change_filters(current, wanted, extra, options)
         else:
-            outcome = self._bisync(extra, options)
+            outcome = self._bisync_unless_unchanged(extra, options)
         outcome.notes[:0] = notes
         outcome.unsyncable = state.unsyncable
         outcome.warnings = state.warnings
@@ -219,6 +232,32 @@ class SegmentSync:
         if outcome.kind == OK:
             outcome.notes.append(f"full two-way copy (--resync): {reason}")
         return outcome
+
+    def _bisync_unless_unchanged(self, extra: list[str], options: Options) -> Outcome:
+        if not options.confirm_deletes:
+            self.sides = unchanged.look(self.settings, self.segment)
+        if self.sides is not None and not self.check_listings and self.sides.same_as(self.kept):
+            return Outcome(
+                OK,
+                UNCHANGED,
+                bisync=False,
+            )
+        return self._bisync(extra, options)
+
+    def _settled(self, outcome: Outcome) -> dict | None:
+        """Both sides' state to compare the next run with: the one taken before this run's
+        bisync, if that bisync ended "ok" having changed nothing on either side."""
+        sides = self.sides
+        quiet = (
+            outcome.kind == OK
+            and not outcome.resync
+            and outcome.files_transferred == 0
+            and outcome.deletes == 0
+            and not outcome.conflict_files
+        )
+        if sides is None or not quiet or not sides.keepable:
+            return None
+        return sides.to_json()
 
     # -- pieces ----------------------------------------------------------------------------
 
@@ -532,6 +571,7 @@ class SegmentSync:
             bytes_transferred=outcome.bytes_transferred,
             deletes=outcome.deletes,
             conflicts=len(outcome.conflict_files),
+            bisync=outcome.bisync,
         )
         if outcome.kind == OK:
             state.failures = 0

@@ -21,6 +21,7 @@ from bluegrass.core.errors import BluegrassError
 
 CONFIG_FILE = "bluegrass.toml"
 RCLONE_CONFIG = "rclone.conf"
+DEVICE_PASSWORD = "device-password"  # noqa: S105 (a file name)
 KNOWN_HOSTS = "known_hosts"
 
 
@@ -71,6 +72,12 @@ class Places:
     @property
     def known_hosts(self) -> Path:
         return self.config_dir / KNOWN_HOSTS
+
+    @property
+    def device_password(self) -> Path:
+        """The device's password in clear (mode 0600, like rclone.conf, which holds it merely
+        obscured): for the cloud's HTTP side, which rclone does not talk to."""
+        return self.config_dir / DEVICE_PASSWORD
 
     def segment_state(self, segment: str) -> Path:
         return self.state_dir / "segments" / segment

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bluegrass.laptop.bisync import LOCKED_OUT, NEEDS_USER, OK, RETRY, Outcome
+from bluegrass.laptop.bisync import LOCKED_OUT, NEEDS_USER, OK, RETRY, UNCHANGED, Outcome
 from bluegrass.laptop.progress import human_bytes
 
 LABELS = {OK: "ok", RETRY: "will retry", NEEDS_USER: "needs you", LOCKED_OUT: "locked out"}
@@ -12,7 +12,9 @@ EXIT_CODES = {OK: 0, RETRY: 1, NEEDS_USER: 3, LOCKED_OUT: 4}
 SEVERITY = {OK: 0, RETRY: 1, NEEDS_USER: 2, LOCKED_OUT: 3}
 
 
-def moved(files: int, size: int, deletes: int, conflicts: int) -> str:
+def moved(files: int, size: int, deletes: int, conflicts: int, bisync: bool = True) -> str:
+    if not bisync:
+        return UNCHANGED
     parts = []
     if files:
         parts.append(f"{files} file{'s' if files != 1 else ''} ({human_bytes(size)}) copied")
@@ -33,6 +35,7 @@ def outcome_lines(segment: str, outcome: Outcome) -> list[str]:
             outcome.bytes_transferred,
             outcome.deletes,
             len(outcome.conflict_files),
+            outcome.bisync,
         )
         lines = [f"{segment}: {label}: {counts}"]
     else:

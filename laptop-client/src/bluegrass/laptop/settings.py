@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bluegrass.core import config
+from bluegrass.core import config, enrollment
 from bluegrass.core.config import Field, Table, TableMap
 from bluegrass.core.errors import ConfigError
 from bluegrass.core.names import NAME_PATTERN
@@ -61,6 +61,13 @@ _SERVER = Table(
             "",
             'an SSH public key, "ssh-ed25519 AAAA..."',
             lambda v: re.fullmatch(r"ssh-(ed25519|rsa) [A-Za-z0-9+/=]+", v) is not None,
+        ),
+        "url": Field(
+            str,
+            "",
+            'empty, or the cloud\'s web address such as "https://backup.example.org"',
+            lambda v: v == "" or config.is_http_base(v),
+            doc="The cloud's HTTP side when it is not http://host:http_port (a TLS proxy).",
         ),
     },
     doc="The cloud this laptop is enrolled with (written by `bluegrass enroll`).",
@@ -111,6 +118,8 @@ _SEGMENT = Table(
     }
 )
 
+OPTIONAL_SERVER_KEYS = ("url",)
+
 SCHEMA = Table(
     {
         "server": _SERVER,
@@ -155,6 +164,11 @@ class Settings:
         return self.values["server"]
 
     @property
+    def http_base(self) -> str:
+        s = self.server
+        return enrollment.http_base(s["url"], s["host"], s["http_port"])
+
+    @property
     def sync(self) -> dict[str, Any]:
         return self.values["sync"]
 
@@ -178,7 +192,7 @@ def load(places: Places) -> Settings:
     cfg = config.load(places.config_file, SCHEMA)
     values = cfg.values
     where = str(places.config_file)
-    server = values["server"]
+    server = {k: v for k, v in values["server"].items() if k not in OPTIONAL_SERVER_KEYS}
     filled = [k for k, v in server.items() if v not in ("", 0)]
     if filled and len(filled) != len(server):
         missing = sorted(k for k, v in server.items() if v in ("", 0))

@@ -1,6 +1,7 @@
 """What the client remembers between runs: one small JSON file per segment, plus the daemon's.
 
-STATE/segments/<segment>/state.json   last run, outcome, consecutive failures, scan findings
+STATE/segments/<segment>/state.json   last run, outcome, consecutive failures, scan findings,
+                                      both sides' state before the last quiet sync
 STATE/segments/<segment>/bisync/      rclone bisync's --workdir (listings, lock)
 STATE/segments/<segment>/filters.txt  the --filters-file (rclone keeps filters.txt.md5 beside)
 STATE/segments/<segment>/last.log     rclone's JSON log of the last run
@@ -39,6 +40,7 @@ class LastRun:
     bytes_transferred: int = 0
     deletes: int = 0
     conflicts: int = 0
+    bisync: bool = True  # False: both sides were unchanged since a quiet sync, so it was skipped
 
 
 @dataclass
@@ -50,6 +52,9 @@ class SegmentState:
     unsyncable: list[dict[str, str]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
     listings_checked: str | None = None  # the last run that compared both sides' listings
+    # Both sides' state (bluegrass.laptop.unchanged.Sides as JSON) taken before the last sync
+    # that ended "ok" having changed nothing; None when there is none to trust.
+    settled: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -67,6 +72,7 @@ class SegmentState:
             unsyncable=list(data.get("unsyncable", [])),
             warnings=list(data.get("warnings", [])),
             listings_checked=data.get("listings_checked"),
+            settled=data["settled"] if isinstance(data.get("settled"), dict) else None,
         )
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ipaddress
 import sys
-import urllib.parse
 
 from bluegrass.appliance import settings
 from bluegrass.appliance.app import App
+from bluegrass.core import enrollment
 from bluegrass.core.cli import emit_json
 from bluegrass.core.enrollment import Enrollment
 
@@ -28,20 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cleartext_warning(base: str) -> str | None:
-    """Why the device's password would cross a network in clear, or None.
-
-    Plain http is fine on this machine or a home network; beyond that, the cloud should set
-    `[server] public_url` to its HTTPS address (a TLS proxy), which the code then carries.
-    """
-    if not base.startswith("http://"):
+    """Why the device's password would cross a network in clear, or None."""
+    if not enrollment.in_clear_beyond_lan(base):
         return None
-    host = urllib.parse.urlsplit(base).hostname or ""
-    if host == "localhost" or host.endswith(".local"):
-        return None
-    with contextlib.suppress(ValueError):
-        address = ipaddress.ip_address(host)
-        if address.is_private or address.is_loopback or address.is_link_local:
-            return None
     return (
         f"the cloud's web side is plain http ({base}): this device's password would cross the "
         "network in clear. Put a TLS proxy in front of it and set [server] public_url on the "

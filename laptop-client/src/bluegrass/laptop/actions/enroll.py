@@ -1,10 +1,11 @@
 """`bluegrass enroll CODE`: set this computer up with the cloud from one pasted line.
 
 Writes, in the configuration folder: the [server] table of bluegrass.toml, `known_hosts` with
-the server's pinned host key, and `rclone.conf` (mode 0600) with the sftp remote and the
-device's password, obscured. Before saving, it connects once with the new settings: a server
-that presents another host key, or refuses the password, is not enrolled with. A server that
-cannot be reached right now is: syncs will retry.
+the server's pinned host key, `rclone.conf` (mode 0600) with the sftp remote and the
+device's password, obscured, and `device-password` (mode 0600), the same password for the
+cloud's HTTP side (asked before a sync whether anything changed there). Before saving, it
+connects once with the new settings: a server that presents another host key, or refuses the
+password, is not enrolled with. A server that cannot be reached right now is: syncs will retry.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         "user": enrollment.user,
         "device": enrollment.device,
         "host_key": enrollment.host_key,
+        "url": enrollment.url,
     }
+    settings.write_atomic(places.device_password, enrollment.password + "\n", private=True)
     current.save()
     moved = previous.get("host") and (
         (previous["host"], previous["sftp_port"], previous["user"])

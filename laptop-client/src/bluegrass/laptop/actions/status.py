@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
                     last["bytes_transferred"],
                     last["deletes"],
                     last["conflicts"],
+                    last.get("bisync", True),
                 )
                 print(f"    {counts}")
             else:
