@@ -1,7 +1,8 @@
 """The cloud's HTTP server: one WSGI app, run by gunicorn as a child of `bluegrass-cloud run`.
 
     GET /health                  200/503 JSON: the web server and the sync endpoint's state
-    /api/v1/segments, /git/...   read-only git over HTTP for devices (bluegrass.cloud.githttp)
+    /api/v1/segments, /git/...   read-only git over HTTP for devices, and each live folder's
+                                 state for laptops (bluegrass.cloud.githttp)
     everything else              the web interface: the panel in cloud mode, signed in with
                                  web accounts (bluegrass.cloud.panelbackend)
 
