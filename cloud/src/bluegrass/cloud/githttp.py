@@ -46,6 +46,17 @@ def _plain(
     return [body]
 
 
+def _json(start: StartResponse, data: object) -> list[bytes]:
+    body = json.dumps(data).encode()
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]
+    start("200 OK", headers)
+    return [body]
+
+
 def _credentials(environ: dict[str, Any]) -> tuple[str, str] | None:
     header = environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.partition(" ")
@@ -121,16 +132,7 @@ class GitHTTP:
                 listing.append(
                     {"name": segment, "git": httpspec.git_path(user, segment), "head": head}
                 )
-        body = json.dumps({"user": user, "segments": listing}).encode()
-        start(
-            "200 OK",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-            ],
-        )
-        return [body]
+        return _json(start, {"user": user, "segments": listing})
 
     def _state(self, user: str, segment: str, start: StartResponse) -> list[bytes]:
         """The live folder's state, from the authenticated user's own folders only (the names
@@ -145,16 +147,7 @@ class GitHTTP:
         except OSError:
             # A folder being removed, or unreadable: no state, so the laptop syncs in full.
             return _plain(start, "404 Not Found", "not found")
-        body = json.dumps({"segment": segment, "state": found.to_json()}).encode()
-        start(
-            "200 OK",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-            ],
-        )
-        return [body]
+        return _json(start, {"segment": segment, "state": found.to_json()})
 
     def _backend(
         self, environ: dict[str, Any], start: StartResponse, user: str, path_info: str
