@@ -237,11 +237,7 @@ class SegmentSync:
         if not options.confirm_deletes:
             self.sides = unchanged.look(self.settings, self.segment)
         if self.sides is not None and not self.check_listings and self.sides.same_as(self.kept):
-            return Outcome(
-                OK,
-                UNCHANGED,
-                bisync=False,
-            )
+            return Outcome(OK, UNCHANGED, bisync=False)
         return self._bisync(extra, options)
 
     def _settled(self, outcome: Outcome) -> dict | None:

@@ -15,7 +15,6 @@ import json
 import signal
 import sys
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -29,9 +28,10 @@ from bluegrass.cloud.scheduler import Scheduler
 from bluegrass.cloud.webapp import STATUS_FILE
 from bluegrass.core import rclone
 from bluegrass.core.errors import BluegrassError, UsageError
+from bluegrass.core.supervise import Backoff
 
 READY_TIMEOUT = 30.0
-STABLE = 60.0  # an endpoint up this long resets the restart delay
+STABLE = 60.0  # a child up this long restarts after the first delay again
 MAX_DELAY = 60.0
 REVISION_CHECK = 1.0
 
@@ -102,7 +102,7 @@ def _keep_serving(
     server: WebServer, stop: threading.Event, log: _Log, first_ready: threading.Event
 ) -> None:
     """Start the web server and restart it whenever it dies, until `stop`."""
-    delay = 1.0
+    backoff = Backoff(most=MAX_DELAY, stable=STABLE)
     while not stop.is_set():
         server.start()
         if server.wait_ready(READY_TIMEOUT, stop):
@@ -116,9 +116,9 @@ def _keep_serving(
             first_ready.set()  # never came up: run() reports it and stops
             return
         code = server.stop()
+        delay = backoff.next(server.started)
         log(f"http: server exited (code {code}); restarting in {delay:g}s")
         stop.wait(delay)
-        delay = min(delay * 2, MAX_DELAY)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -219,7 +219,7 @@ def _supervise(
     log: _Log,
     scheduler: Scheduler,
 ) -> None:
-    delay = 1.0
+    backoff = Backoff(most=MAX_DELAY, stable=STABLE)
     first = True
     with Accounts.open(root.path) as accounts:
         revision = accounts.credentials_revision()
@@ -235,9 +235,9 @@ def _supervise(
                         f"the sync endpoint did not start: {endpoint.last_line or 'no output'}"
                     )
                 status["sync_endpoint"] = "down"
+                delay = backoff.next(None)
                 log(f"sync endpoint failed to start; retrying in {delay:g}s")
                 stop.wait(delay)
-                delay = min(delay * 2, MAX_DELAY)
                 continue
             if first:
                 first = False
@@ -263,8 +263,6 @@ def _supervise(
             if restart_now:
                 continue
             code = endpoint.poll()
-            if time.monotonic() - endpoint.started > STABLE:
-                delay = 1.0
+            delay = backoff.next(endpoint.started)
             log(f"sync endpoint exited (code {code}); restarting in {delay:g}s")
             stop.wait(delay)
-            delay = min(delay * 2, MAX_DELAY)
