@@ -217,7 +217,8 @@ class Cloud:
         committed = []
         for user, segment in segments:
             key = f"{user}/{segment}"
-            pattern = re.compile(rf"commit {re.escape(key)}: (.*)")
+            # Not the lines of a commit waiting for an upload to end: its outcome comes after.
+            pattern = re.compile(rf"commit {re.escape(key)}: (?!waiting|no upload|still)(.*)")
             poll_until(
                 lambda p=pattern: p.search(self.run_log()) is not None,
                 f"the cloud's first scheduled commit of {key}",

@@ -308,10 +308,10 @@ def run(ctx: Context) -> list[Row]:
     rows.sort(key=lambda r: (steps.index(r.step), order.index(r.tool)))
     ctx.notes.append(
         "`bluegrass-cloud run` commits a segment as soon as it finds one not yet committed "
-        "for the last `commit_at`, and checks every 30 s: a new segment's folder appearing "
-        "during a laptop's first upload is snapshotted half-uploaded, while the upload runs. "
-        "Here the folders exist (empty) before `run` starts, so that commit happens before "
-        "the timed steps."
+        "for the last `commit_at`, and checks every 30 s (a segment with an upload in "
+        "progress waits until none has been seen for a minute, at most "
+        "`upload_wait_minutes`). Here the folders exist (empty) before `run` starts, so that "
+        "commit happens before the timed steps."
     )
     if not ctx.keep:
         _clean(run_dir)

@@ -7,6 +7,8 @@ import os
 import signal
 import socket
 import sqlite3
+import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -14,11 +16,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from bluegrass.cloud import scheduler as scheduler_module
 from bluegrass.cloud import settings
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.scheduler import Scheduler, last_occurrence
-from bluegrass.core.store import Repository
+from bluegrass.core.store import Repository, browse
 
 from tests.cloud.conftest import Run, Site, one_line_error
 from tests.cloud.server import Server, wait_for
@@ -204,3 +207,102 @@ def test_user_remove_waits_for_no_commit(cloud: Run, data: Path) -> None:
     assert json.loads(cloud("device", "list", "alice", "--json").stdout)["devices"]
     cloud("user", "remove", "alice", "--delete-data")
     assert not (data / "files" / "alice").exists() and not (data / "repos" / "alice").exists()
+
+
+PARTIAL = "big.bin.0123abcd.bluegrass-part"  # the laptop's partial-upload name (core.syncspec)
+
+
+def scheduler_for(data: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Scheduler, list[str]]:
+    """The scheduler of `run`, driven here round by round (its thread is not started). The
+    minute of quiet it waits for after an upload is shortened to a second."""
+    monkeypatch.setattr(scheduler_module, "UPLOAD_QUIET", 1.0)
+    monkeypatch.setattr(scheduler_module, "UPLOAD_POLL", 0.1)
+    logs: list[str] = []
+    return Scheduler(DataRoot(data), stop=threading.Event(), log=logs.append), logs
+
+
+def rounds_until(scheduler: Scheduler, logs: list[str], needle: str, timeout: float = 20) -> str:
+    """Run scheduler rounds, each when the scheduler says its next one is due, until a log
+    line contains `needle`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scheduler.tick()
+        found = [line for line in logs if needle in line]
+        if found:
+            return found[0]
+        scheduler.stop.wait(scheduler._next_wait())
+    raise AssertionError(f"no {needle!r} in {logs}")
+
+
+def test_the_daily_commit_waits_for_an_upload_to_end(
+    cloud: Run, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A laptop's first upload in progress at commit time: the day's snapshot waits for it,
+    and has the whole file, not a tree half uploaded."""
+    cloud("init")
+    cloud("user", "add", "alice")
+    tree = data / "files" / "alice" / "docs"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a\n")
+    (tree / PARTIAL).write_bytes(b"half")
+    scheduler, logs = scheduler_for(data, monkeypatch)
+
+    assert "waiting for the upload of big.bin.0123abcd.bluegrass-part" in rounds_until(
+        scheduler, logs, "waiting"
+    )
+    for _ in range(3):  # more rounds while it is still uploading: still no commit
+        scheduler.stop.wait(scheduler._next_wait())
+        scheduler.tick()
+    assert not any("committed" in line for line in logs), logs
+    with Accounts.open(data) as accounts:
+        assert accounts.jobs("commit", "alice", "docs") == []
+
+    (tree / PARTIAL).write_bytes(b"half and the rest")
+    (tree / PARTIAL).rename(tree / "big.bin")  # as rclone ends an upload
+    done = time.monotonic()
+    rounds_until(scheduler, logs, "committed")
+    assert time.monotonic() - done >= scheduler_module.UPLOAD_QUIET
+    assert any("no upload for 1 s; committing" in line for line in logs), logs
+    repo = Repository.open(data / "repos" / "alice" / "docs.git")
+    head = repo.head()
+    assert head is not None
+    assert sorted(repo.manifest(head)) == [b".", b"a.txt", b"big.bin"]  # "." the root folder
+    stored = browse.git_path(b"big.bin").decode()
+    assert repo.read_blob(f"{head}:{stored}") == b"half and the rest"
+
+
+def test_the_wait_for_an_upload_has_an_end(
+    cloud: Run, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload that never ends (a laptop gone mid-file) delays the day's commit by
+    `upload_wait_minutes` at most; the commit then leaves the partial file out and says so.
+    The scheduler's clock is moved on by two hours: that wait cannot happen in a test."""
+    cloud("init")
+    cloud("user", "add", "alice")
+    tree = data / "files" / "alice" / "docs"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a\n")
+    (tree / PARTIAL).write_bytes(b"half")
+    scheduler, logs = scheduler_for(data, monkeypatch)
+    rounds_until(scheduler, logs, "waiting")
+    later = time.monotonic() + 2 * 3600
+    monkeypatch.setattr(scheduler_module.time, "monotonic", lambda: later)
+    scheduler._retry.clear()  # due now by the moved clock
+    line = rounds_until(scheduler, logs, "commit alice/docs: committed")
+    assert "1 skipped" in line
+    assert any("still being uploaded into after 120 min" in x for x in logs), logs
+
+
+def test_with_no_upload_wait_the_commit_leaves_the_partial_out_at_once(
+    cloud: Run, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud("init")
+    cloud("user", "add", "alice")
+    (data / "bluegrass-cloud.toml").write_text("[schedule]\nupload_wait_minutes = 0\n")
+    tree = data / "files" / "alice" / "docs"
+    tree.mkdir()
+    (tree / PARTIAL).write_bytes(b"half")
+    scheduler, logs = scheduler_for(data, monkeypatch)
+    scheduler.tick()
+    assert not any("waiting" in line for line in logs), logs
+    assert any("commit alice/docs:" in line and "1 skipped" in line for line in logs), logs

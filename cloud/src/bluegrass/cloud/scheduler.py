@@ -3,8 +3,12 @@
 Each segment's run is identified by the occurrence it belongs to (its last HH:MM at or before
 now) and recorded in the job history, so a server that was down at 03:00 commits as soon as
 it is back, once, and a restart does not commit twice. A segment whose repository is busy (an
-on-demand `commit` holds its lock) is retried after a short, growing delay; any other failure
-is logged and recorded, and waits for the next day.
+on-demand `commit` holds its lock) is retried after a short, growing delay. One with a file
+being uploaded into it (a laptop's sync: its first upload, say) waits until no upload has
+been seen in it for UPLOAD_QUIET seconds, looking every UPLOAD_POLL seconds, for at most
+`upload_wait_minutes`, so the day's snapshot is not of a tree half uploaded; after that it
+commits without the files in flight (they are reported, and wait for the next commit). Any
+other failure is logged and recorded, and waits for the next day.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.accounts import Accounts, Job, now_text
-from bluegrass.cloud.actions.commit import commit_one, is_busy, summary
+from bluegrass.cloud.actions.commit import commit_one, is_busy, summary, upload_in_flight
 from bluegrass.cloud.actions.maintain import maintain_one
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core.config import Config
@@ -27,6 +31,10 @@ Log = Callable[[str], None]
 TICK = 30.0  # new segments and config edits are noticed within this long
 FIRST_RETRY = 2.0
 MAX_RETRY = 300.0
+# Between two files of an upload there is a moment with none in flight: a sync is taken as
+# ended only when none has been seen for this long.
+UPLOAD_QUIET = 60.0
+UPLOAD_POLL = 10.0
 
 
 def last_occurrence(now: datetime, clock: str) -> datetime:
@@ -46,6 +54,8 @@ class Scheduler(threading.Thread):
         self._config_error = ""
         # (user, segment) -> (monotonic time of the next try, delay after that)
         self._retry: dict[tuple[str, str], tuple[float, float]] = {}
+        # (user, segment) -> (occurrence, monotonic times: began waiting, last saw an upload)
+        self._waiting: dict[tuple[str, str], tuple[str, float, float]] = {}
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -109,13 +119,14 @@ class Scheduler(threading.Thread):
         self, accounts: Accounts, cfg: Config, user: str, segment: str, occurrence: str
     ) -> bool:
         name = f"{user}/{segment}"
+        if self._wait_for_upload(cfg, user, segment, occurrence):
+            return False
         started = now_text()
         try:
             result = commit_one(self.root, cfg, user, segment)
         except BluegrassError as exc:
             if is_busy(exc):
-                _, delay = self._retry.get((user, segment), (0.0, FIRST_RETRY))
-                self._retry[(user, segment)] = (time.monotonic() + delay, min(delay * 2, MAX_RETRY))
+                delay = self._retry_later(user, segment)
                 outcome, detail = "busy", f"busy; retrying in {delay:g}s"
             else:
                 outcome, detail = "error", str(exc)
@@ -131,6 +142,41 @@ class Scheduler(threading.Thread):
             Job("commit", user, segment, occurrence, started, now_text(), "ok", detail)
         )
         return bool(result["committed"])
+
+    def _retry_later(self, user: str, segment: str) -> float:
+        _, delay = self._retry.get((user, segment), (0.0, FIRST_RETRY))
+        self._retry[(user, segment)] = (time.monotonic() + delay, min(delay * 2, MAX_RETRY))
+        return delay
+
+    def _wait_for_upload(self, cfg: Config, user: str, segment: str, occurrence: str) -> bool:
+        """Whether to put this commit off because files are being uploaded into the segment."""
+        key, name = (user, segment), f"{user}/{segment}"
+        limit = cfg.get("schedule.upload_wait_minutes") * 60.0
+        found = upload_in_flight(self.root.live_tree(user, segment)) if limit else None
+        now = time.monotonic()
+        waiting = self._waiting.get(key)
+        if waiting is not None and waiting[0] != occurrence:
+            waiting = None
+        if waiting is None:
+            if found is None:
+                return False
+            self.log(f"commit {name}: waiting for the upload of {found} and any after it")
+            waiting = (occurrence, now, now)
+        elif found is not None:
+            waiting = (occurrence, waiting[1], now)
+        if now - waiting[1] >= limit:
+            self.log(
+                f"commit {name}: still being uploaded into after {limit / 60:g} min; "
+                "committing without the files in flight"
+            )
+        elif found is None and now - waiting[2] >= UPLOAD_QUIET:
+            self.log(f"commit {name}: no upload for {UPLOAD_QUIET:g} s; committing")
+        else:
+            self._waiting[key] = waiting
+            self._retry[key] = (now + UPLOAD_POLL, FIRST_RETRY)
+            return True
+        self._waiting.pop(key, None)
+        return False
 
     def _maintain(self, accounts: Accounts, user: str, segment: str) -> None:
         started = now_text()

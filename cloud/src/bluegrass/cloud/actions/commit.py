@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bluegrass.cloud import settings
@@ -38,6 +40,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _in_flight(name: bytes) -> str | None:
     # A half-uploaded file waits for the next snapshot; its previous version stays as it was.
     return "upload in progress" if syncspec.is_partial_upload(name) else None
+
+
+def upload_in_flight(tree: Path) -> str | None:
+    """The first file of `tree` (relative, POSIX) still being uploaded, or None."""
+    pending = [tree]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # a folder renamed or removed meanwhile: the commit itself reports it
+        for entry in entries:
+            if syncspec.is_partial_upload(os.fsencode(entry.name)):
+                return Path(entry.path).relative_to(tree).as_posix()
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+    return None
 
 
 BUSY = "busy: another commit of this segment is running (the scheduler's?); try again shortly"
