@@ -76,6 +76,9 @@ def test_bad_configuration_names_file_key_and_expectation(appliance: Appliance) 
     assert proc.returncode == 2
     appliance.configure("[drive]\nlable = 'X'\n")
     assert "unknown key 'drive.lable'" in one_line_error(appliance("status", check=False))
+    # No user:password@ in the cloud's address: the device signs in with its own credential.
+    appliance.configure('[cloud]\nurl = "https://pi:secret@backup.example.org"\n')
+    assert "cloud.url" in one_line_error(appliance("status", check=False))
 
 
 @pytest.mark.root

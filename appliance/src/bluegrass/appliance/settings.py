@@ -51,7 +51,10 @@ def _is_abs_or_empty(value: str) -> bool:
 
 
 def _is_url(value: str) -> bool:
-    return value == "" or re.fullmatch(r"(https?://[^\s/]+|file:///\S*)/?", value) is not None
+    # http(s) as the enrollment's own url is checked (no user:password@, no path).
+    return (
+        value == "" or config.is_http_base(value) or re.fullmatch(r"file:///\S*", value) is not None
+    )
 
 
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
