@@ -18,7 +18,8 @@ from bluegrass.core import enrollment, httpspec
 from bluegrass.core.treestate import TreeState
 from bluegrass.laptop.settings import Settings
 
-TIMEOUT = 10.0
+# The cloud walks the segment's folder before it answers: a few seconds for a million files.
+TIMEOUT = 30.0
 
 
 class CloudHTTP:
