@@ -221,6 +221,17 @@ def scheduler_for(data: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Schedule
     return Scheduler(DataRoot(data), stop=threading.Event(), log=logs.append), logs
 
 
+def segment_being_uploaded(cloud: Run, data: Path) -> Path:
+    """alice's segment docs, never committed, with a.txt and big.bin half uploaded."""
+    cloud("init")
+    cloud("user", "add", "alice")
+    tree = data / "files" / "alice" / "docs"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a\n")
+    (tree / PARTIAL).write_bytes(b"half")
+    return tree
+
+
 def rounds_until(scheduler: Scheduler, logs: list[str], needle: str, timeout: float = 20) -> str:
     """Run scheduler rounds, each when the scheduler says its next one is due, until a log
     line contains `needle`."""
@@ -239,12 +250,7 @@ def test_the_daily_commit_waits_for_an_upload_to_end(
 ) -> None:
     """A laptop's first upload in progress at commit time: the day's snapshot waits for it,
     and has the whole file, not a tree half uploaded."""
-    cloud("init")
-    cloud("user", "add", "alice")
-    tree = data / "files" / "alice" / "docs"
-    tree.mkdir()
-    (tree / "a.txt").write_text("a\n")
-    (tree / PARTIAL).write_bytes(b"half")
+    tree = segment_being_uploaded(cloud, data)
     scheduler, logs = scheduler_for(data, monkeypatch)
 
     assert "waiting for the upload of big.bin.0123abcd.bluegrass-part" in rounds_until(
@@ -277,17 +283,16 @@ def test_the_wait_for_an_upload_has_an_end(
     """An upload that never ends (a laptop gone mid-file) delays the day's commit by
     `upload_wait_minutes` at most; the commit then leaves the partial file out and says so.
     The scheduler's clock is moved on by two hours: that wait cannot happen in a test."""
-    cloud("init")
-    cloud("user", "add", "alice")
-    tree = data / "files" / "alice" / "docs"
-    tree.mkdir()
-    (tree / "a.txt").write_text("a\n")
-    (tree / PARTIAL).write_bytes(b"half")
+    segment_being_uploaded(cloud, data)
     scheduler, logs = scheduler_for(data, monkeypatch)
     rounds_until(scheduler, logs, "waiting")
-    later = time.monotonic() + 2 * 3600
-    monkeypatch.setattr(scheduler_module.time, "monotonic", lambda: later)
-    scheduler._retry.clear()  # due now by the moved clock
+
+    class TwoHoursLater:
+        @staticmethod
+        def monotonic() -> float:
+            return time.monotonic() + 2 * 3600
+
+    monkeypatch.setattr(scheduler_module, "time", TwoHoursLater)
     line = rounds_until(scheduler, logs, "commit alice/docs: committed")
     assert "1 skipped" in line
     assert any("still being uploaded into after 120 min" in x for x in logs), logs
@@ -296,12 +301,8 @@ def test_the_wait_for_an_upload_has_an_end(
 def test_with_no_upload_wait_the_commit_leaves_the_partial_out_at_once(
     cloud: Run, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cloud("init")
-    cloud("user", "add", "alice")
+    segment_being_uploaded(cloud, data)
     (data / "bluegrass-cloud.toml").write_text("[schedule]\nupload_wait_minutes = 0\n")
-    tree = data / "files" / "alice" / "docs"
-    tree.mkdir()
-    (tree / PARTIAL).write_bytes(b"half")
     scheduler, logs = scheduler_for(data, monkeypatch)
     scheduler.tick()
     assert not any("waiting" in line for line in logs), logs
