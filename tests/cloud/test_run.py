@@ -152,6 +152,9 @@ def test_bad_server_config(cloud: Run, data: Path) -> None:
     config.write_text("[server]\nsftp_port = 99999\n")
     line = one_line_error(cloud("run", check=False))
     assert str(config) in line and "server.sftp_port: expected a TCP port number" in line
+    config.write_text("[schedule]\nupload_wait_minutes = -5\n")
+    line = one_line_error(cloud("run", check=False))
+    assert str(config) in line and "schedule.upload_wait_minutes: expected a whole number" in line
 
 
 def test_port_in_use_fails_at_once(cloud: Run, data: Path) -> None:

@@ -304,3 +304,13 @@ def test_scan_warns_about_names_windows_reserves(tmp_path):
         "Com1.log",
         "nul.txt",
     ]
+
+
+def test_a_skipped_bisync_is_said_in_words_not_as_nothing_copied():
+    from bluegrass.laptop import report
+    from bluegrass.laptop.bisync import UNCHANGED, Outcome
+
+    skipped = report.outcome_lines("docs", Outcome(OK, UNCHANGED, bisync=False))
+    assert skipped == ["docs: ok: nothing changed on either side since the last sync"]
+    ran = report.outcome_lines("docs", Outcome(OK, "in sync"))
+    assert ran == ["docs: ok: nothing to copy"]
