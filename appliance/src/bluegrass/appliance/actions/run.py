@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 from bluegrass.appliance import daemon, settings
 from bluegrass.appliance.app import App
-from bluegrass.appliance.panelserver import PanelServer, gunicorn_program, secret_key
+from bluegrass.appliance.panelserver import PanelServer, secret_key
+from bluegrass.core import gunicorn
 from bluegrass.core.errors import UsageError
 
 log = logging.getLogger("bluegrass.appliance")
@@ -65,7 +66,7 @@ def panel_server(args: argparse.Namespace, app: App) -> PanelServer | None:
     if not settings.is_host(bind):
         raise UsageError(f"--panel-bind: not an IP address or host name: {bind!r}")
     port = _port(args.panel_port, app.config.get("panel.port"))
-    gunicorn_program()  # missing: fail now, not in a restart loop
+    gunicorn.program()  # missing: fail now, not in a restart loop
     secret_key(app.paths)  # made once here, before gunicorn's workers look for it
     return PanelServer(
         app.paths,
