@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -244,3 +246,51 @@ def test_no_path_reaches_another_users_or_any_other_folder(server, path):
     status, body = get(base, path, ("alice", USERS["alice"]))
     assert status == 404, (path, body)
     assert b"digest" not in body
+
+
+def test_one_users_folder_walks_run_one_at_a_time(tmp_path, monkeypatch):
+    """In-process (the WSGI app called directly): four requests of one user at once walk one
+    after the other; another user's walk is not held up by them."""
+    from bluegrass.cloud import githttp
+    from bluegrass.cloud.githttp import GitHTTP
+
+    for user in ("alice", "bob"):
+        (tmp_path / "files" / user / "docs").mkdir(parents=True)
+    app = GitHTTP(tmp_path / "repos", lambda u, p, _c: USERS.get(u) == p, tmp_path / "files")
+    guard = threading.Lock()
+    active: dict[str, int] = {"alice": 0, "bob": 0}
+    peak: dict[str, int] = {"alice": 0, "bob": 0, "both": 0}
+    real_walk = treestate.walk
+
+    def walk(folder: Path) -> treestate.TreeState:
+        user = folder.parent.name
+        with guard:
+            active[user] += 1
+            peak[user] = max(peak[user], active[user])
+            peak["both"] = max(peak["both"], active["alice"] + active["bob"])
+        time.sleep(0.05)  # the walk's own work, long enough for the others to be waiting
+        with guard:
+            active[user] -= 1
+        return real_walk(folder)
+
+    monkeypatch.setattr(githttp.treestate, "walk", walk)
+
+    def ask(user: str) -> None:
+        token = base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()
+        environ = {
+            "PATH_INFO": "/api/v1/segments/docs/state",
+            "REQUEST_METHOD": "GET",
+            "HTTP_AUTHORIZATION": f"Basic {token}",
+        }
+        statuses = []
+        body = b"".join(app(environ, lambda status, _headers: statuses.append(status)))
+        assert statuses == ["200 OK"], body
+
+    threads = [threading.Thread(target=ask, args=("alice",)) for _ in range(4)]
+    threads.append(threading.Thread(target=ask, args=("bob",)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # alice's four walk in turn (200 ms): bob's, asked meanwhile, runs beside one of them
+    assert peak == {"alice": 1, "bob": 1, "both": 2}

@@ -76,6 +76,10 @@ class GitHTTP:
         self.repos = repos.absolute()
         self.files = files.absolute() if files is not None else None
         self.authenticate = authenticate
+        # One folder walk at a time per user in this worker: a device asking in a loop keeps
+        # one thread busy, not all of them.
+        self._walking: dict[str, threading.Lock] = {}
+        self._walking_guard = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -140,10 +144,13 @@ class GitHTTP:
         if self.files is None:
             return _plain(start, "404 Not Found", "not found")
         folder = self.files / user / segment
+        with self._walking_guard:
+            walking = self._walking.setdefault(user, threading.Lock())
         try:
             if folder.is_symlink() or not folder.is_dir():
                 return _plain(start, "404 Not Found", "not found")
-            found = treestate.walk(folder)
+            with walking:
+                found = treestate.walk(folder)
         except OSError:
             # A folder being removed, or unreadable: no state, so the laptop syncs in full.
             return _plain(start, "404 Not Found", "not found")
