@@ -374,16 +374,20 @@ class SegmentSync:
             "--partial-suffix",
             filters.PARTIAL_SUFFIX,
             "--use-json-log",
-            "-v",
             "--stats",
             "1s",
             "--stats-log-level",
             "NOTICE",
         ]
-        args += ["--checkers", CHECKERS]
         if resync:
+            # A resync copies every file (78k on the Linux tree) and renames none: -v would log
+            # each copy for nothing, and its extra listing checkers compete with the copies
+            # for the CPU. Errors and the stats are NOTICE or above, and stay.
             args += ["--resync", "--resync-mode", "newer"]
-        elif not self.check_listings:
+        else:
+            # Conflict copies ("Renaming Path1 copy") are logged at INFO: -v is needed.
+            args += ["-v", "--checkers", CHECKERS]
+        if not resync and not self.check_listings:
             args.append("--check-sync=false")
         if options.confirm_deletes:
             args.append("--force")
