@@ -235,3 +235,26 @@ def test_a_terminal_gets_a_progress_bar_and_a_pipe_plain_lines(enrolled: Laptop)
         line.startswith("docs: ") and " of " in line and "files" in line
         for line in piped.stderr.splitlines()
     ), piped.stderr
+
+
+def test_a_joining_laptops_older_copy_is_kept_aside_not_overwritten(cloud: SftpCloud, new_laptop):
+    """A second laptop joins with its own, older version of a file: the first sync (a resync)
+    gives it the cloud's newer one and moves its own into the segment's state folder."""
+    a, b = two_laptops(cloud, new_laptop)
+    (a.folder("docs") / "plan.txt").write_text("A's plan, the newer\n")
+    a.run("sync")
+    mine = b.folder("docs") / "plan.txt"
+    mine.write_text("B's old plan\n")
+    aged(mine, 3600)
+    (b.folder("docs") / "own.txt").write_text("only on B\n")
+
+    out = b.run("sync").stdout
+    assert mine.read_text() == "A's plan, the newer\n"
+    [kept] = list((b.workdir("docs").parent / "replaced").glob("*/plan.txt"))
+    assert kept.read_text() == "B's old plan\n"
+    assert "1 file of this computer differed from the cloud's newer copy" in out
+    assert str(kept.parent) in out
+    assert (cloud.root / "docs" / "own.txt").read_text() == "only on B\n"
+    assert files_of(a.folder("docs")) != files_of(b.folder("docs"))  # A has not synced yet
+    a.run("sync")
+    assert files_of(a.folder("docs")) == files_of(b.folder("docs"))

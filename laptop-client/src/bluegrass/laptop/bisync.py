@@ -112,6 +112,7 @@ class SegmentSync:
         self.memo: scan.Memo | None = None
         self.sides: unchanged.Sides | None = None  # both sides' state before this run's bisync
         self.kept: unchanged.Sides | None = None  # ... before the last quiet one
+        self.replaced = self.files.dir / "replaced"  # this resync's --backup-dir1
         self.rclone = Rclone(
             self.places.rclone_config,
             self.places.state_dir / "rclone-cache",
@@ -227,10 +228,18 @@ class SegmentSync:
         if problem is not None:
             return problem
         write_atomic(self.files.filters, wanted, private=False)
+        self.replaced = self.files.dir / "replaced" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         outcome = self._bisync(extra, options, resync=True)
         outcome.resync = True
         if outcome.kind == OK:
             outcome.notes.append(f"full two-way copy (--resync): {reason}")
+        kept = _files_under(self.replaced)
+        if kept:
+            outcome.notes.append(
+                f"{kept} file{'s' if kept != 1 else ''} of this computer differed from the "
+                f"cloud's newer copy and {'were' if kept != 1 else 'was'} replaced by it; the "
+                f"old version{'s are' if kept != 1 else ' is'} kept in {self.replaced}"
+            )
         return outcome
 
     def _bisync_unless_unchanged(self, extra: list[str], options: Options) -> Outcome:
@@ -384,6 +393,9 @@ class SegmentSync:
             # each copy for nothing, and its extra listing checkers compete with the copies
             # for the CPU. Errors and the stats are NOTICE or above, and stay.
             args += ["--resync", "--resync-mode", "newer"]
+            # Where a file differs on both sides the newer wins; the laptop's older copy is
+            # moved aside into the segment's state folder, not overwritten (decision 58).
+            args += ["--backup-dir1", str(self.replaced)]
         else:
             # Conflict copies ("Renaming Path1 copy") are logged at INFO: -v is needed.
             args += ["-v", "--checkers", CHECKERS]
@@ -595,6 +607,10 @@ def _rclone_time(text: object) -> datetime | None:
         return datetime.fromisoformat(_FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def _files_under(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if not p.is_dir()) if folder.is_dir() else 0
 
 
 def _read(path: Path) -> str | None:

@@ -5,6 +5,9 @@ STATE/segments/<segment>/state.json   last run, outcome, consecutive failures, s
 STATE/segments/<segment>/bisync/      rclone bisync's --workdir (listings, lock)
 STATE/segments/<segment>/filters.txt  the --filters-file (rclone keeps filters.txt.md5 beside)
 STATE/segments/<segment>/last.log     rclone's JSON log of the last run
+STATE/segments/<segment>/replaced/<UTC time>/
+                                      this computer's files a resync replaced by the cloud's
+                                      newer copies (bisync's --backup-dir1), kept
 STATE/daemon.json                     the running daemon's pid and each segment's next run
 """
 
