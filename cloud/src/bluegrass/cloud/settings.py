@@ -114,9 +114,9 @@ SCHEMA = Table(
                     120,
                     "a whole number of minutes from 0 to 1440",
                     lambda v: 0 <= v <= 1440,
-                    doc="How long a daily commit waits for a sync into the segment to end (a "
-                    "partial upload, or a change in the last minute); then it commits without "
-                    "the files in flight (0: never waits).",
+                    doc="How long a daily commit waits for uploads into the segment to end (a "
+                    "partial upload in it; ended once none was seen for a minute); then it "
+                    "commits without the files in flight (0: never waits).",
                 ),
             },
             doc="When jobs run.",
