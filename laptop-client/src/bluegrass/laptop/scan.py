@@ -30,7 +30,9 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bluegrass.core import treestate
 from bluegrass.laptop import filters
+from bluegrass.laptop.settings import write_atomic
 
 LINK_SUFFIX = ".rclonelink"
 
@@ -105,8 +107,9 @@ _RESERVED_STARTS = frozenset({"con", "prn", "aux", "nul", "com", "lpt"})
 
 
 # A folder changed this recently may change again within its timestamp's resolution without
-# its time moving: it is looked at entry by entry, and not remembered.
-RACY_NS = 2_000_000_000
+# its time moving: it is looked at entry by entry, and not remembered (the racy window of
+# the sync's own state check, bluegrass.core.treestate).
+RACY_NS = int(treestate.RACY_SECONDS * 1e9)
 MEMO_VERSION = 1
 
 
@@ -186,9 +189,7 @@ class Memo:
                 for rel, f in self.new.items()
             },
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(data, separators=(",", ":")), private=False)
 
     def stamp(self, folder: bytes | str) -> tuple[int, int] | None:
         try:
