@@ -126,7 +126,8 @@ class Scheduler(threading.Thread):
             result = commit_one(self.root, cfg, user, segment)
         except BluegrassError as exc:
             if is_busy(exc):
-                delay = self._retry_later(user, segment)
+                _, delay = self._retry.get((user, segment), (0.0, FIRST_RETRY))
+                self._retry[(user, segment)] = (time.monotonic() + delay, min(delay * 2, MAX_RETRY))
                 outcome, detail = "busy", f"busy; retrying in {delay:g}s"
             else:
                 outcome, detail = "error", str(exc)
@@ -142,11 +143,6 @@ class Scheduler(threading.Thread):
             Job("commit", user, segment, occurrence, started, now_text(), "ok", detail)
         )
         return bool(result["committed"])
-
-    def _retry_later(self, user: str, segment: str) -> float:
-        _, delay = self._retry.get((user, segment), (0.0, FIRST_RETRY))
-        self._retry[(user, segment)] = (time.monotonic() + delay, min(delay * 2, MAX_RETRY))
-        return delay
 
     def _wait_for_upload(self, cfg: Config, user: str, segment: str, occurrence: str) -> bool:
         """Whether to put this commit off because files are being uploaded into the segment."""

@@ -201,10 +201,10 @@ def is_share(value: float) -> bool:
 _HTTP_BASE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?")
 
 
-def host_port(host: str, port: int) -> str:
-    """ "host:port" as servers take it to listen on, an IPv6 address in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def is_http_base(value: str) -> bool:
     return _HTTP_BASE.fullmatch(value) is not None
+
+
+def host_port(host: str, port: int) -> str:
+    """The `host:port` a server is told to listen on; an IPv6 address goes in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
