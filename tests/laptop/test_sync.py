@@ -8,14 +8,15 @@ import time
 from tests.laptop.conftest import Laptop, SftpCloud
 
 CHECK = ".bluegrass-check"
+SIDECARS = ".bluegrass-meta"  # the devices' metadata files, on the cloud side only
 
 
 def files_of(root) -> dict[str, bytes]:
-    """Every file under root (symlinks as their target) except the check file."""
+    """Every file under root (symlinks as their target) except the sync's own files."""
     found = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if path.name == CHECK:
+        if path.name == CHECK or rel.split("/")[0] == SIDECARS:
             continue
         if path.is_symlink():
             found[rel] = b"-> " + os.readlink(path).encode()
@@ -26,7 +27,9 @@ def files_of(root) -> dict[str, bytes]:
 
 def dirs_of(root) -> set[str]:
     return {
-        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir() and not p.is_symlink()
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_dir() and not p.is_symlink() and p.relative_to(root).parts[0] != SIDECARS
     }
 
 

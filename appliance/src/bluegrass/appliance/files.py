@@ -20,15 +20,18 @@ from bluegrass.appliance.runner import Progress, Runner
 from bluegrass.appliance.settings import Paths
 from bluegrass.appliance.source import REMOTE_NAME, HttpSource, Segment, Source
 from bluegrass.appliance.state import State
-from bluegrass.core import rclone, syncspec
+from bluegrass.core import rclone, syncmeta, syncspec
 from bluegrass.core.enrollment import Enrollment
 from bluegrass.core.errors import BluegrassError
 
-# rclone's in-flight uploads on the cloud ("name.<8 hex>.bluegrass-part") and the bisync
-# check sentinel at each segment's root are the sync machinery's, not the user's.
+# rclone's in-flight uploads on the cloud ("name.<8 hex>.bluegrass-part"), the bisync check
+# sentinel and the metadata sidecars at each segment's root are the sync machinery's, not the
+# user's. The sidecars are pulled beside the files instead (sidecars_path).
 _HEX = "[0-9a-f]" * 8
+_META = os.fsdecode(syncmeta.FOLDER)
 FILTERS = (
     f"- /{syncspec.CHECK_FILENAME}",
+    f"- /{_META}/**",
     f"- *.{_HEX}{syncspec.PARTIAL_SUFFIX}",
 )
 
@@ -66,6 +69,11 @@ class FilesReport:
 
 def files_path(drive_root: Path, user: str, segment: str) -> Path:
     return drive_root / "bluegrass" / user / segment
+
+
+def sidecars_path(drive_root: Path, user: str, segment: str) -> Path:
+    """The devices' metadata sidecars of a segment (no segment name has a dot in it)."""
+    return drive_root / "bluegrass" / user / f"{segment}.meta"
 
 
 def rclone_env() -> dict[str, str]:
@@ -137,16 +145,51 @@ def pull_segment(
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise errors.from_os_error(exc, f"creating {target}") from None
-    argv = [
+    proc = runner.run(
+        _sync_argv(source.files_remote(segment), target, config, transfers, FILTERS),
+        env=rclone_env(),
+    )
+    if proc.returncode == 0:
+        # After the files, so the records are at least as new as what they describe.
+        sidecars = sidecars_path(drive_root, segment.user, segment.name)
+        proc = runner.run(
+            _sync_argv(f"{source.files_remote(segment)}/{_META}", sidecars, config, 1, ()),
+            env=rclone_env(),
+        )
+        if proc.returncode == 3:  # "directory not found": no device has written one yet
+            return FilesResult(segment, True, "up to date")
+    if proc.returncode == 0:
+        return FilesResult(segment, True, _put_back(target, sidecars))
+    failure = classify_rclone(proc.stderr.decode("utf-8", "replace"), segment, proc.returncode)
+    if isinstance(failure, CloudUnreachable | CloudRefused | DriveError):
+        raise failure
+    return FilesResult(segment, False, str(failure))
+
+
+def _put_back(target: Path, sidecars: Path) -> str:
+    """Give the pulled files the bits and times the devices recorded (rclone over sftp keeps
+    neither); the result's message."""
+    applied = syncmeta.apply(target, syncmeta.Sidecars.read(sidecars))
+    if applied.failed:
+        path, why = applied.failed[0]
+        more = f" (and {len(applied.failed) - 1} more)" if len(applied.failed) > 1 else ""
+        return f"up to date; could not set the bits or time of {path}: {why}{more}"
+    return "up to date"
+
+
+def _sync_argv(
+    remote: str, target: Path, config: Path, transfers: int, rules: tuple[str, ...]
+) -> list[str]:
+    return [
         str(rclone.binary()),
         "sync",
-        source.files_remote(segment),
+        remote,
         str(target),
         "--config",
         str(config),
         "--links",
         "--create-empty-src-dirs",
-        *[arg for rule in FILTERS for arg in ("--filter", rule)],
+        *[arg for rule in rules for arg in ("--filter", rule)],
         "--transfers",
         str(transfers),
         "--checkers",
@@ -164,13 +207,6 @@ def pull_segment(
         "--log-level",
         "NOTICE",
     ]
-    proc = runner.run(argv, env=rclone_env())
-    if proc.returncode == 0:
-        return FilesResult(segment, True, "up to date")
-    failure = classify_rclone(proc.stderr.decode("utf-8", "replace"), segment, proc.returncode)
-    if isinstance(failure, CloudUnreachable | CloudRefused | DriveError):
-        raise failure
-    return FilesResult(segment, False, str(failure))
 
 
 def rclone_messages(stderr: str) -> list[str]:

@@ -37,16 +37,17 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bluegrass.cloud.datadir import Busy, DataRoot
-from bluegrass.core import syncspec
+from bluegrass.core import syncmeta, syncspec
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.store import Repository, restore
 from bluegrass.core.store.browse import PathError, check_path
-from bluegrass.core.store.manifest import ROOT
+from bluegrass.core.store.manifest import ROOT, Entry
 
 STAGING = ".bluegrass-restore"
 LINK_SUFFIX = ".rclonelink"
@@ -176,8 +177,8 @@ class _Merge:
             for name in sorted(os.listdir(dest_fd)):
                 if name in wanted or syncspec.is_partial_upload(os.fsencode(name)):
                     continue
-                if segment_root and name == syncspec.CHECK_FILENAME:
-                    continue
+                if segment_root and syncmeta.is_internal(os.fsencode(name)):
+                    continue  # the check file and the devices' sidecars stay
                 _remove(dest_fd, name)
                 self.result.removed += 1
             for name, (kind, path) in wanted.items():
@@ -280,12 +281,32 @@ def restore_live(
             finally:
                 for fd in fds:
                     os.close(fd)
+            _record_for_devices(root.live_tree(user, segment), entries, path)
         except OSError as exc:
             raise LiveRestoreError(f"restoring into the synced folder failed: {exc}") from exc
         finally:
             shutil.rmtree(staged, ignore_errors=True)
             _rmtree_unreadable(staged)
     return result
+
+
+def _record_for_devices(live: Path, entries: dict[bytes, Entry], path: bytes) -> None:
+    """The restored entries' bits and times, in the cloud's own sidecar: the sync endpoint
+    passes neither to devices, which take them from there (decision 59)."""
+    folder = live / os.fsdecode(syncmeta.FOLDER)
+    if folder.is_symlink():
+        raise LiveRestoreError(f"{folder} is a symbolic link; an administrator can remove it")
+    own = folder / f"{syncmeta.CLOUD_SOURCE}{syncmeta.SUFFIX}"
+    try:
+        records = syncmeta.parse(own.read_bytes())
+    except (OSError, syncmeta.SidecarError):
+        records = {}
+    now = time.time_ns()
+    prefix = b"" if path == ROOT else path + b"/"
+    for rel, entry in entries.items():
+        if rel == path or rel.startswith(prefix):
+            records[rel] = syncmeta.Record(entry.kind, entry.mode, entry.mtime_ns, entry.size, now)
+    syncmeta.write(own, records)
 
 
 def _rmtree_unreadable(staged: Path) -> None:

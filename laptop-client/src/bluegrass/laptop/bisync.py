@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bluegrass.laptop import filters, locking, paths, remote, scan, unchanged
+from bluegrass.laptop.metadata import EXCLUDE as SIDECARS
+from bluegrass.laptop.metadata import SegmentSidecar
 from bluegrass.laptop.paths import Places
 from bluegrass.laptop.runner import Interrupts, LogRecord, Rclone, RunResult
 from bluegrass.laptop.settings import Segment, Settings, write_atomic
@@ -382,6 +384,8 @@ class SegmentSync:
             "--create-empty-src-dirs",
             "--partial-suffix",
             filters.PARTIAL_SUFFIX,
+            "--exclude",
+            SIDECARS,
             "--use-json-log",
             "--stats",
             "1s",
@@ -408,6 +412,16 @@ class SegmentSync:
         return args
 
     def _bisync(self, extra: list[str], options: Options, *, resync: bool = False) -> Outcome:
+        # What rclone over sftp cannot carry goes beside it, in the sidecars (decision 59).
+        sidecar = SegmentSidecar.for_device(
+            self.segment.path,
+            self.segment.name,
+            self.files.dir / "meta",
+            self.settings.server["device"],
+            self.places.state_dir,
+            self.rclone,
+        )
+        sent = sidecar.send()
         result = self.rclone.run_logged(
             self._args(extra, options, resync=resync),
             log_file=self.files.log,
@@ -420,6 +434,14 @@ class SegmentSync:
         outcome.bytes_transferred = int(stats.get("bytes") or 0)
         outcome.deletes = int(stats.get("deletes") or 0)
         outcome.conflict_files = self._conflicts(result)
+        if outcome.kind != OK:
+            return outcome
+        received = sidecar.receive()
+        outcome.notes += sent.problems + received.problems
+        if sent.failed or received.failed:
+            # The files are in sync but their bits and times are not: not a sync to settle on.
+            outcome.kind = RETRY
+            outcome.message = "files in sync; " + (sent.problems + received.problems)[0]
         return outcome
 
     def _conflicts(self, result: RunResult) -> list[str]:

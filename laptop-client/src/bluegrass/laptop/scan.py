@@ -35,6 +35,7 @@ from bluegrass.laptop import filters
 from bluegrass.laptop.settings import write_atomic
 
 LINK_SUFFIX = ".rclonelink"
+RESERVED = ".bluegrass-meta"  # bluegrass.laptop.metadata.REMOTE_FOLDER, at a segment's root
 
 # Windows: rclone runs without --links (see bluegrass.laptop.bisync.SYNC_LINKS).
 SYNC_LINKS = sys.platform != "win32"
@@ -215,6 +216,11 @@ def scan(
     result = ScanResult([], [])
     top: bytes | str = os.fsencode(root) if os.name == "posix" else str(root)
     _walk(top, "", excludes, result, links, memo)
+    if os.path.lexists(root / RESERVED):
+        # The cloud keeps the devices' metadata under this name; every sync leaves it out.
+        result.unsyncable.append(
+            Finding(RESERVED, "reserved-name", "Bluegrass uses this name; rename it to sync it")
+        )
     result.unsyncable.sort(key=lambda f: (f.path, f.kind))
     result.warnings.sort(key=lambda f: (f.path, f.kind))
     return result

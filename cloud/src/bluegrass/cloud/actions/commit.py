@@ -11,7 +11,7 @@ from typing import Any
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.datadir import Busy, DataRoot
-from bluegrass.core import syncspec
+from bluegrass.core import syncmeta, syncspec
 from bluegrass.core.cli import emit_json
 from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
@@ -92,6 +92,8 @@ def commit_one(
             suspicious_share=settings.suspicious_share(cfg, user, segment),
             label=f"{user}/{segment} {reason}" if reason else f"{user}/{segment}",
             skip=_in_flight,
+            # What rclone over sftp could not carry: bits, ns times, links (decision 59).
+            adjust=syncmeta.adjust_snapshot,
         )
     return {"user": user, "segment": segment, **res.to_json()}
 

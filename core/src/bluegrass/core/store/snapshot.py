@@ -29,7 +29,11 @@ from bluegrass.core.store.repository import (
     RepositoryError,
     now,
 )
-from bluegrass.core.store.walk import Stat, walk
+from bluegrass.core.store.walk import Stat, Walk, walk
+
+# Given the folder, what the walk saw and the previous snapshot's entries, change the walk in
+# place into what is to be stored (the cloud: bluegrass.core.syncmeta.adjust_snapshot).
+Adjust = Callable[[bytes, Walk, dict[bytes, Entry]], None]
 
 # Timestamps can be this coarse (FAT, some network file systems): a file modified within this
 # window of the snapshot is hashed again next time even if its stat looks the same.
@@ -100,11 +104,14 @@ def snapshot(
     suspicious_share: float = DEFAULT_SUSPICIOUS_SHARE,
     label: str | None = None,
     skip: Callable[[bytes], str | None] | None = None,
+    adjust: Adjust | None = None,
 ) -> SnapshotResult:
     """Record `source` in `repo`; commit only if something changed since the last snapshot.
 
     `skip(name)` may return a reason to leave an entry out (e.g. an upload still in flight);
-    it is reported in the result's `skipped`.
+    it is reported in the result's `skipped`. `adjust` may rewrite what the walk saw before
+    anything is hashed (names, kinds, bits, times); it must depend only on the folder, whose
+    fingerprint decides whether anything is read at all.
     """
     explicit = when is not None
     when = when or now()
@@ -139,7 +146,9 @@ def snapshot(
             result.skipped = [(p, r) for p, r in known.skipped]
             repo.record_check({"at": when.isoformat(), "committed": False, "commit": head})
             return result
-        return _snapshot_slow(repo, root, head, result, fingerprint, suspicious_share, label, skip)
+        return _snapshot_slow(
+            repo, root, head, result, fingerprint, suspicious_share, label, skip, adjust
+        )
 
 
 def _snapshot_slow(
@@ -151,6 +160,7 @@ def _snapshot_slow(
     suspicious_share: float,
     label: str | None,
     skip: Callable[[bytes], str | None] | None,
+    adjust: Adjust | None = None,
 ) -> SnapshotResult:
     when = result.when
     cache = statcache.load(repo.state_dir, head)
@@ -161,6 +171,8 @@ def _snapshot_slow(
         cache = {}
     start_ns = time.time_ns()
     seen = walk(root, skip)
+    if adjust is not None:
+        adjust(root, seen, previous)
     result.skipped = [(_show(p), r) for p, r in seen.skipped]
 
     entries: dict[bytes, Entry] = {}
@@ -193,9 +205,11 @@ def _snapshot_slow(
                 seen.entries.pop(rel)
                 continue
             st = seen.entries[rel]
-            now_stat = (after.st_mtime_ns, after.st_ctime_ns, after.st_size, after.st_ino)
-            if now_stat != (st.mtime_ns, st.ctime_ns, st.size, st.ino):
-                st.mtime_ns, st.ctime_ns, st.size, st.ino = now_stat
+            # Not the mtime: `adjust` may have put the device's in its place, and a write
+            # moves the ctime anyway (nothing but the kernel sets it).
+            if (after.st_ctime_ns, after.st_size, after.st_ino) != (st.ctime_ns, st.size, st.ino):
+                st.mtime_ns, st.ctime_ns = after.st_mtime_ns, after.st_ctime_ns
+                st.size, st.ino = after.st_size, after.st_ino
                 moved.append((rel, path, st.size))
         if not moved:
             break

@@ -1,0 +1,154 @@
+"""This computer's side of the metadata sidecars (bluegrass.core.syncmeta, decision 59).
+
+rclone bisync carries the files; the permission bits, nanosecond mtimes and entry kinds it
+cannot carry go in sidecars beside them, never in the person's folder:
+
+- before each bisync, the laptop describes its folder into its own sidecar
+  (STATE/segments/NAME/meta/own.meta) and, if that differs from the copy on the cloud, uploads
+  it as `NAME/.bluegrass-meta/<device>-<install>.meta` (bisync itself is told to leave that
+  folder alone);
+- after each bisync, it fetches every device's sidecar (STATE/segments/NAME/meta/cloud/) and
+  gives every entry the bits and time of the latest record that describes it, taking those
+  records into its own sidecar with the time of the change it took over.
+
+The file name carries a random id made once per installation, so two computers enrolled with
+the same code never write one sidecar.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bluegrass.core import syncmeta
+from bluegrass.core.syncmeta import Record, Sidecars
+from bluegrass.laptop import remote
+from bluegrass.laptop.runner import Rclone
+from bluegrass.laptop.settings import write_atomic
+
+_SAFE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_INSTALL = re.compile(r"[0-9a-f]{8}")
+REMOTE_FOLDER = os.fsdecode(syncmeta.FOLDER)
+# The bisync rule that leaves the sidecars to this module: --exclude, not the filters file, so
+# adding it needs no --resync (decision 20).
+EXCLUDE = f"/{REMOTE_FOLDER}/**"
+
+
+def install_id(state_dir: Path) -> str:
+    """A random id for this installation, made once (STATE/install-id)."""
+    path = state_dir / "install-id"
+    try:
+        found = path.read_text(encoding="utf-8").strip()
+        if _INSTALL.fullmatch(found):
+            return found
+    except OSError:
+        pass
+    made = secrets.token_hex(4)
+    write_atomic(path, made + "\n", private=False)
+    return made
+
+
+@dataclass
+class Exchanged:
+    applied: int = 0  # local entries given another device's bits or time
+    problems: list[str] = field(default_factory=list)  # each one line, for the run's notes
+    failed: bool = False  # the sidecar could not reach the cloud: the run must be retried
+
+
+class SegmentSidecar:
+    def __init__(
+        self, folder: Path, segment: str, meta_dir: Path, name: str, rclone: Rclone
+    ) -> None:
+        self.folder = folder
+        self.segment = segment
+        self.own = meta_dir / "own.meta"
+        self.fetched = meta_dir / "cloud"
+        self.name = name
+        self.rclone = rclone
+
+    @classmethod
+    def for_device(
+        cls, folder: Path, segment: str, meta_dir: Path, device: str, state_dir: Path, rc: Rclone
+    ) -> SegmentSidecar:
+        who = device if _SAFE.fullmatch(device) else "device"
+        return cls(folder, segment, meta_dir, f"{who}-{install_id(state_dir)}", rc)
+
+    @property
+    def remote_file(self) -> str:
+        return f"{remote.remote_path(self.segment)}/{REMOTE_FOLDER}/{self.name}{syncmeta.SUFFIX}"
+
+    def _own_records(self) -> dict[bytes, Record]:
+        try:
+            return syncmeta.parse(self.own.read_bytes())
+        except (OSError, syncmeta.SidecarError):
+            return {}  # none yet, or damaged: every entry is described afresh
+
+    def send(self) -> Exchanged:
+        """Describe the folder into this device's sidecar; upload it if the cloud's differs."""
+        out = Exchanged()
+        try:
+            records = syncmeta.describe(self.folder, self._own_records(), time.time_ns())
+            syncmeta.write(self.own, records)
+            uploaded = self.fetched / f"{self.name}{syncmeta.SUFFIX}"
+            if uploaded.is_file() and uploaded.read_bytes() == self.own.read_bytes():
+                return out
+        except OSError as exc:
+            out.problems.append(
+                f"could not record permission bits and times: {exc.strerror or exc}"
+            )
+            out.failed = True
+            return out
+        proc = self.rclone.run(["copyto", str(self.own), self.remote_file])
+        if proc.returncode != 0:
+            out.problems.append(
+                "could not send permission bits and times to the cloud: "
+                f"{_last_line(proc.stderr)}; the next sync sends them"
+            )
+            out.failed = True
+        return out
+
+    def receive(self) -> Exchanged:
+        """Fetch every device's sidecar and put their bits and times on this folder."""
+        out = Exchanged()
+        source = f"{remote.remote_path(self.segment)}/{REMOTE_FOLDER}"
+        proc = self.rclone.run(["sync", source, str(self.fetched), "--checkers", "4"])
+        if proc.returncode not in (0, 3):  # 3: "directory not found", no sidecar yet
+            out.problems.append(
+                "could not fetch permission bits and times from the cloud: "
+                f"{_last_line(proc.stderr)}; the next sync fetches them"
+            )
+            out.failed = True
+            return out
+        try:
+            sidecars = Sidecars.read(self.fetched)
+            own = self._own_records()
+            sidecars.tables[self.name] = own  # ours as it is here, not as last uploaded
+            applied = syncmeta.apply(self.folder, sidecars, own=self.name)
+        except OSError as exc:
+            out.problems.append(f"could not put back permission bits and times: {exc}")
+            return out
+        out.applied = applied.entries
+        out.problems += [
+            f"could not set the permission bits or time of {path}: {why}"
+            for path, why in applied.failed
+        ]
+        out.problems += [
+            f"the cloud's metadata file {name} was not read: {why}"
+            for name, why in sidecars.problems
+        ]
+        if applied.adopted:
+            own.update(applied.adopted)
+            try:
+                syncmeta.write(self.own, own)  # sent with the next sync
+            except OSError as exc:
+                out.problems.append(f"could not record permission bits and times: {exc}")
+        return out
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no message"
