@@ -35,14 +35,14 @@ Entries = dict[str, tuple[str, int, int, int, str]]
 
 
 def entries(root: Path) -> Entries:
-    """Every entry under root, the root too, without following links: kind, permission bits,
-    mtime (ns), size, and the bytes' SHA-256 or the link's target. Not the check file."""
+    """Every entry under root, without following links: kind, permission bits, mtime (ns),
+    size, and the bytes' SHA-256 or the link's target. Not the check file, and not the root
+    itself: each computer's segment folder is its own (decision 59)."""
     found: Entries = {}
     pending = [root]
     while pending:
         folder = pending.pop()
-        listed = sorted(folder.iterdir())
-        for path in [root, *listed] if folder == root else listed:
+        for path in sorted(folder.iterdir()):
             rel = path.relative_to(root).as_posix()
             if rel == CHECK:
                 continue
@@ -51,8 +51,7 @@ def entries(root: Path) -> Entries:
                 found[rel] = ("l", 0, st.st_mtime_ns, st.st_size, os.readlink(path))
             elif stat.S_ISDIR(st.st_mode):
                 found[rel] = ("d", stat.S_IMODE(st.st_mode), st.st_mtime_ns, 0, "")
-                if path != root:
-                    pending.append(path)
+                pending.append(path)
             else:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
                 found[rel] = ("f", stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_size, digest)
@@ -123,10 +122,7 @@ def test_every_entry_reaches_every_copy_exactly(
     synced = a.run("sync", "--json", check=False)
     assert synced.returncode == 0, synced.stdout + synced.stderr
     original = entries(docs_a)
-    # A's own sync changed nothing of A's (the root's time moves: the check file was added).
-    assert {k: v for k, v in original.items() if k != "."} == {
-        k: v for k, v in before.items() if k != "."
-    }
+    assert original == before  # A's own sync changed nothing of A's
     # What the cloud's disk has is what sftp could keep: no bits, 32-bit seconds, link files.
     cloud_future = (cloud.tree / "future.txt").stat().st_mtime_ns
     assert cloud_future != YEAR_2200_NS and cloud_future % 1_000_000_000 == 0
@@ -136,7 +132,7 @@ def test_every_entry_reaches_every_copy_exactly(
     result = cloud.commit()
     assert result["committed"], result
     stored = manifest_entries(cloud, result["commit"])
-    assert set(stored) == set(original), set(stored) ^ set(original)
+    assert set(stored) == {".", *original}, set(stored) ^ {".", *original}
     for rel, (kind, mode, mtime, size, _) in original.items():
         got = stored[rel]
         assert (got[0], got[2], got[3]) == (kind, mtime, size), rel
@@ -156,16 +152,12 @@ def test_every_entry_reaches_every_copy_exactly(
     pulled = appliance.json("files")
     assert pulled["outcome"] == "ok", pulled
     pi_files = tmp_path / "drive" / "bluegrass" / USER / SEGMENT
-    assert {k: v for k, v in entries(pi_files).items() if k != "."} == {
-        k: v for k, v in original.items() if k != "."
-    }
+    assert entries(pi_files) == original
 
     # 4. A second, new laptop joins: its folder becomes laptop A's, entry for entry.
     joined = b.run("sync", "--json", check=False)
     assert joined.returncode == 0, joined.stdout + joined.stderr
-    assert {k: v for k, v in entries(docs_b).items() if k != "."} == {
-        k: v for k, v in original.items() if k != "."
-    }
+    assert entries(docs_b) == original
     assert not (docs_b / ".bluegrass-meta").exists()  # the sidecars never enter a folder
 
     # 5. Bits changed on B alone (no byte changes: bisync moves nothing) reach A and history.

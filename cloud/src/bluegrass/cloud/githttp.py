@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bluegrass.core import httpspec, names, treestate
+from bluegrass.core import httpspec, names, syncmeta, treestate
 from bluegrass.core.store.git import git_env
 
 Authenticate = Callable[[str, str, str], bool]  # (user, password, client address) -> ok
@@ -150,7 +150,8 @@ class GitHTTP:
             if folder.is_symlink() or not folder.is_dir():
                 return _plain(start, "404 Not Found", "not found")
             with walking:
-                found = treestate.walk(folder)
+                # The check file and the sidecars arrive by rename (rclone's partial uploads).
+                found = treestate.walk(folder, renamed_only=syncmeta.is_internal)
         except OSError:
             # A folder being removed, or unreadable: no state, so the laptop syncs in full.
             return _plain(start, "404 Not Found", "not found")

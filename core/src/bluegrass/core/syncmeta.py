@@ -91,6 +91,13 @@ def is_internal(path: bytes) -> bool:
     return top in _INTERNAL and (top == FOLDER or path == top)
 
 
+def is_described(path: bytes) -> bool:
+    """Whether a sidecar speaks for this entry: not the sync's own files, and not the
+    segment's folder itself, which is each computer's own (its bits and time are where the
+    person put the folder, and its time moves with every sync that writes into it)."""
+    return path != b"." and not is_internal(path)
+
+
 # -- the file format -----------------------------------------------------------------------
 
 
@@ -236,7 +243,7 @@ def describe(root: Path, previous: dict[bytes, Record], now_ns: int) -> dict[byt
     modes = has_modes()
     out: dict[bytes, Record] = {}
     for rel, st in seen.entries.items():
-        if is_internal(rel) or syncspec.is_partial_upload(rel.rsplit(b"/", 1)[-1]):
+        if not is_described(rel) or syncspec.is_partial_upload(rel.rsplit(b"/", 1)[-1]):
             continue
         record = Record(st.kind, st.mode & MODE_BITS if modes else None, st.mtime_ns, st.size, 0)
         before = previous.get(rel)
@@ -273,7 +280,7 @@ def apply(root: Path, sidecars: Sidecars, own: str | None = None) -> Applied:
     modes = has_modes()
     folders: list[tuple[bytes, Stat, Resolved]] = []
     for rel, st in seen.entries.items():
-        if is_internal(rel):
+        if not is_described(rel):
             continue
         got = sidecars.resolve(rel, st.kind, st.size, st.mtime_ns)
         if got is None or got.source == own:

@@ -25,6 +25,7 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,13 @@ class TreeState:
         return cls(digest, entries, racy)
 
 
-def walk(root: Path) -> TreeState:
+def walk(root: Path, renamed_only: Callable[[bytes], bool] | None = None) -> TreeState:
     """The state of the tree under `root` (which must be a folder; symlinks are not followed).
+
+    `renamed_only(path)` may say that an entry (a relative path) is only ever replaced by a
+    rename, never written in place: a change to it is a new inode, which the hash holds, so a
+    change within the racy window cannot hide and it never makes the walk racy. (The cloud's
+    sidecars: a device that has just uploaded its own asks for the state at once.)
 
     Raises OSError if the root cannot be read; an entry that vanishes during the walk is
     recorded as vanished (the next walk will differ), one that cannot be read stops the walk.
@@ -82,7 +88,8 @@ def walk(root: Path) -> TreeState:
                 digest.update(name + b"\0vanished\n")
                 recent.append(time.time_ns())
                 continue
-            _add(digest, name, info, started - margin, recent)
+            exempt = renamed_only is not None and renamed_only(name)
+            _add(digest, name, info, started - margin, [] if exempt else recent)
             count += 1
             if stat.S_ISDIR(info.st_mode):
                 pending.append((entry.path, name + b"/"))

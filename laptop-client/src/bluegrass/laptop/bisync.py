@@ -422,6 +422,10 @@ class SegmentSync:
             self.rclone,
         )
         sent = sidecar.send()
+        if sent.uploaded and self.sides is not None:
+            # The states to keep are those from before this bisync, and after the upload:
+            # else the next run would see its own upload as a change on the cloud.
+            self.sides = unchanged.look(self.settings, self.segment)
         result = self.rclone.run_logged(
             self._args(extra, options, resync=resync),
             log_file=self.files.log,

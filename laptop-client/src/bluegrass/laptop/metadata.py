@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bluegrass.core import syncmeta
+from bluegrass.core import syncmeta, syncspec
 from bluegrass.core.syncmeta import Record, Sidecars
 from bluegrass.laptop import remote
 from bluegrass.laptop.runner import Rclone
@@ -57,6 +57,7 @@ class Exchanged:
     applied: int = 0  # local entries given another device's bits or time
     problems: list[str] = field(default_factory=list)  # each one line, for the run's notes
     failed: bool = False  # the sidecar could not reach the cloud: the run must be retried
+    uploaded: bool = False  # the cloud's folder changed: a state taken before is stale
 
 
 class SegmentSidecar:
@@ -102,13 +103,17 @@ class SegmentSidecar:
             )
             out.failed = True
             return out
-        proc = self.rclone.run(["copyto", str(self.own), self.remote_file])
+        # Uploaded under a partial name and renamed into place: the cloud's commit never
+        # reads half a sidecar, and the cloud's state sees a new inode (treestate).
+        partial = ["--partial-suffix", syncspec.PARTIAL_SUFFIX]
+        proc = self.rclone.run(["copyto", str(self.own), self.remote_file, *partial])
         if proc.returncode != 0:
             out.problems.append(
                 "could not send permission bits and times to the cloud: "
                 f"{_last_line(proc.stderr)}; the next sync sends them"
             )
             out.failed = True
+        out.uploaded = True  # even a failed copy may have left a file behind
         return out
 
     def receive(self) -> Exchanged:
