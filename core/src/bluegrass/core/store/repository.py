@@ -25,6 +25,10 @@ FILES = "files"
 ZERO_OID = "0" * 40
 FORMAT_VERSION = "1"
 MAX_PACKS = 8
+# git's lock files for the steps a commit runs under our repository lock: the temporary
+# index (update-index, write-tree) and the branch (update-ref, which locks HEAD too: HEAD
+# points to the branch and its reflog is written alongside).
+STALE_LOCKS = ("bluegrass/index.tmp.lock", "refs/heads/main.lock", "HEAD.lock")
 # Highest precedence of all attribute sources: nothing in a user's tree (a .gitattributes
 # asking for eol=crlf, an LFS filter, export-ignore) can change what is stored or archived.
 ATTRIBUTES = (
@@ -139,9 +143,20 @@ class Repository:
                 raise RepositoryBusy(f"{self.path} is busy: another snapshot is running") from exc
             except ImportError:
                 pass
+            self._remove_stale_locks()
             yield
         finally:
             handle.close()
+
+    def _remove_stale_locks(self) -> None:
+        """Remove the git lock files a killed commit leaves behind (decision 70).
+
+        Only our own writers, each under this repository's lock, ever take these: holding it,
+        no process of ours can be in the middle of that step, so a lock file still there is
+        a dead one, and it would make every later commit fail.
+        """
+        for name in STALE_LOCKS:
+            (self.path / name).unlink(missing_ok=True)
 
     # -- reading --------------------------------------------------------------------------
 
