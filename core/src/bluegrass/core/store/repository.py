@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -25,6 +26,8 @@ FILES = "files"
 ZERO_OID = "0" * 40
 FORMAT_VERSION = "1"
 MAX_PACKS = 8
+# A temporary object or pack file nobody wrote to for this long is a killed writer's.
+LEFTOVER_IDLE = 3600.0
 # git's lock files for the steps a commit runs under our repository lock: the temporary
 # index (update-index, write-tree) and the branch (update-ref, which locks HEAD too: HEAD
 # points to the branch and its reflog is written alongside).
@@ -54,6 +57,12 @@ SETTINGS = {
 
 class RepositoryError(BluegrassError):
     pass
+
+
+@dataclass
+class MaintainResult:
+    removed: int = 0  # temporary files killed commits or repacks left
+    bytes_freed: int = 0
 
 
 class RepositoryBusy(RepositoryError):
@@ -258,13 +267,15 @@ class Repository:
 
     # -- upkeep ---------------------------------------------------------------------------
 
-    def maintain(self) -> None:
+    def maintain(self) -> MaintainResult:
         """Pack loose objects and refresh the commit-graph (with path Bloom filters for log).
 
-        Loose objects go into one new pack first (`repack -d`: on the 78k-file tree 77 s and
-        199 MB, where a geometric repack took 190 s and 320 MB); the packs are merged
-        geometrically only once enough of them piled up, so old packs are rarely rewritten.
+        Call with the repository lock held. Loose objects go into one new pack first
+        (`repack -d`: on the 78k-file tree 77 s and 199 MB, where a geometric repack took
+        190 s and 320 MB); the packs are merged geometrically only once enough of them piled
+        up, so old packs are rarely rewritten.
         """
+        result = self.remove_leftovers()
         self.git.run(["repack", "-d", "-q"])
         packs = list((self.path / "objects" / "pack").glob("*.pack"))
         if len(packs) > MAX_PACKS:
@@ -273,6 +284,31 @@ class Repository:
             self.git.run(
                 ["commit-graph", "write", "--reachable", "--changed-paths", "--no-progress"]
             )
+        return result
+
+    def remove_leftovers(self, idle: float = LEFTOVER_IDLE) -> MaintainResult:
+        """Delete the temporary object and pack files of killed commits and repacks.
+
+        Call with the repository lock held: then no writer of ours is running. Only files
+        nobody wrote to for `idle` seconds go (decision 71): a writer outside our lock (an
+        administrator's own git command) keeps touching the file it is writing.
+        """
+        result = MaintainResult()
+        objects = self.path / "objects"
+        found = [*objects.glob("tmp_obj_*"), *objects.glob("??/tmp_obj_*")]
+        found += [*objects.glob("pack/tmp_*"), *objects.glob("pack/.tmp-*")]
+        cutoff = time.time() - idle
+        for path in found:
+            try:
+                st = path.lstat()
+                if st.st_mtime >= cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            result.removed += 1
+            result.bytes_freed += st.st_size
+        return result
 
     def verify(self) -> list[str]:
         """Every problem found, one line each; an empty list means the repository is sound."""
