@@ -3,14 +3,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from bluegrass.cloud.accounts import Accounts, Job
+from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.panelbackend import CloudBackend
 from bluegrass.core.store import Repository
 
 from tests.cloud.conftest import Run, one_line_error
+from tests.cloud.server import Server
 from tests.cloud.test_cli import make_user
+from tests.conftest import VENV_BIN
+from tests.support.net import free_port
 
 HOUR = 3600
 
@@ -61,3 +73,107 @@ def test_maintain_removes_what_killed_commits_left_only_when_idle_and_old(
     assert "4 leftover temporary files" in done.stdout, done.stdout
     assert Repository.open(repo).head() == head
     assert cloud("verify").returncode == 0
+
+
+def health(server: Server) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/health") as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.load(refused)
+
+
+def web_admin(data: Path, user: str) -> None:
+    subprocess.run(
+        [
+            str(VENV_BIN / "bluegrass-cloud"),
+            "--data",
+            str(data),
+            "user",
+            "password",
+            user,
+            "--password-stdin",
+            "--admin",
+        ],
+        input="a long enough password 1\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_health_and_dashboard_name_a_segment_whose_commits_fail(
+    cloud: Run, data: Path, tmp_path: Path
+) -> None:
+    make_user(cloud, data)
+    for segment in ("docs", "photos"):
+        tree = data / "files" / "alice" / segment
+        tree.mkdir(exist_ok=True)
+        (tree / "a.txt").write_text(segment)
+    web_admin(data, "alice")
+    # Something in the way of docs' history: every commit of docs fails, photos' works.
+    blocker = data / "repos" / "alice" / "docs.git"
+    blocker.mkdir(parents=True)
+    (blocker / "not-git").write_text("x")
+    server = Server(data, tmp_path, free_port(), free_port())
+    server.start()
+    try:
+        server.wait_log("commit alice/photos: committed")
+        server.wait_log("commit alice/docs: ")
+        code, body = health(server)
+        assert code == 503, body
+        assert body["ok"] is False and body["sync_endpoint"] == "up"
+        assert body["commits"] == "failing" and body["commits_failing"] == 1
+        assert "alice" not in json.dumps(body)  # /health answers anyone: no names in it
+        backend = CloudBackend(DataRoot(data))
+        alice = backend.account("alice")
+        assert alice is not None
+        attention = [p.text for p in backend.dashboard(alice).problems]
+        assert any("alice/docs" in t and "not a git repository" in t for t in attention), attention
+        assert not any("alice/photos" in t for t in attention), attention
+
+        # Fixed by hand and committed by hand: green again.
+        shutil.rmtree(blocker)
+        cloud("commit", "--user", "alice", "--segment", "docs")
+        code, body = health(server)
+        assert (code, body["commits"]) == (200, "ok"), body
+        assert not any("alice/docs" in p.text for p in backend.dashboard(alice).problems)
+    finally:
+        assert server.stop() == 0
+
+
+def test_health_says_when_a_daily_commit_is_overdue(cloud: Run, data: Path, tmp_path: Path) -> None:
+    tree = make_user(cloud, data)
+    (tree / "a.txt").write_text("a\n")
+    web_admin(data, "alice")
+    cloud("commit")
+    # Due four hours ago; no waiting for uploads, so an hour late is overdue.
+    due = (datetime.now() - timedelta(hours=4)).strftime("%H:%M")
+    (data / "bluegrass-cloud.toml").write_text(
+        f'[schedule]\ncommit_at = "{due}"\nupload_wait_minutes = 0\n'
+    )
+    yesterday = (datetime.now() - timedelta(days=1, hours=4)).strftime("%Y-%m-%dT%H:%M")
+    with Accounts.open(data) as accounts:  # yesterday's daily commit ran
+        accounts.record_job(Job("commit", "alice", "docs", yesterday, "s", "f", "ok", "done"))
+    repo = Repository.open(data / "repos" / "alice" / "docs.git")
+    server = Server(data, tmp_path, free_port(), free_port())
+    with repo.lock():  # a commit that never ends holds the segment
+        server.start()
+        try:
+            server.wait_log("commit alice/docs: busy")
+            code, body = health(server)
+            assert code == 503 and body["commits"] == "failing", body
+            backend = CloudBackend(DataRoot(data))
+            alice = backend.account("alice")
+            assert alice is not None
+            attention = [p.text for p in backend.dashboard(alice).problems]
+            assert any("alice/docs" in t and "has not" in t for t in attention), attention
+        except BaseException:
+            server.stop()
+            raise
+    try:
+        server.wait_log("commit alice/docs: no change")
+        code, body = health(server)
+        assert (code, body["commits"]) == (200, "ok"), body
+    finally:
+        assert server.stop() == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bluegrass.cloud import settings
+from bluegrass.cloud.accounts import Accounts, Job, now_text
 from bluegrass.cloud.datadir import Busy, DataRoot
 from bluegrass.core import syncspec
 from bluegrass.core.cli import emit_json
@@ -114,6 +115,13 @@ def summary(result: dict[str, Any]) -> str:
     return text
 
 
+def _record(root: DataRoot, job: Job) -> None:
+    # Beside the scheduler's (scheduled_for NULL: on demand), so that a commit by hand after
+    # a repair clears the segment's failing state on /health and the dashboard (decision 72).
+    with Accounts.open(root.path) as accounts:
+        accounts.record_job(job)
+
+
 def run(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
     cfg = settings.load(root.path)
@@ -134,11 +142,20 @@ def run(args: argparse.Namespace) -> int:
         ]
     results = []
     for user, segment in targets:
+        started = now_text()
         try:
-            results.append(commit_one(root, cfg, user, segment, when))
+            result = commit_one(root, cfg, user, segment, when)
         except BluegrassError as exc:
             error = BUSY if isinstance(exc, RepositoryError) and is_busy(exc) else str(exc)
             problems.append({"user": user, "segment": segment, "error": error})
+            if not is_busy(exc):
+                _record(
+                    root, Job("commit", user, segment, None, started, now_text(), "error", error)
+                )
+            continue
+        results.append(result)
+        detail = f"on demand from the command line: {summary(result)}"
+        _record(root, Job("commit", user, segment, None, started, now_text(), "ok", detail))
     if args.json:
         emit_json({"segments": results, "errors": problems})
     else:
