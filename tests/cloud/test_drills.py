@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -10,14 +12,18 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from bluegrass.cloud.accounts import Accounts, Job
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.panelbackend import CloudBackend
 from bluegrass.core.store import Repository
 
+from tests.appliance.conftest import Loop
+from tests.appliance.conftest import make_loop as make_loop  # a fixture, used by name
 from tests.cloud.conftest import Run, one_line_error
 from tests.cloud.server import Server
 from tests.cloud.test_cli import make_user
@@ -25,6 +31,23 @@ from tests.conftest import VENV_BIN
 from tests.support.net import free_port
 
 HOUR = 3600
+
+
+def runner(data: Path) -> Run:
+    """The real `bluegrass-cloud` command line on a data root of the test's choosing."""
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(VENV_BIN / "bluegrass-cloud"), "--data", str(data), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"bluegrass-cloud {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    return run
 
 
 def leftovers(repo: Path) -> list[str]:
@@ -177,3 +200,89 @@ def test_health_says_when_a_daily_commit_is_overdue(cloud: Run, data: Path, tmp_
         assert (code, body["commits"]) == (200, "ok"), body
     finally:
         assert server.stop() == 0
+
+
+# -- a full disk -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk_data(make_loop: Callable[[int], Loop], tmp_path: Path) -> Iterator[Path]:
+    """A data root alone on a small ext4 (no reserved blocks: root fills it to 0 too)."""
+    loop = make_loop(32)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(loop.image)], check=True)
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    device = loop.attach()
+    subprocess.run(["mount", device, str(mountpoint)], check=True)
+    try:
+        yield mountpoint / "data"
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+        loop.detach()
+
+
+def fill(path: Path) -> Path:
+    """Write to `path` until the file system refuses; 0 bytes are left."""
+    filler = path / "filler"
+    with filler.open("wb") as out:
+        chunk = b"\0" * (1 << 16)
+        try:
+            while True:
+                out.write(chunk)
+                out.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    with contextlib.suppress(OSError), filler.open("ab") as out:
+        while True:  # the last blocks, byte by byte until none is left
+            out.write(b"\0" * 512)
+            out.flush()
+    return filler
+
+
+def temporaries(repo: Path) -> list[str]:
+    found = leftovers(repo)
+    found += [str(p.relative_to(repo)) for p in (repo / "bluegrass").glob("*.tmp*")]
+    return found
+
+
+def test_commit_on_a_full_disk_says_where_leaves_nothing_and_recovers(
+    full_disk_data: Path, tmp_path: Path
+) -> None:
+    data = full_disk_data
+    cloud = runner(data)
+    tree = make_user(cloud, data)
+    (tree / "a.txt").write_text("a\n")
+    cloud("commit")
+    repo = data / "repos" / "alice" / "docs.git"
+    head = Repository.open(repo).head()
+    for i in range(50):
+        (tree / f"new-{i}.bin").write_bytes(os.urandom(20_000))
+    filler = fill(data)
+    assert shutil.disk_usage(data).free == 0
+
+    failed = cloud("commit", check=False)
+
+    line = one_line_error(failed)
+    assert "no space left" in line and str(data.parent) in line, line
+    assert Repository.open(repo).head() == head
+    assert temporaries(repo) == []
+
+    filler.unlink()
+    cloud("commit")
+    assert Repository.open(repo).head() != head
+    assert temporaries(repo) == []
+    assert cloud("verify").returncode == 0
+
+
+def test_run_on_a_full_disk_says_where(full_disk_data: Path) -> None:
+    data = full_disk_data
+    cloud = runner(data)
+    make_user(cloud, data)
+    fill(data)
+
+    failed = cloud(
+        "run", "--sftp-port", str(free_port()), "--http-port", str(free_port()), check=False
+    )
+
+    line = one_line_error(failed)
+    assert "no space left" in line and str(data.parent) in line, line

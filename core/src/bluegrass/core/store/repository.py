@@ -286,22 +286,26 @@ class Repository:
             )
         return result
 
-    def remove_leftovers(self, idle: float = LEFTOVER_IDLE) -> MaintainResult:
+    def remove_leftovers(self, written_since: float | None = None) -> MaintainResult:
         """Delete the temporary object and pack files of killed commits and repacks.
 
         Call with the repository lock held: then no writer of ours is running. Only files
-        nobody wrote to for `idle` seconds go (decision 71): a writer outside our lock (an
-        administrator's own git command) keeps touching the file it is writing.
+        nobody wrote to for LEFTOVER_IDLE seconds go (decision 71): a writer outside our lock
+        (an administrator's own git command) keeps touching the file it is writing. A commit
+        that failed passes `written_since`, its start: then what it wrote itself goes.
         """
         result = MaintainResult()
         objects = self.path / "objects"
         found = [*objects.glob("tmp_obj_*"), *objects.glob("??/tmp_obj_*")]
         found += [*objects.glob("pack/tmp_*"), *objects.glob("pack/.tmp-*")]
-        cutoff = time.time() - idle
+        cutoff = time.time() - LEFTOVER_IDLE
         for path in found:
             try:
                 st = path.lstat()
-                if st.st_mtime >= cutoff:
+                if written_since is not None:
+                    if st.st_mtime < written_since:
+                        continue
+                elif st.st_mtime >= cutoff:
                     continue
                 path.unlink()
             except FileNotFoundError:
