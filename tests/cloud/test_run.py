@@ -41,7 +41,13 @@ def test_sigterm_stops_everything_and_exits_0(site: Site) -> None:
     children = psutil.Process(server.proc.pid).children(recursive=True)
     assert server.endpoint_pid() in [c.pid for c in children]
     health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/health"))
-    assert health == {"ok": True, "http": "up", "sync_endpoint": "up"}
+    assert health == {
+        "ok": True,
+        "http": "up",
+        "sync_endpoint": "up",
+        "commits": "ok",
+        "commits_failing": 0,
+    }
     assert server.stop() == 0
     for child in children:
         assert gone(child.pid), child
@@ -179,7 +185,13 @@ def test_health_reports_a_dead_endpoint(site: Site) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(url)
     assert refused.value.code == 503
-    assert json.load(refused.value) == {"ok": False, "http": "up", "sync_endpoint": "down"}
+    assert json.load(refused.value) == {
+        "ok": False,
+        "http": "up",
+        "sync_endpoint": "down",
+        "commits": "ok",
+        "commits_failing": 0,
+    }
     site.server.wait_log("sync endpoint ready", count=2)
     assert json.load(urllib.request.urlopen(url))["sync_endpoint"] == "up"
 

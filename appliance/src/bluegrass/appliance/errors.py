@@ -45,7 +45,12 @@ def from_os_error(exc: OSError, where: str) -> BluegrassError:
 
 
 # Messages of git and rclone (run with LC_ALL=C) that mean the same things.
-DRIVE_FULL_TEXT = ("no space left on device", "disk quota exceeded")
+DRIVE_FULL_TEXT = (
+    "no space left on device",
+    "disk quota exceeded",
+    # rclone reserves each file's size before copying it (decision 74)
+    "file too big for remaining disk space",
+)
 DRIVE_FAILED_TEXT = (
     "input/output error",
     "read-only file system",

@@ -14,8 +14,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bluegrass.appliance import errors
-from bluegrass.appliance.errors import CloudRefused, CloudUnreachable, DriveError
+from bluegrass.appliance import errors, health
+from bluegrass.appliance.errors import CloudRefused, CloudUnreachable, DriveError, DriveFull
 from bluegrass.appliance.runner import Progress, Runner
 from bluegrass.appliance.settings import Paths
 from bluegrass.appliance.source import REMOTE_NAME, HttpSource, Segment, Source
@@ -161,6 +161,8 @@ def pull_segment(
     if proc.returncode == 0:
         return FilesResult(segment, True, _put_back(target, sidecars))
     failure = classify_rclone(proc.stderr.decode("utf-8", "replace"), segment, proc.returncode)
+    if isinstance(failure, DriveFull):
+        raise DriveFull(f"{failure}: {_space_needed(source, segment, config, target, runner)}")
     if isinstance(failure, CloudUnreachable | CloudRefused | DriveError):
         raise failure
     return FilesResult(segment, False, str(failure))
@@ -207,6 +209,39 @@ def _sync_argv(
         "--log-level",
         "NOTICE",
     ]
+
+
+def _space_needed(
+    source: Source, segment: Segment, config: Path, target: Path, runner: Runner
+) -> str:
+    """ "N MB free, about M MB more needed": what a person needs to choose a bigger drive.
+
+    The segment's size on the cloud is asked only now, once the drive is full (one more
+    listing); what is already on the drive counts as present, so the estimate is what the
+    copy still lacks, not the segment's whole size.
+    """
+    free = health.disk(target)
+    free_text = f"{int(free['free']) / 1e6:.1f} MB free" if free else "free space unknown"
+    proc = runner.run(
+        [
+            str(rclone.binary()),
+            "size",
+            "--json",
+            source.files_remote(segment),
+            "--config",
+            str(config),
+            *[arg for rule in FILTERS for arg in ("--filter", rule)],
+        ],
+        env=rclone_env(),
+    )
+    try:
+        total = int(json.loads(proc.stdout)["bytes"]) if proc.returncode == 0 else None
+    except (ValueError, KeyError, TypeError):
+        total = None
+    if total is None:
+        return f"{free_text}; how much more is needed is unknown"
+    present = sum(p.lstat().st_size for p in target.rglob("*") if p.is_file())
+    return f"{free_text}, about {max(0, total - present) / 1e6:.1f} MB more needed"
 
 
 def rclone_messages(stderr: str) -> list[str]:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from bluegrass.core import names
+from bluegrass.core import diskspace, names
 from bluegrass.core.errors import BluegrassError, UsageError
 
 FILENAME = "bluegrass.db"
@@ -308,6 +308,10 @@ class Accounts:
             self.db.execute("PRAGMA journal_mode = WAL")
             self._migrate()
         except sqlite3.Error as exc:
+            if diskspace.mentions_full(str(exc)) or diskspace.is_nearly_full(path):
+                # SQLite says "disk I/O error" when it cannot even map its WAL index.
+                doing = f"opening the accounts database {path} (SQLite: {exc})"
+                raise AccountsError(diskspace.no_space(path, doing)) from exc
             raise AccountsError(f"{path}: cannot use the accounts database: {exc}") from exc
 
     @classmethod

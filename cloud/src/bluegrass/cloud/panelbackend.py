@@ -35,6 +35,7 @@ from bluegrass.cloud.actions.commit import BUSY, commit_one, is_busy
 from bluegrass.cloud.actions.device import add_device
 from bluegrass.cloud.actions.user import create_user
 from bluegrass.cloud.actions.web import remove_setup_code, setup_code_matches
+from bluegrass.cloud.commitwatch import stuck_commits
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.liverestore import restore_live
 from bluegrass.cloud.scheduler import last_occurrence
@@ -408,6 +409,16 @@ class CloudBackend:
                 status.last_sync = last_sync
                 board.segments.append(status)
             jobs = accounts.web_jobs(user, 5)
+            stuck = stuck_commits(self.root, accounts, cfg)
+        for item in stuck:
+            if item.user == user:
+                text = f"Snapshots of {item.name} are not being taken: {item.detail}"
+                board.problems.append(Problem(Severity.ERROR, text))
+        others = sorted(item.name for item in stuck if item.user != user)
+        if account.admin and others:
+            # Decision 40: another user's segment is only named, never opened, even here.
+            text = f"Snapshots of other users' segments are not being taken: {', '.join(others)}."
+            board.problems.append(Problem(Severity.ERROR, text))
         board.recent_jobs = [_job_status(webjobs.refresh(self.root, j)) for j in jobs]
         if (self.root.files / user).is_dir():
             for stray in self.root.strays(user):

@@ -23,6 +23,7 @@ from bluegrass.cloud import settings
 from bluegrass.cloud.accounts import Accounts, Job, now_text
 from bluegrass.cloud.actions.commit import commit_one, is_busy, summary, upload_in_flight
 from bluegrass.cloud.actions.maintain import maintain_one
+from bluegrass.cloud.actions.maintain import summary as maintain_summary
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
@@ -178,8 +179,7 @@ class Scheduler(threading.Thread):
         started = now_text()
         path: Path = self.root.repo_path(user, segment)
         try:
-            maintain_one(path)
-            outcome, detail = "ok", "maintained"
+            outcome, detail = "ok", maintain_summary(maintain_one(path))
         except BluegrassError as exc:
             # Packing can wait a day; a busy repository is simply done tomorrow.
             outcome = "busy" if is_busy(exc) else "error"

@@ -1,6 +1,7 @@
 """The cloud's HTTP server: one WSGI app, run by gunicorn as a child of `bluegrass-cloud run`.
 
-    GET /health                  200/503 JSON: the web server and the sync endpoint's state
+    GET /health                  200/503 JSON: the web server's, the sync endpoint's and the
+                                 daily commits' state
     /api/v1/segments, /git/...   read-only git over HTTP for devices, and each live folder's
                                  state for laptops (bluegrass.cloud.githttp)
     everything else              the web interface: the panel in cloud mode, signed in with
@@ -92,7 +93,10 @@ class CloudApp:
             status = json.loads((self.data_root / STATUS_FILE).read_text())
         except (OSError, ValueError):
             status = {"sync_endpoint": "unknown"}
-        ok = status.get("sync_endpoint") == "up"
+        failing = self._stuck_commits()
+        status["commits"] = "ok" if failing == 0 else "failing"
+        status["commits_failing"] = failing
+        ok = status.get("sync_endpoint") == "up" and failing == 0
         body = json.dumps({"ok": ok, "http": "up", **status}).encode()
         start(
             "200 OK" if ok else "503 Service Unavailable",
@@ -103,6 +107,22 @@ class CloudApp:
             ],
         )
         return [body]
+
+    def _stuck_commits(self) -> int:
+        """How many segments' commits fail or are overdue. Only a count: /health answers
+        anyone, and user and segment names are for the dashboard (decision 72)."""
+        from bluegrass.cloud import settings
+        from bluegrass.cloud.commitwatch import stuck_commits
+        from bluegrass.cloud.datadir import DataRoot
+        from bluegrass.core.config import defaults
+        from bluegrass.core.errors import BluegrassError
+
+        try:
+            cfg = settings.load(self.data_root)
+        except BluegrassError:
+            cfg = defaults(settings.SCHEMA)  # a bad edit must not hide failing commits
+        with Accounts.open(self.data_root) as accounts:
+            return len(stuck_commits(DataRoot(self.data_root), accounts, cfg))
 
 
 def from_environment() -> CloudApp:

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bluegrass.cloud import settings
+from bluegrass.cloud.accounts import Accounts, Job, now_text
 from bluegrass.cloud.datadir import Busy, DataRoot
-from bluegrass.core import syncmeta, syncspec
+from bluegrass.core import diskspace, syncmeta, syncspec
 from bluegrass.core.cli import emit_json
 from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
@@ -84,7 +85,13 @@ def commit_one(
         tree = root.live_tree(user, segment)
         if not tree.is_dir():
             raise BluegrassError(f"live tree {tree} is missing")
-        repo = Repository.init(root.repo_path(user, segment))
+        path = root.repo_path(user, segment)
+        try:
+            repo = Repository.init(path)
+        except OSError as exc:  # a traceback is never the answer, a full disk least of all
+            if diskspace.is_full(exc):
+                raise BluegrassError(diskspace.no_space(path, f"preparing {path}")) from exc
+            raise BluegrassError(f"{path}: {exc.strerror}") from exc
         res = snapshot(
             repo,
             tree,
@@ -116,6 +123,20 @@ def summary(result: dict[str, Any]) -> str:
     return text
 
 
+def _record(root: DataRoot, job: Job) -> str | None:
+    """Add the outcome to the job history; why that failed, if it did.
+
+    Beside the scheduler's (scheduled_for NULL: on demand), so that a commit by hand after a
+    repair clears the segment's failing state on /health and the dashboard (decision 72).
+    """
+    try:
+        with Accounts.open(root.path) as accounts:
+            accounts.record_job(job)
+    except BluegrassError as exc:
+        return str(exc)  # the commit's own outcome is what must be said first
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
     cfg = settings.load(root.path)
@@ -136,10 +157,24 @@ def run(args: argparse.Namespace) -> int:
         ]
     results = []
     for user, segment in targets:
+        started = now_text()
         try:
-            results.append(commit_one(root, cfg, user, segment, when))
+            result = commit_one(root, cfg, user, segment, when)
         except BluegrassError as exc:
             error = BUSY if isinstance(exc, RepositoryError) and is_busy(exc) else str(exc)
+            if not is_busy(exc):
+                job = Job("commit", user, segment, None, started, now_text(), "error", error)
+                unrecorded = _record(root, job)
+                if unrecorded:
+                    error += f" (not recorded in the job history: {unrecorded})"
+            problems.append({"user": user, "segment": segment, "error": error})
+            continue
+        results.append(result)
+        detail = f"on demand from the command line: {summary(result)}"
+        job = Job("commit", user, segment, None, started, now_text(), "ok", detail)
+        unrecorded = _record(root, job)
+        if unrecorded:
+            error = f"committed, but not recorded in the job history: {unrecorded}"
             problems.append({"user": user, "segment": segment, "error": error})
     if args.json:
         emit_json({"segments": results, "errors": problems})

@@ -9,6 +9,7 @@ from pathlib import Path
 from bluegrass.cloud.actions.commit import is_busy
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core.store import Repository, RepositoryError
+from bluegrass.core.store.repository import MaintainResult
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,10 +24,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def maintain_one(path: Path) -> None:
+def maintain_one(path: Path) -> MaintainResult:
     repo = Repository.open(path)
     with repo.lock():
-        repo.maintain()
+        return repo.maintain()
+
+
+def summary(result: MaintainResult) -> str:
+    """One line about a maintenance, for the command line, logs and job histories."""
+    if not result.removed:
+        return "maintained"
+    return (
+        f"maintained; removed {result.removed} leftover temporary files of killed commits "
+        f"({result.bytes_freed / 1e6:.1f} MB)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
         for path in sorted((root.repos / user).glob("*.git")):
             name = f"{user}/{path.name[:-4]}"
             try:
-                maintain_one(path)
+                result = maintain_one(path)
             except RepositoryError as exc:
                 if not is_busy(exc):
                     raise
                 busy.append(name)
                 continue
-            print(f"{name}: maintained")
+            print(f"{name}: {summary(result)}")
     for name in busy:
         sys.stderr.write(f"bluegrass-cloud: error: {name}: busy (a commit is running); skipped\n")
     return 1 if busy else 0

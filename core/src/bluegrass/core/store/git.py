@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bluegrass.core import diskspace
 from bluegrass.core.errors import BluegrassError
 
 IDENTITY = {
@@ -108,6 +109,9 @@ def parse_config_list(raw: bytes) -> dict[str, list[str]]:
 
 
 def describe_failure(args: Sequence[str], stderr: bytes, git_dir: Path) -> str:
-    lines = [ln for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    text = stderr.decode("utf-8", "replace")
+    if diskspace.mentions_full(text):
+        return diskspace.no_space(git_dir, f"git {args[0]} wrote into {git_dir}")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     reason = lines[-1].strip() if lines else "no message"
     return f"git {args[0]} failed in {git_dir}: {reason}"

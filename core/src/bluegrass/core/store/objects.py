@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bluegrass.core.store.git import Git
+from bluegrass.core.store.git import Git, GitError, describe_failure
 
 try:
     import fcntl
@@ -110,10 +110,29 @@ def _hash_chunk(git: Git, items: list[tuple[bytes, bytes]]) -> HashResult:
             raise RuntimeError(
                 f"git hash-object failed: {b''.join(errors).decode(errors='replace')}"
             )
-        message = b"".join(errors).decode("utf-8", "replace").strip().splitlines()
+        text = b"".join(errors).decode("utf-8", "replace")
+        if _readable(pending[done][1]):
+            # git could read it and still failed: writing into the repository failed (a full
+            # disk), which must stop the snapshot, never pass for an unreadable file.
+            raise GitError(describe_failure(["hash-object"], text.encode(), git.git_dir))
+        message = text.strip().splitlines()
         result.failed.append((pending[done][0], message[-1] if message else "unreadable"))
         pending = pending[done + 1 :]
     return result
+
+
+def _readable(path: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        os.read(fd, 1)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def hash_files(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -25,6 +26,12 @@ FILES = "files"
 ZERO_OID = "0" * 40
 FORMAT_VERSION = "1"
 MAX_PACKS = 8
+# A temporary object or pack file nobody wrote to for this long is a killed writer's.
+LEFTOVER_IDLE = 3600.0
+# git's lock files for the steps a commit runs under our repository lock: the temporary
+# index (update-index, write-tree) and the branch (update-ref, which locks HEAD too: HEAD
+# points to the branch and its reflog is written alongside).
+STALE_LOCKS = ("bluegrass/index.tmp.lock", "refs/heads/main.lock", "HEAD.lock")
 # Highest precedence of all attribute sources: nothing in a user's tree (a .gitattributes
 # asking for eol=crlf, an LFS filter, export-ignore) can change what is stored or archived.
 ATTRIBUTES = (
@@ -50,6 +57,12 @@ SETTINGS = {
 
 class RepositoryError(BluegrassError):
     pass
+
+
+@dataclass
+class MaintainResult:
+    removed: int = 0  # temporary files killed commits or repacks left
+    bytes_freed: int = 0
 
 
 class RepositoryBusy(RepositoryError):
@@ -139,9 +152,20 @@ class Repository:
                 raise RepositoryBusy(f"{self.path} is busy: another snapshot is running") from exc
             except ImportError:
                 pass
+            self._remove_stale_locks()
             yield
         finally:
             handle.close()
+
+    def _remove_stale_locks(self) -> None:
+        """Remove the git lock files a killed commit leaves behind (decision 70).
+
+        Only our own writers, each under this repository's lock, ever take these: holding it,
+        no process of ours can be in the middle of that step, so a lock file still there is
+        a dead one, and it would make every later commit fail.
+        """
+        for name in STALE_LOCKS:
+            (self.path / name).unlink(missing_ok=True)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -243,13 +267,15 @@ class Repository:
 
     # -- upkeep ---------------------------------------------------------------------------
 
-    def maintain(self) -> None:
+    def maintain(self) -> MaintainResult:
         """Pack loose objects and refresh the commit-graph (with path Bloom filters for log).
 
-        Loose objects go into one new pack first (`repack -d`: on the 78k-file tree 77 s and
-        199 MB, where a geometric repack took 190 s and 320 MB); the packs are merged
-        geometrically only once enough of them piled up, so old packs are rarely rewritten.
+        Call with the repository lock held. Loose objects go into one new pack first
+        (`repack -d`: on the 78k-file tree 77 s and 199 MB, where a geometric repack took
+        190 s and 320 MB); the packs are merged geometrically only once enough of them piled
+        up, so old packs are rarely rewritten.
         """
+        result = self.remove_leftovers()
         self.git.run(["repack", "-d", "-q"])
         packs = list((self.path / "objects" / "pack").glob("*.pack"))
         if len(packs) > MAX_PACKS:
@@ -258,6 +284,35 @@ class Repository:
             self.git.run(
                 ["commit-graph", "write", "--reachable", "--changed-paths", "--no-progress"]
             )
+        return result
+
+    def remove_leftovers(self, written_since: float | None = None) -> MaintainResult:
+        """Delete the temporary object and pack files of killed commits and repacks.
+
+        Call with the repository lock held: then no writer of ours is running. Only files
+        nobody wrote to for LEFTOVER_IDLE seconds go (decision 71): a writer outside our lock
+        (an administrator's own git command) keeps touching the file it is writing. A commit
+        that failed passes `written_since`, its start: then what it wrote itself goes.
+        """
+        result = MaintainResult()
+        objects = self.path / "objects"
+        found = [*objects.glob("tmp_obj_*"), *objects.glob("??/tmp_obj_*")]
+        found += [*objects.glob("pack/tmp_*"), *objects.glob("pack/.tmp-*")]
+        cutoff = time.time() - LEFTOVER_IDLE
+        for path in found:
+            try:
+                st = path.lstat()
+                if written_since is not None:
+                    if st.st_mtime < written_since:
+                        continue
+                elif st.st_mtime >= cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            result.removed += 1
+            result.bytes_freed += st.st_size
+        return result
 
     def verify(self) -> list[str]:
         """Every problem found, one line each; an empty list means the repository is sound."""

@@ -6,13 +6,15 @@ so no .gitignore, .gitattributes or nested repository in it can change what is s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from bluegrass.core import diskspace
 from bluegrass.core.errors import UsageError
 from bluegrass.core.store import manifest as mf
 from bluegrass.core.store import statcache
@@ -122,7 +124,7 @@ def snapshot(
         raise UsageError(
             f"the repository {repo.path} and the folder {source} must not contain each other"
         )
-    with repo.lock():
+    with repo.lock(), _clean_failure(repo):
         head = repo.head()
         # An explicit date must not go back in time; "now" is checked when a commit is made.
         if head is not None and explicit and when < repo.commit_date(head):
@@ -149,6 +151,24 @@ def snapshot(
         return _snapshot_slow(
             repo, root, head, result, fingerprint, suspicious_share, label, skip, adjust
         )
+
+
+@contextlib.contextmanager
+def _clean_failure(repo: Repository) -> Iterator[None]:
+    """A snapshot that fails leaves no temporary file behind, and says why in one line (a
+    full disk: which file system) rather than with a traceback; the branch has not moved."""
+    # File times come from a coarse kernel clock that can lag time.time() a little.
+    started = time.time() - 1.0
+    try:
+        yield
+    except BaseException as exc:
+        repo.remove_leftovers(written_since=started)
+        if isinstance(exc, OSError):
+            where = Path(os.fsdecode(exc.filename)) if exc.filename else repo.path
+            if diskspace.is_full(exc):
+                raise RepositoryError(diskspace.no_space(where, f"writing {where}")) from exc
+            raise RepositoryError(f"{where}: {exc.strerror}") from exc
+        raise
 
 
 def _snapshot_slow(

@@ -52,8 +52,12 @@ class Head:
 
 def _write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not keep half a cache
+        raise
 
 
 def load_head(folder: Path, commit: str | None) -> Head | None:
