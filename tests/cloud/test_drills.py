@@ -195,7 +195,9 @@ def test_health_says_when_a_daily_commit_is_overdue(cloud: Run, data: Path, tmp_
             server.stop()
             raise
     try:
-        server.wait_log("commit alice/docs: no change")
+        # The busy retry doubles its delay while the lock is held (2, 4, 8 s ...): on a loaded
+        # machine the next try can come up to twice the time held after the release.
+        server.wait_log("commit alice/docs: no change", timeout=90)
         code, body = health(server)
         assert (code, body["commits"]) == (200, "ok"), body
     finally:
