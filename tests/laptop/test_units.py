@@ -294,6 +294,16 @@ def test_scan_without_links_reports_symlinks_and_keeps_rclonelink_files(tmp_path
     ]
 
 
+def test_scan_reports_a_folder_of_the_name_the_sidecars_use(tmp_path):
+    """Every sync leaves the segment's /.bluegrass-meta/ to the sidecars: a person's own
+    folder of that name is said to be unsynced, never silently left out. Deeper down the
+    name is an ordinary one."""
+    (tmp_path / ".bluegrass-meta").mkdir()
+    (tmp_path / "sub" / ".bluegrass-meta").mkdir(parents=True)
+    found = scan.scan(Path(tmp_path), filters.Excludes([]))
+    assert [(f.path, f.kind) for f in found.unsyncable] == [(".bluegrass-meta", "reserved-name")]
+
+
 @pytest.mark.skipif(os.name != "posix", reason="such names cannot exist on Windows")
 def test_scan_warns_about_names_windows_reserves(tmp_path):
     for name in ("CON", "nul.txt", "Com1.log", "console.txt", "lpt10"):
