@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import time
 from pathlib import Path
 
-from bluegrass.core import rclone
+from bluegrass.core import rclone, syncmeta
 
 from bench.lib import data
 from bench.lib.context import Context
@@ -212,11 +213,26 @@ def _first_syncs(
         report = _sync_report(ctx, ours[-1], STEP_FIRST, segment)
         moved.append(report.get("files_transferred", "?"))
         bisync.append(_bisync_seconds(laptop, segment))
-        # The check file .bluegrass-check is one more file on the cloud.
-        _check_copy(ctx, BLUEGRASS, cloud.live_tree(USER, segment), stats, extra=1)
+        # The check file .bluegrass-check and the laptop's metadata sidecar are two more
+        # files on the cloud.
+        _check_copy(ctx, BLUEGRASS, cloud.live_tree(USER, segment), stats, extra=2)
     first = median_row(BLUEGRASS, STEP_FIRST, ours)
     first.note += f"; files transferred {moved}" + _bisync_note(bisync)
+    first.note += _sidecar_note(laptop.home / _names(SEGMENT)[-1])
     return [median_row(FLOOR, STEP_FIRST, plain_runs), first]
+
+
+def _sidecar_note(folder: Path) -> str:
+    """What carrying the bits and times costs (decision 59): describing the folder and
+    compressing the records, which every sync that runs bisync does, timed here alone."""
+    started = time.perf_counter()
+    records = syncmeta.describe(folder, {}, time.time_ns())
+    blob = syncmeta.serialize(records)
+    took = time.perf_counter() - started
+    return (
+        f"; metadata sidecar: {len(records):,} entries, {len(blob) / 1e6:.1f} MB compressed, "
+        f"described and compressed in {took:.2f} s"
+    )
 
 
 def _plain_nochange(ctx: Context, run_dir: Path, laptop: Laptop, src: Path) -> list[Row]:
