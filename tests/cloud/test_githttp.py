@@ -262,7 +262,7 @@ def test_one_users_folder_walks_run_one_at_a_time(tmp_path, monkeypatch):
     peak: dict[str, int] = {"alice": 0, "bob": 0, "both": 0}
     real_walk = treestate.walk
 
-    def walk(folder: Path) -> treestate.TreeState:
+    def walk(folder: Path, **options: object) -> treestate.TreeState:
         user = folder.parent.name
         with guard:
             active[user] += 1
@@ -271,7 +271,7 @@ def test_one_users_folder_walks_run_one_at_a_time(tmp_path, monkeypatch):
         time.sleep(0.05)  # the walk's own work, long enough for the others to be waiting
         with guard:
             active[user] -= 1
-        return real_walk(folder)
+        return real_walk(folder, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(githttp.treestate, "walk", walk)
 

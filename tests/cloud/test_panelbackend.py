@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from bluegrass.cloud import authproxy, liverestore, panelbackend, webjobs
 from bluegrass.cloud.accounts import MIGRATIONS, Accounts, WebJob
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.panelbackend import CloudBackend, secret_key
+from bluegrass.core import syncmeta
 from bluegrass.core.store import Repository
 from bluegrass.core.store.manifest import ROOT
 from bluegrass.panel.backend import Backend, BackendError, Forbidden, NotFound, Severity
@@ -240,6 +242,13 @@ def test_a_whole_segment_comes_back_but_sync_files_stay(
     now = tree(docs)
     assert now.pop(".bluegrass-check")[1].startswith(b"check file")
     assert now.pop("sub/big.iso.0123abcd.bluegrass-part") == ("f", b"half an upload")
+    # What was put back is recorded for the devices, which get no bits or times over sftp.
+    assert now.pop(".bluegrass-meta") == ("d", b"")
+    recorded = syncmeta.parse(now.pop(".bluegrass-meta/cloud.meta")[1])
+    assert set(recorded) == {b"sub", b"sub/a.txt", b"b.txt", b"gone-later"}
+    a_txt = (docs / "sub" / "a.txt").stat()
+    assert recorded[b"sub/a.txt"].mtime_ns == a_txt.st_mtime_ns
+    assert recorded[b"sub/a.txt"].mode == stat.S_IMODE(a_txt.st_mode)
     assert now == expected
     assert not any((root.files / liverestore.STAGING).iterdir())
 

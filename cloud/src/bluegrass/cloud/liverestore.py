@@ -304,7 +304,7 @@ def _record_for_devices(live: Path, entries: dict[bytes, Entry], path: bytes) ->
     now = time.time_ns()
     prefix = b"" if path == ROOT else path + b"/"
     for rel, entry in entries.items():
-        if rel == path or rel.startswith(prefix):
+        if (rel == path or rel.startswith(prefix)) and syncmeta.is_described(rel):
             records[rel] = syncmeta.Record(entry.kind, entry.mode, entry.mtime_ns, entry.size, now)
     syncmeta.write(own, records)
 
