@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bluegrass.laptop import filters, locking, paths, remote, scan, unchanged
+from bluegrass.laptop import filters, guard, locking, paths, remote, scan, unchanged
 from bluegrass.laptop.paths import Places
 from bluegrass.laptop.runner import Interrupts, LogRecord, Rclone, RunResult
 from bluegrass.laptop.settings import Segment, Settings, write_atomic
@@ -86,7 +86,9 @@ class Outcome:
 @dataclass
 class Options:
     confirm_deletes: bool = False
+    confirm_changes: bool = False  # let through a sync stopped for overwriting many files
     resync: bool = False
+    restore: bool = False  # a resync where the cloud's copy wins wherever the two differ
 
 
 def command_for(segment: str, flag: str) -> str:
@@ -189,7 +191,11 @@ class SegmentSync:
         wanted = filters.filters_text(name, self.segment.exclude)
         current = _read(self.files.filters)
         has_listings = self._has_listings()
-        if options.resync:
+        if options.restore:
+            outcome = self._resync(
+                wanted, extra, options, reason="the cloud's copies put back, as you asked"
+            )
+        elif options.resync:
             outcome = self._resync(wanted, extra, options, reason="as you asked")
         elif not has_listings:
             if state.established:
@@ -235,15 +241,16 @@ class SegmentSync:
             outcome.notes.append(f"full two-way copy (--resync): {reason}")
         kept = _files_under(self.replaced)
         if kept:
+            newer = "" if options.restore else "newer "
             outcome.notes.append(
                 f"{kept} file{'s' if kept != 1 else ''} of this computer differed from the "
-                f"cloud's newer copy and {'were' if kept != 1 else 'was'} replaced by it; the "
+                f"cloud's {newer}copy and {'were' if kept != 1 else 'was'} replaced by it; the "
                 f"old version{'s are' if kept != 1 else ' is'} kept in {self.replaced}"
             )
         return outcome
 
     def _bisync_unless_unchanged(self, extra: list[str], options: Options) -> Outcome:
-        if not options.confirm_deletes:
+        if not (options.confirm_deletes or options.confirm_changes):
             self.sides = unchanged.look(self.settings, self.segment)
         if self.sides is not None and not self.check_listings and self.sides.same_as(self.kept):
             return Outcome(OK, UNCHANGED, bisync=False)
@@ -392,9 +399,10 @@ class SegmentSync:
             # A resync copies every file (78k on the Linux tree) and renames none: -v would log
             # each copy for nothing, and its extra listing checkers compete with the copies
             # for the CPU. Errors and the stats are NOTICE or above, and stay.
-            args += ["--resync", "--resync-mode", "newer"]
-            # Where a file differs on both sides the newer wins; the laptop's older copy is
-            # moved aside into the segment's state folder, not overwritten (decision 58).
+            # Where a file differs on both sides the newer wins (the cloud's, when restoring);
+            # the laptop's copy is moved aside into the state folder, not overwritten
+            # (decision 58).
+            args += ["--resync", "--resync-mode", "path2" if options.restore else "newer"]
             args += ["--backup-dir1", str(self.replaced)]
         else:
             # Conflict copies ("Renaming Path1 copy") are logged at INFO: -v is needed.
@@ -408,6 +416,9 @@ class SegmentSync:
         return args
 
     def _bisync(self, extra: list[str], options: Options, *, resync: bool = False) -> Outcome:
+        stop = self._guard_changes(options)
+        if stop is not None:
+            return stop
         result = self.rclone.run_logged(
             self._args(extra, options, resync=resync),
             log_file=self.files.log,
@@ -421,6 +432,49 @@ class SegmentSync:
         outcome.deletes = int(stats.get("deletes") or 0)
         outcome.conflict_files = self._conflicts(result)
         return outcome
+
+    def _guard_changes(self, options: Options) -> Outcome | None:
+        """Stop before bisync copies this computer's changes over more than the segment's
+        share of the cloud's files (ransomware, a tool gone wrong); decision 64."""
+        if options.confirm_changes or options.restore:
+            return None
+        listing_file = guard.prior_listing(self.files.workdir, "path1")
+        if listing_file is None:
+            return None  # a first sync: nothing on the cloud is this computer's to overwrite
+        changes = guard.local_changes(self.segment.path, guard.read_listing(listing_file))
+        percent = self.segment.max_change_percent
+        if not changes.too_many(percent):
+            return None
+        name = self.segment.name
+        count = len(changes.changed)
+        message = (
+            f"stopped before copying {count} of {changes.files} files changed on this "
+            f"computer over the cloud's copies (more than {percent}% of the segment); "
+            "nothing was copied"
+        )
+        if self._looks_encrypted(changes.changed):
+            message += (
+                "; the changed files look encrypted (text turned into random bytes): ransomware?"
+            )
+        return Outcome(
+            NEEDS_USER,
+            message,
+            action="If you changed them on purpose, confirm; if not, put the cloud's copies "
+            "back (this computer's versions are kept aside) with "
+            f"`{command_for(name, '--restore-from-cloud')}`",
+            command=command_for(name, "--confirm-changes"),
+        )
+
+    def _looks_encrypted(self, changed: list[str]) -> bool:
+        """A few changed files, before (the cloud's copy, not yet overwritten) and now."""
+        pairs = []
+        for name in guard.sample(changed):
+            before = self.rclone.head(
+                f"{remote.remote_path(self.segment.name)}/{name}", guard.SAMPLE_BYTES
+            )
+            if before is not None:
+                pairs.append((before, guard.head(guard.local_path(self.segment.path, name))))
+        return guard.verdict(pairs)
 
     def _conflicts(self, result: RunResult) -> list[str]:
         found = []
@@ -460,8 +514,7 @@ class SegmentSync:
         if "too many deletes" in text:
             detail = _first(errors, "too many deletes") or "too many deletes"
             side = "on this computer" if "Path1" in detail else "on the cloud"
-            counts = re.search(r"\((>\d+%), (\d+) of (\d+)\)", detail)
-            how_many = f"{counts.group(2)} of {counts.group(3)} files" if counts else "many files"
+            how_many = self._deleted_files(result, "Path1" if "Path1" in detail else "Path2")
             return Outcome(
                 NEEDS_USER,
                 f"stopped before deleting {how_many} {side} (more than "
@@ -525,6 +578,20 @@ class SegmentSync:
                 exit_code=code,
             )
         return Outcome(RETRY, f"the sync failed: {_last(errors) or f'exit {code}'}", exit_code=code)
+
+    def _deleted_files(self, result: RunResult, side: str) -> str:
+        """ "N of M files": rclone's own count in its abort message takes folders for files
+        (8 photos in 8 albums deleted read "17 of 23"), so count the deletions it logged
+        against the files of that side's last listing."""
+        listing_file = guard.prior_listing(self.files.workdir, side.lower())
+        listing = guard.read_listing(listing_file) if listing_file else {}
+        names = []
+        for record in result.records:
+            match = _DELETED.match(record.msg)
+            if match and match.group(1) == side:
+                names.append(match.group(2))
+        deleted, files = guard.files_only(listing, names)
+        return f"{deleted} of {files} files" if files else "many files"
 
     def _connection_outcome(self, text: str, code: int) -> Outcome | None:
         kind = remote.connection_problem(text)
@@ -595,6 +662,7 @@ class SegmentSync:
         self.files.save(state)
 
 
+_DELETED = re.compile(r"-\s+(Path[12])\s+File was deleted\s+-\s(.+)$")
 _RENAMED = re.compile(r"Renaming Path[12] copy\s+-\s+(.+)$")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
