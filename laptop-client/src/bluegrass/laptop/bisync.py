@@ -187,6 +187,8 @@ class SegmentSync:
         if isinstance(stale, Outcome):
             return stale
         notes = [stale] if stale else []
+        if self._reinstate_listings():
+            notes.append("the last sync stopped while copying; continuing from the sync before it")
 
         wanted = filters.filters_text(name, self.segment.exclude)
         current = _read(self.files.filters)
@@ -291,6 +293,33 @@ class SegmentSync:
         for side in ("path1", "path2"):
             if not any(work.glob(f"*.{side}.lst")) and not any(work.glob(f"*.{side}.lst-old")):
                 return False
+        return True
+
+    def _reinstate_listings(self) -> bool:
+        """Put back the listings bisync set aside (`*.lst-err`) when a run failed while it
+        applied changes, so the next run needs no --resync (decision 66).
+
+        bisync takes any error while copying (a connection lost mid-upload, the cloud's
+        disk full, a file changed while read) as critical and renames both listings to
+        `.lst-err`, "Must run --resync". Those are the listings of the last good sync,
+        untouched by the failed run: the state a kill -9 at the same moment leaves, which
+        the next run continues from (decision 19). The mark of that failure: no `.lst`,
+        both `.lst-err`, and both March listings (`.lst-new`) still there. A run that failed
+        later (its listings already rewritten, the `.lst-new` removed: "out of sync" after
+        --check-sync) stays locked out.
+        """
+        work = self.files.workdir
+        set_aside = []
+        for side in ("path1", "path2"):
+            if any(work.glob(f"*.{side}.lst")):
+                return False
+            err = sorted(work.glob(f"*.{side}.lst-err"))
+            new = sorted(work.glob(f"*.{side}.lst-new"))
+            if len(err) != 1 or len(new) != 1:
+                return False
+            set_aside.append(err[0])
+        for err_file in set_aside:
+            err_file.replace(err_file.with_name(err_file.name[: -len("-err")]))
         return True
 
     def _clear_stale_lock(self) -> str | Outcome | None:
@@ -426,6 +455,14 @@ class SegmentSync:
             on_record=self.on_record,
         )
         outcome = self.classify(result)
+        if result.code == 7 and self._reinstate_listings() and outcome.kind == LOCKED_OUT:
+            outcome = Outcome(
+                RETRY,
+                "the sync stopped while copying "
+                f"({_last(result.messages('error')) or 'exit 7'}); the next sync continues "
+                "from the last good one",
+                exit_code=result.code,
+            )
         stats = result.stats or {}
         outcome.files_transferred = int(stats.get("transfers") or 0)
         outcome.bytes_transferred = int(stats.get("bytes") or 0)
