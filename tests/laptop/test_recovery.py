@@ -6,9 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 
+import pytest
 from bluegrass.laptop import filters
 
+from tests.conftest import require_tool
 from tests.laptop.conftest import Laptop, SftpCloud, kill_tree, one_line_error, wait_until
 
 
@@ -178,3 +181,39 @@ def test_a_cloud_killed_mid_upload_is_retried_by_the_next_sync_without_resync(
     assert not (docs / "deleted-later.txt").exists()  # no resync brought it back
     assert not (remote / "deleted-later.txt").exists()
     assert not partial_uploads(remote)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounts need root")
+def test_a_full_cloud_disk_says_so_retries_and_recovers_once_space_is_freed(
+    enrolled: Laptop, cloud: SftpCloud
+):
+    """The cloud's data folder on a 4 MiB file system: a 6 MiB upload fills it. The sync
+    ended "locked out" with "closed pipe", no word of space."""
+    mount = require_tool("mount")
+    subprocess.run([mount, "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(cloud.root)], check=True)
+    try:
+        docs = enrolled.folder("docs")
+        (docs / "small.txt").write_text("small\n")
+        enrolled.run("segment", "add", "docs", str(docs))
+        enrolled.run("sync")
+        big = docs / "big.bin"
+        big.write_bytes(os.urandom(6 * 1024 * 1024))
+
+        proc = enrolled.run("sync", check=False)
+        assert proc.returncode == 1, proc.stdout + proc.stderr  # will retry, not locked out
+        [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("bluegrass: error:")]
+        assert "no space left on the cloud" in line
+        last = enrolled.segment_status("docs")["last_run"]
+        assert last["outcome"] == "retry"
+        assert "Free some space on the cloud" in last["action"]
+
+        # The administrator makes room: the next sync carries on, without a resync.
+        remount = [mount, "-o", "remount,size=64m", str(cloud.root)]
+        subprocess.run(remount, check=True)
+        enrolled.run("sync")
+        last = enrolled.segment_status("docs")["last_run"]
+        assert last["outcome"] == "ok" and last["resync"] is False
+        assert digest(cloud.root / "docs" / "big.bin") == digest(big)
+    finally:
+        cloud.stop()
+        subprocess.run([require_tool("umount"), "--lazy", str(cloud.root)], check=False)

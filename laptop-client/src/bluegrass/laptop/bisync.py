@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bluegrass.core.errors import BluegrassError
 from bluegrass.laptop import filters, guard, locking, paths, remote, scan, unchanged
 from bluegrass.laptop.paths import Places
 from bluegrass.laptop.runner import Interrupts, LogRecord, Rclone, RunResult
@@ -545,6 +546,9 @@ class SegmentSync:
                     exit_code=code,
                 )
             return Outcome(OK, "in sync", exit_code=code)
+        full = self._no_space(result, errors, code)
+        if full is not None:
+            return full
         problem = self._connection_outcome("\n".join(errors) or text, code)
         if problem is not None:
             return problem
@@ -615,6 +619,59 @@ class SegmentSync:
                 exit_code=code,
             )
         return Outcome(RETRY, f"the sync failed: {_last(errors) or f'exit {code}'}", exit_code=code)
+
+    def _no_space(self, result: RunResult, errors: list[str], code: int) -> Outcome | None:
+        """A full disk, told apart from a broken connection (decision 67).
+
+        The cloud's sftp server passes ENOSPC on as SSH_FX_FAILURE with the server's own
+        words, "write PATH: no space left on device", but only on the write that hit it
+        (often the Close); the other attempts read 'sftp: "io: read/write on closed pipe"
+        (SSH_FX_FAILURE)', which says nothing of space. Then the cloud is asked its free
+        space (`rclone about`, statvfs over sftp, 0.06 s): less than a file that failed
+        to upload is a full disk too.
+        """
+        full = [e for e in errors if _NO_SPACE.search(e)]
+        failed_writes = [
+            r for r in result.records if "closed pipe" in r.msg and "SSH_FX_FAILURE" in r.msg
+        ]
+        if not full and failed_writes and self._cloud_too_full(failed_writes):
+            full = ["sftp: the cloud has less free space than a file that failed"]
+        if full:
+            cloud = any("sftp:" in e or "SSH_FX" in e for e in full)
+            where = "on the cloud" if cloud else "on this computer"
+            return Outcome(
+                RETRY,
+                f"no space left {where}; nothing was lost, the files not copied are copied "
+                "by the next sync; will retry",
+                action=f"Free some space {where}" + (" (ask its administrator)" if cloud else ""),
+                exit_code=code,
+            )
+        if any("closed pipe" in e and "SSH_FX_FAILURE" in e for e in errors):
+            return Outcome(
+                RETRY,
+                "the cloud failed a write (io: read/write on closed pipe; a full disk on the "
+                "cloud can look like this); will retry",
+                exit_code=code,
+            )
+        return None
+
+    def _cloud_too_full(self, failed: list[LogRecord]) -> bool:
+        largest = 0
+        for record in failed:
+            try:
+                largest = max(
+                    largest, guard.local_path(self.segment.path, record.object).stat().st_size
+                )
+            except (OSError, ValueError):
+                continue
+        if not largest:
+            return False
+        try:
+            proc = self.rclone.run(["about", f"{remote.REMOTE}:", "--json"], timeout=30)
+            free = int(json.loads(proc.stdout)["free"]) if proc.returncode == 0 else None
+        except (BluegrassError, ValueError, KeyError, TypeError):
+            return False
+        return free is not None and free < largest
 
     def _deleted_files(self, result: RunResult, side: str) -> str:
         """ "N of M files": rclone's own count in its abort message takes folders for files
@@ -699,6 +756,7 @@ class SegmentSync:
         self.files.save(state)
 
 
+_NO_SPACE = re.compile(r"no space left on device|disk quota exceeded|not enough space", re.I)
 _DELETED = re.compile(r"-\s+(Path[12])\s+File was deleted\s+-\s(.+)$")
 _RENAMED = re.compile(r"Renaming Path[12] copy\s+-\s+(.+)$")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
