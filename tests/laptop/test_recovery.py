@@ -6,9 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 
+import pytest
 from bluegrass.laptop import filters
 
+from tests.conftest import require_tool
 from tests.laptop.conftest import Laptop, SftpCloud, kill_tree, one_line_error, wait_until
 
 
@@ -140,3 +143,77 @@ def test_server_down_is_retry_later(enrolled: Laptop, cloud: SftpCloud):
     cloud.start()
     enrolled.run("sync")
     assert enrolled.segment_status("docs")["failures"] == 0
+
+
+def test_a_cloud_killed_mid_upload_is_retried_by_the_next_sync_without_resync(
+    enrolled: Laptop, cloud: SftpCloud
+):
+    """bisync takes a copy failure as critical and sets its listings aside ("Must run
+    --resync"): the next sync was locked out, and its --resync brought deleted files back.
+    (After a first sync there are no `-old` listings for --recover to fall back on.)"""
+    docs = enrolled.folder("docs")
+    (docs / "small.txt").write_text("small\n")
+    (docs / "deleted-later.txt").write_text("deleted with the upload\n")
+    enrolled.run("segment", "add", "docs", str(docs))
+    enrolled.run("sync")
+    remote = cloud.root / "docs"
+    (docs / "deleted-later.txt").unlink()
+    big = docs / "big.bin"
+    big.write_bytes(os.urandom(24 * 1024 * 1024))
+    enrolled.set_sync_option("bandwidth_limit", "4M")  # a slow link: ~6 s for the big file
+
+    proc = enrolled.popen("sync", "docs")
+    wait_until(lambda: partial_uploads(remote), timeout=30, what="a partial upload on the cloud")
+    assert cloud.proc is not None
+    cloud.proc.kill()  # the cloud dies mid-upload; rclone retries, then gives up (~3 min)
+    cloud.proc.wait()
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 1, out + err  # will retry
+    assert "will retry" in err
+
+    cloud.start()
+    enrolled.set_sync_option("bandwidth_limit", "")
+    done = enrolled.run("sync", "docs", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = enrolled.segment_status("docs")["last_run"]
+    assert last["outcome"] == "ok" and last["resync"] is False
+    assert digest(remote / "big.bin") == digest(big)
+    assert not (docs / "deleted-later.txt").exists()  # no resync brought it back
+    assert not (remote / "deleted-later.txt").exists()
+    assert not partial_uploads(remote)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounts need root")
+def test_a_full_cloud_disk_says_so_retries_and_recovers_once_space_is_freed(
+    enrolled: Laptop, cloud: SftpCloud
+):
+    """The cloud's data folder on a 4 MiB file system: a 6 MiB upload fills it. The sync
+    ended "locked out" with "closed pipe", no word of space."""
+    mount = require_tool("mount")
+    subprocess.run([mount, "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(cloud.root)], check=True)
+    try:
+        docs = enrolled.folder("docs")
+        (docs / "small.txt").write_text("small\n")
+        enrolled.run("segment", "add", "docs", str(docs))
+        enrolled.run("sync")
+        big = docs / "big.bin"
+        big.write_bytes(os.urandom(6 * 1024 * 1024))
+
+        proc = enrolled.run("sync", check=False)
+        assert proc.returncode == 1, proc.stdout + proc.stderr  # will retry, not locked out
+        [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("bluegrass: error:")]
+        assert "no space left on the cloud" in line
+        last = enrolled.segment_status("docs")["last_run"]
+        assert last["outcome"] == "retry"
+        assert "Free some space on the cloud" in last["action"]
+
+        # The administrator makes room: the next sync carries on, without a resync.
+        remount = [mount, "-o", "remount,size=64m", str(cloud.root)]
+        subprocess.run(remount, check=True)
+        enrolled.run("sync")
+        last = enrolled.segment_status("docs")["last_run"]
+        assert last["outcome"] == "ok" and last["resync"] is False
+        assert digest(cloud.root / "docs" / "big.bin") == digest(big)
+    finally:
+        cloud.stop()
+        subprocess.run([require_tool("umount"), "--lazy", str(cloud.root)], check=False)

@@ -27,6 +27,7 @@ def test_add_list_remove(laptop: Laptop):
                 "exclude": ["*.tmp"],
                 "interval_minutes": 30,
                 "max_delete_percent": 50,
+                "max_change_percent": 50,
             },
             {
                 "segment": "photos",
@@ -34,6 +35,7 @@ def test_add_list_remove(laptop: Laptop):
                 "exclude": [],
                 "interval_minutes": 15,
                 "max_delete_percent": 50,
+                "max_change_percent": 50,
             },
         ]
     }
@@ -98,6 +100,11 @@ def test_sync_needs_a_known_segment_and_at_least_one(enrolled: Laptop):
     [
         ("[sync]\ninterval_minutes = 0\n", "sync.interval_minutes: expected a whole number"),
         ("[sync]\nmax_delete_percent = true\n", "sync.max_delete_percent: expected"),
+        (
+            '[segments.docs]\npath = "/x"\nmax_change_percent = 0\n',
+            "segments.docs.max_change_percent: expected a whole percentage from 1 to 100",
+        ),
+        ("[sync]\nmax_change_percent = 101\n", "sync.max_change_percent: expected a whole"),
         ("[sync]\nintervall = 5\n", "unknown key 'sync.intervall'"),
         ('[segments.docs]\nexclude = ["*.tmp"]\n', "segments.docs.path: expected an absolute"),
         ('[segments.docs]\npath = "relative/x"\n', "segments.docs.path: expected an absolute"),
@@ -140,7 +147,8 @@ def test_status_json_has_the_documented_shape(enrolled: Laptop, cloud: SftpCloud
     assert status["daemon"] == {"running": False, "pid": None}
     seg = status["segments"][0]
     assert set(seg) >= {
-        "segment", "path", "remote", "interval_minutes", "max_delete_percent", "established",
+        "segment", "path", "remote", "interval_minutes", "max_delete_percent", "max_change_percent",
+        "established",
         "last_run", "last_ok", "failures", "next_run", "needs_attention", "unsyncable",
         "warnings",
     }  # fmt: skip

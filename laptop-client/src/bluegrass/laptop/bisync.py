@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bluegrass.laptop import filters, locking, paths, remote, scan, unchanged
+from bluegrass.core.errors import BluegrassError
+from bluegrass.laptop import filters, guard, locking, paths, remote, scan, unchanged
 from bluegrass.laptop.metadata import EXCLUDE as SIDECARS
 from bluegrass.laptop.metadata import SegmentSidecar
 from bluegrass.laptop.paths import Places
@@ -88,7 +89,9 @@ class Outcome:
 @dataclass
 class Options:
     confirm_deletes: bool = False
+    confirm_changes: bool = False  # let through a sync stopped for overwriting many files
     resync: bool = False
+    restore: bool = False  # a resync where the cloud's copy wins wherever the two differ
 
 
 def command_for(segment: str, flag: str) -> str:
@@ -187,11 +190,17 @@ class SegmentSync:
         if isinstance(stale, Outcome):
             return stale
         notes = [stale] if stale else []
+        if self._reinstate_listings():
+            notes.append("the last sync stopped while copying; continuing from the sync before it")
 
         wanted = filters.filters_text(name, self.segment.exclude)
         current = _read(self.files.filters)
         has_listings = self._has_listings()
-        if options.resync:
+        if options.restore:
+            outcome = self._resync(
+                wanted, extra, options, reason="the cloud's copies put back, as you asked"
+            )
+        elif options.resync:
             outcome = self._resync(wanted, extra, options, reason="as you asked")
         elif not has_listings:
             if state.established:
@@ -237,15 +246,16 @@ class SegmentSync:
             outcome.notes.append(f"full two-way copy (--resync): {reason}")
         kept = _files_under(self.replaced)
         if kept:
+            newer = "" if options.restore else "newer "
             outcome.notes.append(
                 f"{kept} file{'s' if kept != 1 else ''} of this computer differed from the "
-                f"cloud's newer copy and {'were' if kept != 1 else 'was'} replaced by it; the "
+                f"cloud's {newer}copy and {'were' if kept != 1 else 'was'} replaced by it; the "
                 f"old version{'s are' if kept != 1 else ' is'} kept in {self.replaced}"
             )
         return outcome
 
     def _bisync_unless_unchanged(self, extra: list[str], options: Options) -> Outcome:
-        if not options.confirm_deletes:
+        if not (options.confirm_deletes or options.confirm_changes):
             self.sides = unchanged.look(self.settings, self.segment)
         if self.sides is not None and not self.check_listings and self.sides.same_as(self.kept):
             return Outcome(OK, UNCHANGED, bisync=False)
@@ -286,6 +296,33 @@ class SegmentSync:
         for side in ("path1", "path2"):
             if not any(work.glob(f"*.{side}.lst")) and not any(work.glob(f"*.{side}.lst-old")):
                 return False
+        return True
+
+    def _reinstate_listings(self) -> bool:
+        """Put back the listings bisync set aside (`*.lst-err`) when a run failed while it
+        applied changes, so the next run needs no --resync (decision 66).
+
+        bisync takes any error while copying (a connection lost mid-upload, the cloud's
+        disk full, a file changed while read) as critical and renames both listings to
+        `.lst-err`, "Must run --resync". Those are the listings of the last good sync,
+        untouched by the failed run: the state a kill -9 at the same moment leaves, which
+        the next run continues from (decision 19). The mark of that failure: no `.lst`,
+        both `.lst-err`, and both March listings (`.lst-new`) still there. A run that failed
+        later (its listings already rewritten, the `.lst-new` removed: "out of sync" after
+        --check-sync) stays locked out.
+        """
+        work = self.files.workdir
+        set_aside = []
+        for side in ("path1", "path2"):
+            if any(work.glob(f"*.{side}.lst")):
+                return False
+            err = sorted(work.glob(f"*.{side}.lst-err"))
+            new = sorted(work.glob(f"*.{side}.lst-new"))
+            if len(err) != 1 or len(new) != 1:
+                return False
+            set_aside.append(err[0])
+        for err_file in set_aside:
+            err_file.replace(err_file.with_name(err_file.name[: -len("-err")]))
         return True
 
     def _clear_stale_lock(self) -> str | Outcome | None:
@@ -396,9 +433,10 @@ class SegmentSync:
             # A resync copies every file (78k on the Linux tree) and renames none: -v would log
             # each copy for nothing, and its extra listing checkers compete with the copies
             # for the CPU. Errors and the stats are NOTICE or above, and stay.
-            args += ["--resync", "--resync-mode", "newer"]
-            # Where a file differs on both sides the newer wins; the laptop's older copy is
-            # moved aside into the segment's state folder, not overwritten (decision 58).
+            # Where a file differs on both sides the newer wins (the cloud's, when restoring);
+            # the laptop's copy is moved aside into the state folder, not overwritten
+            # (decision 58).
+            args += ["--resync", "--resync-mode", "path2" if options.restore else "newer"]
             args += ["--backup-dir1", str(self.replaced)]
         else:
             # Conflict copies ("Renaming Path1 copy") are logged at INFO: -v is needed.
@@ -412,6 +450,9 @@ class SegmentSync:
         return args
 
     def _bisync(self, extra: list[str], options: Options, *, resync: bool = False) -> Outcome:
+        stop = self._guard_changes(options)
+        if stop is not None:
+            return stop
         # What rclone over sftp cannot carry goes beside it, in the sidecars (decision 59).
         sidecar = SegmentSidecar.for_device(
             self.segment.path,
@@ -433,6 +474,14 @@ class SegmentSync:
             on_record=self.on_record,
         )
         outcome = self.classify(result)
+        if result.code == 7 and self._reinstate_listings() and outcome.kind == LOCKED_OUT:
+            outcome = Outcome(
+                RETRY,
+                "the sync stopped while copying "
+                f"({_last(result.messages('error')) or 'exit 7'}); the next sync continues "
+                "from the last good one",
+                exit_code=result.code,
+            )
         stats = result.stats or {}
         outcome.files_transferred = int(stats.get("transfers") or 0)
         outcome.bytes_transferred = int(stats.get("bytes") or 0)
@@ -447,6 +496,49 @@ class SegmentSync:
             outcome.kind = RETRY
             outcome.message = "files in sync; " + (sent.problems + received.problems)[0]
         return outcome
+
+    def _guard_changes(self, options: Options) -> Outcome | None:
+        """Stop before bisync copies this computer's changes over more than the segment's
+        share of the cloud's files (ransomware, a tool gone wrong); decision 64."""
+        if options.confirm_changes or options.restore:
+            return None
+        listing_file = guard.prior_listing(self.files.workdir, "path1")
+        if listing_file is None:
+            return None  # a first sync: nothing on the cloud is this computer's to overwrite
+        changes = guard.local_changes(self.segment.path, guard.read_listing(listing_file))
+        percent = self.segment.max_change_percent
+        if not changes.too_many(percent):
+            return None
+        name = self.segment.name
+        count = len(changes.changed)
+        message = (
+            f"stopped before copying {count} of {changes.files} files changed on this "
+            f"computer over the cloud's copies (more than {percent}% of the segment); "
+            "nothing was copied"
+        )
+        if self._looks_encrypted(changes.changed):
+            message += (
+                "; the changed files look encrypted (text turned into random bytes): ransomware?"
+            )
+        return Outcome(
+            NEEDS_USER,
+            message,
+            action="If you changed them on purpose, confirm; if not, put the cloud's copies "
+            "back (this computer's versions are kept aside) with "
+            f"`{command_for(name, '--restore-from-cloud')}`",
+            command=command_for(name, "--confirm-changes"),
+        )
+
+    def _looks_encrypted(self, changed: list[str]) -> bool:
+        """A few changed files, before (the cloud's copy, not yet overwritten) and now."""
+        pairs = []
+        for name in guard.sample(changed):
+            before = self.rclone.head(
+                f"{remote.remote_path(self.segment.name)}/{name}", guard.SAMPLE_BYTES
+            )
+            if before is not None:
+                pairs.append((before, guard.head(guard.local_path(self.segment.path, name))))
+        return guard.verdict(pairs)
 
     def _conflicts(self, result: RunResult) -> list[str]:
         found = []
@@ -480,14 +572,16 @@ class SegmentSync:
                     exit_code=code,
                 )
             return Outcome(OK, "in sync", exit_code=code)
+        full = self._no_space(result, errors, code)
+        if full is not None:
+            return full
         problem = self._connection_outcome("\n".join(errors) or text, code)
         if problem is not None:
             return problem
         if "too many deletes" in text:
             detail = _first(errors, "too many deletes") or "too many deletes"
             side = "on this computer" if "Path1" in detail else "on the cloud"
-            counts = re.search(r"\((>\d+%), (\d+) of (\d+)\)", detail)
-            how_many = f"{counts.group(2)} of {counts.group(3)} files" if counts else "many files"
+            how_many = self._deleted_files(result, "Path1" if "Path1" in detail else "Path2")
             return Outcome(
                 NEEDS_USER,
                 f"stopped before deleting {how_many} {side} (more than "
@@ -551,6 +645,73 @@ class SegmentSync:
                 exit_code=code,
             )
         return Outcome(RETRY, f"the sync failed: {_last(errors) or f'exit {code}'}", exit_code=code)
+
+    def _no_space(self, result: RunResult, errors: list[str], code: int) -> Outcome | None:
+        """A full disk, told apart from a broken connection (decision 67).
+
+        The cloud's sftp server passes ENOSPC on as SSH_FX_FAILURE with the server's own
+        words, "write PATH: no space left on device", but only on the write that hit it
+        (often the Close); the other attempts read 'sftp: "io: read/write on closed pipe"
+        (SSH_FX_FAILURE)', which says nothing of space. Then the cloud is asked its free
+        space (`rclone about`, statvfs over sftp, 0.06 s): less than a file that failed
+        to upload is a full disk too.
+        """
+        full = [e for e in errors if _NO_SPACE.search(e)]
+        failed_writes = [
+            r for r in result.records if "closed pipe" in r.msg and "SSH_FX_FAILURE" in r.msg
+        ]
+        if not full and failed_writes and self._cloud_too_full(failed_writes):
+            full = ["sftp: the cloud has less free space than a file that failed"]
+        if full:
+            cloud = any("sftp:" in e or "SSH_FX" in e for e in full)
+            where = "on the cloud" if cloud else "on this computer"
+            return Outcome(
+                RETRY,
+                f"no space left {where}; nothing was lost, the files not copied are copied "
+                "by the next sync; will retry",
+                action=f"Free some space {where}" + (" (ask its administrator)" if cloud else ""),
+                exit_code=code,
+            )
+        if any("closed pipe" in e and "SSH_FX_FAILURE" in e for e in errors):
+            return Outcome(
+                RETRY,
+                "the cloud failed a write (io: read/write on closed pipe; a full disk on the "
+                "cloud can look like this); will retry",
+                exit_code=code,
+            )
+        return None
+
+    def _cloud_too_full(self, failed: list[LogRecord]) -> bool:
+        largest = 0
+        for record in failed:
+            try:
+                largest = max(
+                    largest, guard.local_path(self.segment.path, record.object).stat().st_size
+                )
+            except (OSError, ValueError):
+                continue
+        if not largest:
+            return False
+        try:
+            proc = self.rclone.run(["about", f"{remote.REMOTE}:", "--json"], timeout=30)
+            free = int(json.loads(proc.stdout)["free"]) if proc.returncode == 0 else None
+        except (BluegrassError, ValueError, KeyError, TypeError):
+            return False
+        return free is not None and free < largest
+
+    def _deleted_files(self, result: RunResult, side: str) -> str:
+        """ "N of M files": rclone's own count in its abort message takes folders for files
+        (8 photos in 8 albums deleted read "17 of 23"), so count the deletions it logged
+        against the files of that side's last listing."""
+        listing_file = guard.prior_listing(self.files.workdir, side.lower())
+        listing = guard.read_listing(listing_file) if listing_file else {}
+        names = []
+        for record in result.records:
+            match = _DELETED.match(record.msg)
+            if match and match.group(1) == side:
+                names.append(match.group(2))
+        deleted, files = guard.files_only(listing, names)
+        return f"{deleted} of {files} files" if files else "many files"
 
     def _connection_outcome(self, text: str, code: int) -> Outcome | None:
         kind = remote.connection_problem(text)
@@ -621,6 +782,8 @@ class SegmentSync:
         self.files.save(state)
 
 
+_NO_SPACE = re.compile(r"no space left on device|disk quota exceeded|not enough space", re.I)
+_DELETED = re.compile(r"-\s+(Path[12])\s+File was deleted\s+-\s(.+)$")
 _RENAMED = re.compile(r"Renaming Path[12] copy\s+-\s+(.+)$")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 

@@ -87,6 +87,7 @@ _NETWORK_SIGNS = (
     "host is down",
     "deadline exceeded",
     "handshake failed",
+    "connection lost",
 )
 
 
@@ -95,7 +96,7 @@ def connection_problem(text: str) -> str | None:
     low = text.lower()
     if any(s in low for s in _HOST_KEY_SIGNS):
         return HOST_KEY
-    if "couldn't connect ssh" not in low and "newfs" not in low and "dial tcp" not in low:
+    if not any(s in low for s in ("couldn't connect ssh", "newfs", "dial tcp", "connection lost")):
         return None
     if any(s in low for s in _AUTH_SIGNS):
         return AUTH

@@ -155,6 +155,20 @@ class Rclone:
         except subprocess.TimeoutExpired as exc:
             raise BluegrassError(f"rclone {args[0]} took longer than {timeout:.0f} s") from exc
 
+    def head(self, remote_file: str, count: int, *, timeout: float = 60) -> bytes | None:
+        """The first `count` bytes of one file on a remote (`rclone cat`), or None."""
+        try:
+            proc = subprocess.run(
+                self.command(["cat", "--count", str(count), remote_file]),
+                capture_output=True,
+                env=clean_env(),
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return None
+        return proc.stdout if proc.returncode == 0 else None
+
     def run_logged(
         self,
         args: Sequence[str],

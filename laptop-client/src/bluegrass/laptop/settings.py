@@ -86,6 +86,15 @@ _SYNC = Table(
             doc="A sync that would delete more than this share of a segment's files stops "
             "and asks you to confirm.",
         ),
+        "max_change_percent": Field(
+            int,
+            50,
+            _PERCENT,
+            is_percent,
+            doc="A sync that would copy this computer's changes over more than this share of "
+            "a segment's files on the cloud (ransomware rewrites every file) stops and asks "
+            "you to confirm.",
+        ),
         "backoff_max_minutes": Field(
             int,
             60,
@@ -115,6 +124,7 @@ _SEGMENT = Table(
         ),
         "interval_minutes": Field(int, None, _MINUTES, is_minutes),
         "max_delete_percent": Field(int, None, _PERCENT, is_percent),
+        "max_change_percent": Field(int, None, _PERCENT, is_percent),
     }
 )
 
@@ -144,6 +154,7 @@ class Segment:
     exclude: tuple[str, ...]
     interval_minutes: int
     max_delete_percent: int
+    max_change_percent: int = 50
 
 
 @dataclass
@@ -181,6 +192,7 @@ class Settings:
                 exclude=tuple(body["exclude"]),
                 interval_minutes=body["interval_minutes"] or self.sync["interval_minutes"],
                 max_delete_percent=body["max_delete_percent"] or self.sync["max_delete_percent"],
+                max_change_percent=body["max_change_percent"] or self.sync["max_change_percent"],
             )
         return found
 

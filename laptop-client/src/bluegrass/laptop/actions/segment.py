@@ -126,6 +126,7 @@ def run_list(args: argparse.Namespace) -> int:
             "exclude": list(s.exclude),
             "interval_minutes": s.interval_minutes,
             "max_delete_percent": s.max_delete_percent,
+            "max_change_percent": s.max_change_percent,
         }
         for s in current.segments().values()
     ]

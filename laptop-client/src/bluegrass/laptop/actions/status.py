@@ -56,6 +56,7 @@ def collect() -> dict[str, Any]:
                 "remote": name,
                 "interval_minutes": segment.interval_minutes,
                 "max_delete_percent": segment.max_delete_percent,
+                "max_change_percent": segment.max_change_percent,
                 "established": state.established,
                 "last_run": last,
                 "last_ok": state.last_ok,

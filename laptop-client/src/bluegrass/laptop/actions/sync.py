@@ -36,6 +36,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "files; needs SEGMENT",
     )
     p.add_argument(
+        "--confirm-changes",
+        action="store_true",
+        help="go ahead with a sync that was stopped for copying this computer's changes over "
+        "too many of the cloud's files (max_change_percent); needs SEGMENT",
+    )
+    p.add_argument(
+        "--restore-from-cloud",
+        action="store_true",
+        help="copy everything both ways, deleting nothing, the cloud's copy winning wherever "
+        "the two differ; this computer's replaced files are kept aside; needs SEGMENT",
+    )
+    p.add_argument(
         "--resync",
         action="store_true",
         help="copy everything both ways, deleting nothing (the first sync does this itself); "
@@ -66,11 +78,25 @@ def outcome_json(segment: str, outcome: Outcome) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    if (args.confirm_deletes or args.resync) and not args.segment:
-        raise UsageError("--confirm-deletes and --resync need a SEGMENT: they act on one only")
+    one_only = {
+        "--confirm-deletes": args.confirm_deletes,
+        "--confirm-changes": args.confirm_changes,
+        "--resync": args.resync,
+        "--restore-from-cloud": args.restore_from_cloud,
+    }
+    given = [flag for flag, on in one_only.items() if on]
+    if given and not args.segment:
+        raise UsageError(f"{', '.join(given)}: need a SEGMENT: they act on one only")
+    if args.resync and args.restore_from_cloud:
+        raise UsageError("--resync and --restore-from-cloud: choose one")
     current = actions.load(enrolled=True)
     targets = chosen(current, args.segment)
-    options = Options(confirm_deletes=args.confirm_deletes, resync=args.resync)
+    options = Options(
+        confirm_deletes=args.confirm_deletes,
+        confirm_changes=args.confirm_changes,
+        resync=args.resync,
+        restore=args.restore_from_cloud,
+    )
     results: list[tuple[str, Outcome]] = []
     with Interrupts() as interrupts:
         for segment in targets:
