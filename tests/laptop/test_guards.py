@@ -14,16 +14,18 @@ import pytest
 from tests.laptop.conftest import Laptop, SftpCloud
 
 CHECK = ".bluegrass-check"
+SIDECARS = ".bluegrass-meta"
 CONFIRM = "bluegrass sync docs --confirm-changes"
 RESTORE = "bluegrass sync docs --restore-from-cloud"
 
 
 def digests(root: Path) -> dict[str, str]:
-    """Every file under root but the check file: relative path → SHA-256 of its bytes."""
+    """Every file under root but the sync's own (the check file; the devices' metadata
+    sidecars, on the cloud): relative path → SHA-256 of its bytes."""
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != CHECK
+        if p.is_file() and p.name != CHECK and p.relative_to(root).parts[0] != SIDECARS
     }
 
 
