@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bluegrass.core.errors import BluegrassError
-from bluegrass.laptop import filters, guard, locking, paths, remote, scan, unchanged
+from bluegrass.laptop import filters, guard, hidden, locking, paths, remote, scan, unchanged
 from bluegrass.laptop.metadata import EXCLUDE as SIDECARS
 from bluegrass.laptop.metadata import SegmentSidecar
 from bluegrass.laptop.paths import Places
@@ -463,12 +463,20 @@ class SegmentSync:
             self.rclone,
         )
         sent = sidecar.send()
+        fetched = sidecar.fetch()
         if sent.uploaded and self.sides is not None:
             # The states to keep are those from before this bisync, and after the upload:
             # else the next run would see its own upload as a change on the cloud.
             self.sides = unchanged.look(self.settings, self.segment)
+        revealed = [] if resync else self._reveal_hidden_edits(sidecar)
+        args = self._args(extra, options, resync=resync)
+        if revealed:
+            # bisync now sees those files changed, but its copy would still skip them as equal
+            # in size and (to the second) time. Only changed files are queued for copying, so
+            # this copies nothing bisync had not already decided to copy.
+            args.append("--ignore-times")
         result = self.rclone.run_logged(
-            self._args(extra, options, resync=resync),
+            args,
             log_file=self.files.log,
             interrupts=self.interrupts,
             on_record=self.on_record,
@@ -490,12 +498,50 @@ class SegmentSync:
         if outcome.kind != OK:
             return outcome
         received = sidecar.receive()
-        outcome.notes += sent.problems + received.problems
-        if sent.failed or received.failed:
+        problems = sent.problems + fetched.problems + received.problems
+        outcome.notes += revealed + problems
+        if sent.failed or fetched.failed or received.failed:
             # The files are in sync but their bits and times are not: not a sync to settle on.
             outcome.kind = RETRY
-            outcome.message = "files in sync; " + (sent.problems + received.problems)[0]
+            outcome.message = "files in sync; " + problems[0]
         return outcome
+
+    def _reveal_hidden_edits(self, sidecar: SegmentSidecar) -> list[str]:
+        """Make bisync look at same-size edits within a second of the last version, on
+        either side (bluegrass.laptop.hidden, decision 60); a note for each side."""
+        synced = sidecar.synced()
+        work = self.files.workdir
+        path1, path2 = sorted(work.glob("*.path1.lst")), sorted(work.glob("*.path2.lst"))
+        if not synced or not path1 or not path2:
+            return []  # no good sync recorded yet: nothing to compare with
+        notes = []
+        mine = hidden.local_edits(sidecar.current, synced, guard.read_listing(path1[0]))
+        if mine and hidden.force(path1[0], mine):
+            notes.append(
+                f"{_count(len(mine), 'file')} edited here within a second of the last "
+                "version, with the same size: compared by content"
+            )
+        if sidecar.sidecars is not None:
+            candidates = hidden.cloud_candidates(
+                sidecar.current,
+                synced,
+                sidecar.sidecars,
+                sidecar.name,
+                guard.read_listing(path2[0]),
+            )
+            theirs = (
+                hidden.differing_on_cloud(
+                    self.rclone, self.segment.name, self.segment.path, candidates
+                )
+                if candidates
+                else []
+            )
+            if theirs and hidden.force(path2[0], theirs):
+                notes.append(
+                    f"{_count(len(theirs), 'file')} changed on the cloud within a second of "
+                    "the version here, with the same size: compared by content"
+                )
+        return notes
 
     def _guard_changes(self, options: Options) -> Outcome | None:
         """Stop before bisync copies this computer's changes over more than the segment's
@@ -846,3 +892,7 @@ def _reason(text: str) -> str:
         if needle in low:
             return needle
     return _last_line(text)[-120:]
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"

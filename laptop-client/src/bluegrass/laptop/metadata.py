@@ -67,9 +67,14 @@ class SegmentSidecar:
         self.folder = folder
         self.segment = segment
         self.own = meta_dir / "own.meta"
+        # The own records as they were after the last sync that ended well: what both sides
+        # then held (bluegrass.laptop.hidden compares with it).
+        self.synced_file = meta_dir / "synced.meta"
         self.fetched = meta_dir / "cloud"
         self.name = name
         self.rclone = rclone
+        self.current: dict[bytes, Record] = {}  # this folder as `send` described it
+        self.sidecars: Sidecars | None = None  # every device's, as `fetch` found them
 
     @classmethod
     def for_device(
@@ -83,10 +88,10 @@ class SegmentSidecar:
         return f"{remote.remote_path(self.segment)}/{REMOTE_FOLDER}/{self.name}{syncmeta.SUFFIX}"
 
     def _own_records(self) -> dict[bytes, Record]:
-        try:
-            return syncmeta.parse(self.own.read_bytes())
-        except (OSError, syncmeta.SidecarError):
-            return {}  # none yet, or damaged: every entry is described afresh
+        return _read(self.own)  # none yet, or damaged: every entry is described afresh
+
+    def synced(self) -> dict[bytes, Record]:
+        return _read(self.synced_file)
 
     def send(self) -> Exchanged:
         """Describe the folder into this device's sidecar; upload it if the cloud's differs."""
@@ -94,6 +99,7 @@ class SegmentSidecar:
         try:
             records = syncmeta.describe(self.folder, self._own_records(), time.time_ns())
             syncmeta.write(self.own, records)
+            self.current = records
             uploaded = self.fetched / f"{self.name}{syncmeta.SUFFIX}"
             if uploaded.is_file() and uploaded.read_bytes() == self.own.read_bytes():
                 return out
@@ -116,8 +122,9 @@ class SegmentSidecar:
         out.uploaded = True  # even a failed copy may have left a file behind
         return out
 
-    def receive(self) -> Exchanged:
-        """Fetch every device's sidecar and put their bits and times on this folder."""
+    def fetch(self) -> Exchanged:
+        """Every device's sidecar, from the cloud (before the bisync: bluegrass.laptop.hidden
+        needs them, and they were uploaded before the files they describe)."""
         out = Exchanged()
         source = f"{remote.remote_path(self.segment)}/{REMOTE_FOLDER}"
         proc = self.rclone.run(["sync", source, str(self.fetched), "--checkers", "4"])
@@ -128,8 +135,16 @@ class SegmentSidecar:
             )
             out.failed = True
             return out
+        self.sidecars = Sidecars.read(self.fetched)
+        return out
+
+    def receive(self) -> Exchanged:
+        """Put the fetched sidecars' bits and times on this folder; remember this sync."""
+        out = Exchanged()
+        if self.sidecars is None:
+            return out  # the fetch failed and said so
+        sidecars = self.sidecars
         try:
-            sidecars = Sidecars.read(self.fetched)
             own = self._own_records()
             sidecars.tables[self.name] = own  # ours as it is here, not as last uploaded
             applied = syncmeta.apply(self.folder, sidecars, own=self.name)
@@ -145,13 +160,20 @@ class SegmentSidecar:
             f"the cloud's metadata file {name} was not read: {why}"
             for name, why in sidecars.problems
         ]
-        if applied.adopted:
-            own.update(applied.adopted)
-            try:
-                syncmeta.write(self.own, own)  # sent with the next sync
-            except OSError as exc:
-                out.problems.append(f"could not record permission bits and times: {exc}")
+        own.update(applied.adopted)
+        try:
+            syncmeta.write(self.own, own)  # sent with the next sync
+            syncmeta.write(self.synced_file, own)
+        except OSError as exc:
+            out.problems.append(f"could not record permission bits and times: {exc}")
         return out
+
+
+def _read(path: Path) -> dict[bytes, Record]:
+    try:
+        return syncmeta.parse(path.read_bytes())
+    except (OSError, syncmeta.SidecarError):
+        return {}
 
 
 def _last_line(text: str) -> str:
