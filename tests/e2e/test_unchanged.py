@@ -8,6 +8,7 @@ of change and shows that the sync after it runs bisync and carries the change.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -130,8 +131,14 @@ def test_a_sync_killed_mid_way_leaves_no_state_to_skip_on(cloud: Cloud, joined: 
         if proc.poll() is not None:
             out, err = proc.communicate()
             raise AssertionError(f"the sync ended before bisync was seen: {out}{err}")
-        found = psutil.Process(proc.pid).children(recursive=True)
-        return [c for c in found if c.name() == "rclone" and "bisync" in c.cmdline()]
+        found = []
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            # The sync's short rclone runs (the sidecar's upload and fetch) may have exited,
+            # not yet reaped, as we look.
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+                if child.name() == "rclone" and "bisync" in child.cmdline():
+                    found.append(child)
+        return found
 
     rclone_pid = None
     try:
