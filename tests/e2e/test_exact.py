@@ -76,6 +76,11 @@ def build_corpus(docs: Path) -> None:
         path = docs / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    bad = os.fsencode(docs) + b"/not-utf8-\xff.txt"  # a name that is not UTF-8, kept byte-exact
+    with open(bad, "wb") as handle:
+        handle.write(b"latin-1 name\n")
+    os.chmod(bad, 0o600)
+    os.utime(bad, ns=(BASE_NS + 777, BASE_NS + 777))
     (docs / "empty").mkdir()
     (docs / "empty-private").mkdir(mode=0o700)
     (docs / "link-rel").symlink_to("run.sh")
@@ -108,7 +113,7 @@ def manifest_entries(cloud: Cloud, commit: str) -> dict[str, tuple[str, int, int
     for record in raw.split(b"\0")[1:-1]:
         fields, path = record.split(b"\t", 1)
         kind, mode, mtime, size, _oid = fields.split(b" ")
-        out[path.decode()] = (kind.decode(), int(mode, 8), int(mtime), int(size))
+        out[os.fsdecode(path)] = (kind.decode(), int(mode, 8), int(mtime), int(size))
     return out
 
 
