@@ -9,6 +9,8 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta
@@ -566,3 +568,13 @@ def test_user_password_asks_twice_on_the_terminal(cloud: Run, root: DataRoot) ->
     )
     assert code == 0 and b"Web password of bob set (an administrator)" in out, out
     assert CloudBackend(root).check_password("bob", "first long password") is not None
+
+
+def test_panel_backend_and_web_server_do_not_import_each_other() -> None:
+    # Decision 80: run/status.json's name lives in datadir, so the panel's backend loads
+    # without the web server's module (and the web server loads the panel only when built).
+    code = (
+        "import sys, bluegrass.cloud.panelbackend\n"
+        "assert 'bluegrass.cloud.webapp' not in sys.modules, 'panelbackend imports webapp'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -36,10 +36,9 @@ from bluegrass.cloud.actions.device import add_device
 from bluegrass.cloud.actions.user import create_user
 from bluegrass.cloud.actions.web import remove_setup_code, setup_code_matches
 from bluegrass.cloud.commitwatch import stuck_commits
-from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
 from bluegrass.cloud.liverestore import restore_live
 from bluegrass.cloud.scheduler import last_occurrence
-from bluegrass.cloud.webapp import STATUS_FILE
 from bluegrass.core import names, secrets_file, syncspec
 from bluegrass.core.config import Config, defaults
 from bluegrass.core.errors import BluegrassError, UsageError
