@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bluegrass.core import sqlschema
 from bluegrass.core.errors import BluegrassError
 
 MIGRATIONS: list[list[str]] = [
@@ -136,26 +137,7 @@ class State:
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            # Again inside the transaction: the daemon and the panel's workers start together.
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise StateError(
-                    f"the state database was written by a newer Bluegrass (schema {version}, "
-                    f"this one knows up to {SCHEMA_VERSION}); update Bluegrass"
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[target]:
-                    db.execute(statement)
-            # PRAGMA takes no parameters; the value is our own integer.
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        sqlschema.migrate(db, MIGRATIONS, "the state database", StateError)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

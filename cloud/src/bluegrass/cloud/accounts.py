@@ -33,7 +33,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from bluegrass.core import diskspace, names
+from bluegrass.core import diskspace, names, sqlschema
 from bluegrass.core.errors import BluegrassError, UsageError
 
 FILENAME = "bluegrass.db"
@@ -338,24 +338,8 @@ class Accounts:
             raise
         self.db.execute("COMMIT")
 
-    def _version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
-
     def _migrate(self) -> None:
-        if self._version() == SCHEMA_VERSION:
-            return
-        with self.transaction() as db:
-            version = self._version()  # again: another process may have migrated meanwhile
-            if version > SCHEMA_VERSION:
-                raise AccountsError(
-                    f"{self.path} was written by a newer Bluegrass (schema {version}, this one "
-                    f"knows up to {SCHEMA_VERSION}); update Bluegrass"
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[target]:
-                    db.execute(statement)
-            # PRAGMA takes no parameters; the value is our own integer.
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        sqlschema.migrate(self.db, MIGRATIONS, str(self.path), AccountsError)
 
     # -- users ------------------------------------------------------------------------------
 
