@@ -9,12 +9,15 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from bluegrass.cloud import authproxy, liverestore, panelbackend, webjobs
 from bluegrass.cloud.accounts import MIGRATIONS, Accounts, WebJob
 from bluegrass.cloud.datadir import DataRoot
@@ -89,7 +92,33 @@ def test_schema_1_databases_are_migrated_and_keep_their_rows(tmp_path: Path) -> 
         assert [d.id for d in accounts.devices("alice")] == ["d12345678"]
         assert not accounts.has_web_admin()
         version = accounts.db.execute("PRAGMA user_version").fetchone()[0]
-    assert version == len(MIGRATIONS) == 2
+    assert version == len(MIGRATIONS) == 3
+
+
+def test_schema_2_web_accounts_keep_signing_in_after_the_column_renames(tmp_path: Path) -> None:
+    # Decision 82: migration 3 renames the web columns to the panel's store's names. A
+    # password set before it must still sign in, with its epoch and its failures.
+    path = tmp_path / "bluegrass.db"
+    old_hash = PasswordHasher(time_cost=1, memory_cost=47104, parallelism=1).hash(PASSWORD)
+    with sqlite3.connect(path) as db:
+        for statement in MIGRATIONS[0] + MIGRATIONS[1]:
+            db.execute(statement)
+        db.execute("INSERT INTO users VALUES ('alice', '2026-01-01T00:00:00+00:00')")
+        db.execute(
+            "INSERT INTO web_accounts VALUES ('alice', ?, 1, 'epoch-1', '2026-01-01', '2026-01')",
+            (old_hash,),
+        )
+        db.execute("INSERT INTO web_login_failures VALUES (?, 'alice', '10.0.0.9')", (time.time(),))
+        db.execute("PRAGMA user_version = 2")
+    with Accounts(path) as accounts:
+        assert accounts.db.execute("PRAGMA user_version").fetchone()[0] == 3
+        found = accounts.web().verify("alice", PASSWORD)
+        assert found is not None and found.admin and found.session_epoch == "epoch-1"
+        assert accounts.web().verify("alice", PASSWORD + "x") is None
+        since = datetime.now() - timedelta(hours=1)
+        assert [f.ip for f in accounts.web().failures("bob", "10.0.0.9", since)] == ["10.0.0.9"]
+        accounts.remove_user("alice")  # the renamed column still cascades from users
+        assert accounts.web_account("alice") is None
 
 
 def test_user_password_from_the_command_line(cloud: Run, root: DataRoot) -> None:
@@ -116,7 +145,7 @@ def test_user_password_from_the_command_line(cloud: Run, root: DataRoot) -> None
     # Web passwords are not device secrets and the other way round: separate tables.
     with Accounts.open(root.path) as accounts:
         hashes = {r[0] for r in accounts.db.execute("SELECT secret_hash FROM devices")}
-        web = {r[0] for r in accounts.db.execute("SELECT password_hash FROM web_accounts")}
+        web = {r[0] for r in accounts.db.execute("SELECT hash FROM web_accounts")}
     assert hashes and web and not hashes & web and all("m=47104" in h for h in web)
     cloud("user", "remove", "alice")
     assert backend.account("alice") is None  # removing the user ends the web login too
@@ -566,3 +595,13 @@ def test_user_password_asks_twice_on_the_terminal(cloud: Run, root: DataRoot) ->
     )
     assert code == 0 and b"Web password of bob set (an administrator)" in out, out
     assert CloudBackend(root).check_password("bob", "first long password") is not None
+
+
+def test_panel_backend_and_web_server_do_not_import_each_other() -> None:
+    # Decision 80: run/status.json's name lives in datadir, so the panel's backend loads
+    # without the web server's module (and the web server loads the panel only when built).
+    code = (
+        "import sys, bluegrass.cloud.panelbackend\n"
+        "assert 'bluegrass.cloud.webapp' not in sys.modules, 'panelbackend imports webapp'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -29,7 +29,7 @@ def test_first_visit_runs_setup_and_there_is_no_default_password(world: World) -
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/")
     assert client.get("/").status_code == 200
     with sqlite3.connect(world.root / "panel.db") as db:
-        (digest,) = db.execute("SELECT hash FROM accounts WHERE name = 'admin'").fetchone()
+        (digest,) = db.execute("SELECT hash FROM web_accounts WHERE name = 'admin'").fetchone()
     assert digest.startswith("$argon2id$") and PASSWORD not in digest
     # Setup happens once: afterwards it sends people to sign in, and a replayed POST fails.
     fresh = app.test_client()
@@ -212,7 +212,7 @@ def test_login_is_rate_limited_per_account_and_per_address(world: World) -> None
     token = csrf_of(client, "/login")  # signing in started a new session with a new token
     # The lock lifts when the failures are older than the window (10 minutes).
     with sqlite3.connect(world.root / "panel.db") as db:
-        db.execute("UPDATE login_failures SET at = at - 601")
+        db.execute("UPDATE web_login_failures SET at = at - 601")
     assert attempt("alice", PASSWORD)[0] == 302
 
 

@@ -38,19 +38,15 @@ from bluegrass.appliance.state import Alert
 from bluegrass.core import enrollment, names
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.store import Repository, RepositoryError, restore
-from bluegrass.core.store import browse as store
-from bluegrass.core.store.browse import PathError, check_path
-from bluegrass.core.store.manifest import ROOT
+from bluegrass.panel.accounts import SignIns, WebAccounts
 from bluegrass.panel.backend import (
     Account,
     BackendError,
     Dashboard,
     DriveStatus,
-    Forbidden,
     HealthItem,
     JobKind,
     JobStatus,
-    LoginFailure,
     Mode,
     NotFound,
     Problem,
@@ -60,15 +56,22 @@ from bluegrass.panel.backend import (
     Severity,
     UserInfo,
 )
+from bluegrass.panel.backendkit import (
+    human_size,
+    recent_history,
+    require_admin,
+    restore_folder,
+    restore_path,
+    shown_path,
+    suspicious,
+    utc,
+)
 
 if TYPE_CHECKING:
     from flask import Flask
 
 RESTORED = "restored"  # DRIVE/restored/NAME: where the panel restores to
-FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")
-FAILURES_KEPT = 86400.0
 EJECT_TIMEOUT = 60.0  # flushing a drive full of fresh writes takes a while
-RECENT = 30  # snapshots looked at for suspicious ones
 RECENT_JOBS = 5
 
 JOB_LABELS = {"mirror": "Mirror now", "files": "Pull the latest files now"}
@@ -83,20 +86,8 @@ ALERT_SEVERITY = {
 }
 
 
-def _utc(stamp: float | None) -> datetime | None:
-    return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
-
-
 def _local(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
-
-
-def _size(value: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1000:
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
 
 
 def _unprefixed(message: str, key: str) -> str:
@@ -104,23 +95,15 @@ def _unprefixed(message: str, key: str) -> str:
     return message.removeprefix(f"{key}: ")
 
 
-def _account(row: dict[str, Any] | None) -> Account | None:
-    if row is None:
-        return None
-    return Account(str(row["name"]), bool(row["admin"]), str(row["epoch"]))
-
-
-class PiBackend:
+class PiBackend(SignIns):
     mode: Mode = "pi"
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.state = app.state
+        self.web_accounts = self.state.web_accounts  # the store SignIns works on
 
     # -- first run and accounts -----------------------------------------------------------
-
-    def needs_setup(self) -> bool:
-        return not self.state.has_web_admin()
 
     def setup_code_required(self) -> bool:
         return False  # the panel is on the home LAN only; setup takes no code
@@ -139,7 +122,7 @@ class PiBackend:
         with self.state.transaction() as db:
             # Inside one write transaction: two setups racing cannot both win, and an
             # enrollment that cannot be saved leaves no account behind.
-            if db.execute("SELECT 1 FROM web_accounts WHERE admin = 1").fetchone():
+            if WebAccounts(db).has_admin():
                 raise BackendError("Setup is already done; sign in instead.")
             webaccounts.set_password(db, name, digest, admin=True)
             if enrollment_code is not None:
@@ -152,21 +135,13 @@ class PiBackend:
             raise BackendError("Setup did not complete; try again.")
         return found
 
-    def check_password(self, name: str, password: str) -> Account | None:
-        return _account(webaccounts.verify(self.state, name, password))
-
-    def account(self, name: str) -> Account | None:
-        if not names.is_valid(name):
-            return None
-        return _account(self.state.web_account(name))
-
     def _set_password(self, name: str, password: str, *, must_exist: bool) -> Account:
         try:
             digest = webaccounts.hash_password(password)
         except UsageError as exc:
             raise BackendError(str(exc)) from exc
         with self.state.transaction() as db:
-            exists = db.execute("SELECT 1 FROM web_accounts WHERE name = ?", (name,)).fetchone()
+            exists = WebAccounts(db).get(name) is not None
             if must_exist and not exists:
                 raise NotFound(f"No account {name}.")
             if not must_exist and exists:
@@ -178,16 +153,6 @@ class PiBackend:
 
     def change_password(self, account: Account, password: str) -> Account:
         return self._set_password(account.name, password, must_exist=True)
-
-    def login_failures(self, name: str, ip: str, since: datetime) -> list[LoginFailure]:
-        rows = self.state.web_failures(name, ip, since.timestamp())
-        return [LoginFailure(datetime.fromtimestamp(at, UTC), n, i) for at, n, i in rows]
-
-    def record_login_failure(self, name: str, ip: str) -> None:
-        self.state.record_web_failure(name[:200], ip[:100], FAILURES_KEPT)
-
-    def clear_login_failures(self, name: str) -> None:
-        self.state.clear_web_failures(name)
 
     # -- the daemon's view ----------------------------------------------------------------
 
@@ -258,7 +223,7 @@ class PiBackend:
             mine = [a for a in alerts if a.subject == key]
             alerted = {a.message for a in mine}
             if mirrored:
-                status.last_mirror = _utc(mirrored.get("last_ok_ts"))
+                status.last_mirror = utc(mirrored.get("last_ok_ts"))
                 if not mirrored["ok"] and mirrored["message"] not in alerted:
                     why = _unprefixed(str(mirrored["message"]), key)
                     status.problems.append(
@@ -288,7 +253,7 @@ class PiBackend:
         """Last snapshot seen on the drive, and suspicious recent ones."""
         try:
             repo = self.repository(_NOBODY, ref.user, ref.segment)
-            recent = store.history(repo, ROOT, limit=RECENT, with_changes=False)
+            recent = recent_history(repo)
         except (BackendError, BluegrassError) as exc:
             status.problems.append(Problem(Severity.ERROR, f"The mirror cannot be read: {exc}"))
             return
@@ -296,14 +261,7 @@ class PiBackend:
             status.problems.append(Problem(Severity.INFO, "No snapshot yet."))
             return
         status.last_commit = recent[0].date
-        for item in recent:
-            if item.suspicious:
-                status.problems.append(
-                    Problem(
-                        Severity.WARNING,
-                        f"Suspicious snapshot on {item.date:%Y-%m-%d}: {item.summary}",
-                    )
-                )
+        status.problems += suspicious(recent)
 
     @staticmethod
     def _alert_problem(alert: Alert, segment: str | None = None) -> Problem:
@@ -434,7 +392,7 @@ class PiBackend:
             items.append(
                 HealthItem(
                     "Drive",
-                    f"{100 - free_share:.0f} % used, {_size(space['free'])} free",
+                    f"{100 - free_share:.0f} % used, {human_size(space['free'])} free",
                     severity,
                 )
             )
@@ -444,7 +402,7 @@ class PiBackend:
             items.append(
                 HealthItem(
                     "System disk",
-                    f"{100 - share:.0f} % used, {_size(system['free'])} free",
+                    f"{100 - share:.0f} % used, {human_size(system['free'])} free",
                     Severity.WARNING if share < 10 else Severity.OK,
                 )
             )
@@ -454,7 +412,7 @@ class PiBackend:
         items.append(
             HealthItem(
                 "Memory",
-                f"{100 - available:.0f} % used, {_size(memory['available'])} available",
+                f"{100 - available:.0f} % used, {human_size(memory['available'])} available",
                 Severity.WARNING if available < 10 else Severity.OK,
             )
         )
@@ -526,7 +484,7 @@ class PiBackend:
                 state="running",
                 progress=job["progress"],
                 message=str(job["progress_message"] or "Starting…"),
-                started=_utc(job["started_ts"]),
+                started=utc(job["started_ts"]),
             )
         message = str(job["message"] or outcome)
         return JobStatus(
@@ -536,8 +494,8 @@ class PiBackend:
             state="done" if outcome == "ok" else "failed",
             progress=1.0 if outcome == "ok" else job["progress"],
             message=message[:1].upper() + message[1:],
-            started=_utc(job["started_ts"]),
-            finished=_utc(job["finished_ts"]),
+            started=utc(job["started_ts"]),
+            finished=utc(job["finished_ts"]),
         )
 
     def _request_status(self, request: dict[str, Any], daemon: dict[str, Any]) -> JobStatus:
@@ -555,8 +513,8 @@ class PiBackend:
                 state="done" if ok else "failed",
                 progress=1.0 if ok else None,
                 message=str(request["message"] or ""),
-                started=_utc(job["started_ts"] if job else request["requested"]),
-                finished=_utc(request["finished"]),
+                started=utc(job["started_ts"] if job else request["requested"]),
+                finished=utc(request["finished"]),
             )
         if not daemon["alive"]:
             message = "The appliance's daemon is not running; it starts this when it runs again."
@@ -571,7 +529,7 @@ class PiBackend:
             state="queued",
             progress=None,
             message=message,
-            started=_utc(request["requested"]),
+            started=utc(request["requested"]),
         )
 
     def _recent_jobs(self, daemon: dict[str, Any]) -> list[JobStatus]:
@@ -620,21 +578,15 @@ class PiBackend:
         folder: str | None = None,
     ) -> str:
         repo = self.repository(account, user, segment)
-        try:
-            path = check_path(path)
-        except PathError as exc:
-            raise BackendError(str(exc)) from exc
+        path = restore_path(path)
         if target != "drive":
             raise BackendError("On the Pi, restores go into a new folder on the drive.")
-        if not folder or not FOLDER.fullmatch(folder):
-            raise BackendError(
-                "Name the new folder on the drive: letters, digits, '.', '-', '_', space."
-            )
+        folder = restore_folder(folder)
         root = self._drive_root()
         if root is None:
             raise BackendError("The backup drive is not ready; nothing was restored.")
         base = root / RESTORED
-        shown = "the whole segment" if path == ROOT else os.fsdecode(path)
+        shown = shown_path(path)
         try:
             base.mkdir(exist_ok=True)
             if not stat.S_ISDIR(os.lstat(base).st_mode):
@@ -651,38 +603,34 @@ class PiBackend:
             raise BackendError(f"Writing to the drive failed: {exc.strerror}") from exc
         return (
             f"Restored {shown} as of snapshot {result.commit[:12]} into {RESTORED}/{folder} on "
-            f"the drive: {result.files} files, {_size(result.bytes)}."
+            f"the drive: {result.files} files, {human_size(result.bytes)}."
         )
 
     # -- administration: every account is an administrator of this appliance --------------
 
-    @staticmethod
-    def _admin(account: Account) -> None:
-        if not account.admin:
-            raise Forbidden("Only an administrator can do that.")
-
     def users(self, account: Account) -> list[UserInfo]:
-        self._admin(account)
-        return [UserInfo(str(r["name"]), bool(r["admin"])) for r in self.state.web_accounts()]
+        require_admin(account)
+        with self.web_accounts() as store:
+            return [UserInfo(a.name, a.admin) for a in store.all()]
 
     def add_user(self, account: Account, name: str, password: str, admin: bool) -> None:
-        self._admin(account)
+        require_admin(account)
         if not names.is_valid(name):
             raise BackendError("Not a valid name.")
         self._set_password(name, password, must_exist=False)
 
     def reset_password(self, account: Account, name: str, password: str) -> None:
-        self._admin(account)
+        require_admin(account)
         if not names.is_valid(name):
             raise NotFound(f"No account {name}.")
         self._set_password(name, password, must_exist=True)
 
     def revoke_device(self, account: Account, name: str, device: str) -> None:
-        self._admin(account)
+        require_admin(account)
         raise BackendError("Devices are managed on the cloud server (bluegrass-cloud device).")
 
     def new_enrollment_code(self, account: Account, name: str, device_name: str) -> str:
-        self._admin(account)
+        require_admin(account)
         raise BackendError("Enrollment codes come from the cloud server (bluegrass-cloud device).")
 
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bluegrass.core import sqlschema
 from bluegrass.core.errors import BluegrassError
+from bluegrass.panel.accounts import WebAccounts
 
 MIGRATIONS: list[list[str]] = [
     # 1: the daemon's view, jobs, per-segment results, alerts.
@@ -136,26 +138,7 @@ class State:
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            # Again inside the transaction: the daemon and the panel's workers start together.
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise StateError(
-                    f"the state database was written by a newer Bluegrass (schema {version}, "
-                    f"this one knows up to {SCHEMA_VERSION}); update Bluegrass"
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[target]:
-                    db.execute(statement)
-            # PRAGMA takes no parameters; the value is our own integer.
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        sqlschema.migrate(db, MIGRATIONS, "the state database", StateError)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -331,22 +314,6 @@ class State:
             )
             return cur.rowcount
 
-    # -- the panel's sign-ins ---------------------------------------------------------------
-
-    def web_account(self, name: str) -> dict[str, Any] | None:
-        with self.connect() as db:
-            row = db.execute("SELECT * FROM web_accounts WHERE name = ?", (name,)).fetchone()
-        return dict(row) if row else None
-
-    def web_accounts(self) -> list[dict[str, Any]]:
-        with self.connect() as db:
-            rows = db.execute("SELECT * FROM web_accounts ORDER BY name").fetchall()
-        return [dict(r) for r in rows]
-
-    def has_web_admin(self) -> bool:
-        with self.connect() as db:
-            return db.execute("SELECT 1 FROM web_accounts WHERE admin = 1").fetchone() is not None
-
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE): committed on success, else rolled back."""
@@ -359,44 +326,17 @@ class State:
                 db.execute("ROLLBACK")
                 raise
 
-    @staticmethod
-    def set_web_password(
-        db: sqlite3.Connection, name: str, digest: str, epoch: str, admin: bool | None
-    ) -> None:
-        """Create the account or change its password (and epoch), inside `transaction()`."""
-        found = db.execute("SELECT admin FROM web_accounts WHERE name = ?", (name,)).fetchone()
-        if found is None:
-            db.execute(
-                "INSERT INTO web_accounts (name, admin, hash, epoch, created) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (name, int(bool(admin) if admin is not None else True), digest, epoch, time.time()),
-            )
-        else:
-            db.execute(
-                "UPDATE web_accounts SET hash = ?, epoch = ?, admin = ? WHERE name = ?",
-                (digest, epoch, int(found["admin"] if admin is None else admin), name),
-            )
+    # -- the panel's sign-ins: the panel's own store (bluegrass.panel.accounts) -----------
 
-    def web_failures(self, name: str, ip: str, since: float) -> list[tuple[float, str, str]]:
+    @contextlib.contextmanager
+    def web_accounts(self) -> Iterator[WebAccounts]:
+        """The panel's sign-ins over a connection of their own (autocommit)."""
         with self.connect() as db:
-            rows = db.execute(
-                "SELECT at, name, ip FROM web_login_failures "
-                "WHERE at >= ? AND (name = ? OR ip = ?)",
-                (since, name, ip),
-            ).fetchall()
-        return [(r["at"], r["name"], r["ip"]) for r in rows]
+            yield WebAccounts(db)
 
-    def record_web_failure(self, name: str, ip: str, keep: float) -> None:
-        now = time.time()
-        with self.connect() as db:
-            db.execute("DELETE FROM web_login_failures WHERE at < ?", (now - keep,))
-            db.execute(
-                "INSERT INTO web_login_failures (at, name, ip) VALUES (?, ?, ?)", (now, name, ip)
-            )
-
-    def clear_web_failures(self, name: str) -> None:
-        with self.connect() as db:
-            db.execute("DELETE FROM web_login_failures WHERE name = ?", (name,))
+    def has_web_admin(self) -> bool:
+        with self.web_accounts() as store:
+            return store.has_admin()
 
     # -- alerts -----------------------------------------------------------------------------
 

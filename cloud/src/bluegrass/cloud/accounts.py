@@ -12,8 +12,9 @@ token, so the hash parameters guard against a leaked database being useful at al
 than against guessing; they are chosen to keep a login cheap on a small server (19 MiB, 2
 passes: OWASP's baseline for argon2id) and live in each hash, so they can change later.
 
-Web passwords are chosen by people, so they are hashed apart from device secrets, in their
-own table, with a costlier profile (46 MiB, 1 pass: OWASP's first choice for argon2id).
+Web passwords are chosen by people, so they are kept apart from device secrets, in the
+panel's own tables (bluegrass.panel.accounts: its hasher, its rules), which migration 2 made
+and migration 3 gave the panel's column names.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from bluegrass.core import diskspace, names
+from bluegrass.core import diskspace, names, sqlschema
 from bluegrass.core.errors import BluegrassError, UsageError
+from bluegrass.panel.accounts import Account, WebAccounts
 
 FILENAME = "bluegrass.db"
 
@@ -115,6 +117,16 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX web_jobs_by_owner ON web_jobs(owner, started)",
         "CREATE INDEX web_jobs_by_segment ON web_jobs(user, segment, state)",
     ],
+    # 3: the web sign-ins take the column names of the panel's one store
+    # (bluegrass.panel.accounts), shared with the Pi and the reference backend. Rows are kept:
+    # a password set before still signs in. `password_changed` was written, never read.
+    [
+        "ALTER TABLE web_accounts RENAME COLUMN user TO name",
+        "ALTER TABLE web_accounts RENAME COLUMN password_hash TO hash",
+        "ALTER TABLE web_accounts RENAME COLUMN session_epoch TO epoch",
+        "ALTER TABLE web_accounts DROP COLUMN password_changed",
+        "ALTER TABLE web_login_failures RENAME COLUMN client_ip TO ip",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -132,10 +144,6 @@ KEY_TYPES = frozenset(
 MAX_DEVICE_NAME = 64
 
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-# People's web passwords: OWASP's first choice for argon2id (46 MiB, 1 pass, 1 lane), about
-# 0.12 s on a 2-core server; sign-in is also rate limited.
-_WEB_HASHER = PasswordHasher(time_cost=1, memory_cost=47104, parallelism=1)
-MIN_WEB_PASSWORD = 10
 
 
 # Verified when the user or device is unknown, so that a refusal takes as long either way and
@@ -144,13 +152,6 @@ MIN_WEB_PASSWORD = 10
 _DUMMY_HASH = (
     "$argon2id$v=19$m=19456,t=2,p=1$jDt6zOFkJ9zzm/osI5QtGA$"
     "DmpqgZO5eARIqRzXBIz3P3rTiEwciLQ4O1ki/BLVhM8"
-)
-
-
-# The same, for web sign-ins with an unknown name.
-_WEB_DUMMY_HASH = (
-    "$argon2id$v=19$m=47104,t=1,p=1$sT2aktnK6bZRhX2y2keZfg$"
-    "+FvFtuV4dKudEGfxDiJOR3dun9XqHeNIkYku1/HaXL4"
 )
 
 
@@ -245,24 +246,6 @@ class NewDevice:
 
 
 @dataclass(frozen=True)
-class WebAccount:
-    user: str
-    admin: bool
-    session_epoch: str  # changes with every password change or reset: older sessions end
-
-
-def check_web_password(password: str) -> str:
-    if len(password) < MIN_WEB_PASSWORD:
-        raise UsageError(f"a web password needs at least {MIN_WEB_PASSWORD} characters")
-    return password
-
-
-def hash_web_password(password: str) -> str:
-    """The argon2id hash to store (computed outside any transaction: it takes ~0.1 s)."""
-    return _WEB_HASHER.hash(check_web_password(password))
-
-
-@dataclass(frozen=True)
 class WebJob:
     id: str
     owner: str
@@ -338,24 +321,8 @@ class Accounts:
             raise
         self.db.execute("COMMIT")
 
-    def _version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
-
     def _migrate(self) -> None:
-        if self._version() == SCHEMA_VERSION:
-            return
-        with self.transaction() as db:
-            version = self._version()  # again: another process may have migrated meanwhile
-            if version > SCHEMA_VERSION:
-                raise AccountsError(
-                    f"{self.path} was written by a newer Bluegrass (schema {version}, this one "
-                    f"knows up to {SCHEMA_VERSION}); update Bluegrass"
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[target]:
-                    db.execute(statement)
-            # PRAGMA takes no parameters; the value is our own integer.
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        sqlschema.migrate(self.db, MIGRATIONS, str(self.path), AccountsError)
 
     # -- users ------------------------------------------------------------------------------
 
@@ -506,82 +473,28 @@ class Accounts:
 
     # -- web accounts -----------------------------------------------------------------------
 
-    def web_account(self, user: str) -> WebAccount | None:
-        row = self.db.execute(
-            "SELECT user, admin, session_epoch FROM web_accounts WHERE user = ?", (user,)
-        ).fetchone()
-        return WebAccount(row[0], bool(row[1]), row[2]) if row else None
+    def web(self) -> WebAccounts:
+        """The panel's sign-ins in this database (bluegrass.panel.accounts)."""
+        return WebAccounts(self.db)
 
-    def web_accounts(self) -> list[WebAccount]:
-        rows = self.db.execute("SELECT user, admin, session_epoch FROM web_accounts ORDER BY user")
-        return [WebAccount(r[0], bool(r[1]), r[2]) for r in rows]
+    def web_account(self, user: str) -> Account | None:
+        return self.web().get(user)
+
+    def web_accounts(self) -> list[Account]:
+        return self.web().all()
 
     def has_web_admin(self) -> bool:
-        found = self.db.execute("SELECT 1 FROM web_accounts WHERE admin = 1 LIMIT 1").fetchone()
-        return found is not None
+        return self.web().has_admin()
 
     def set_web_password(
         self, user: str, password_hash: str, *, admin: bool | None = None
-    ) -> WebAccount:
-        """Inside a transaction: give `user` (an existing user) a web password.
-
-        A new session epoch every time, so sessions opened with the old password end. `admin`
-        None keeps the flag (a new account is not an administrator).
-        """
+    ) -> Account:
+        """Inside a transaction: give `user` (an existing user) a web password; a new session
+        epoch every time. `admin` None keeps the flag (a new account is not an administrator).
+        Raise UsageError for an unknown user."""
         if not self.has_user(user):
             raise UsageError(f"unknown user {user!r} (see: bluegrass-cloud user list)")
-        epoch = secrets.token_hex(16)
-        stamp = now_text()
-        existing = self.web_account(user)
-        if existing is None:
-            self.db.execute(
-                "INSERT INTO web_accounts VALUES (?, ?, ?, ?, ?, ?)",
-                (user, password_hash, int(bool(admin)), epoch, stamp, stamp),
-            )
-        else:
-            self.db.execute(
-                "UPDATE web_accounts SET password_hash = ?, session_epoch = ?, "
-                "password_changed = ?, admin = ? WHERE user = ?",
-                (
-                    password_hash,
-                    epoch,
-                    stamp,
-                    int(existing.admin if admin is None else admin),
-                    user,
-                ),
-            )
-        found = self.web_account(user)
-        assert found is not None
-        return found
-
-    def check_web_login(self, user: str, password: str) -> WebAccount | None:
-        """The account if `password` is its web password; an unknown name costs the same."""
-        row = self.db.execute(
-            "SELECT password_hash FROM web_accounts WHERE user = ?", (user,)
-        ).fetchone()
-        try:
-            ok = _WEB_HASHER.verify(row[0] if row else _WEB_DUMMY_HASH, password)
-        except (VerificationError, InvalidHashError):
-            ok = False
-        return self.web_account(user) if ok and row else None
-
-    def record_web_failure(self, name: str, client_ip: str, at: float, keep: float) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM web_login_failures WHERE at < ?", (at - keep,))
-            db.execute("INSERT INTO web_login_failures VALUES (?, ?, ?)", (at, name, client_ip))
-
-    def web_failures(self, name: str, client_ip: str, since: float) -> list[tuple[float, str, str]]:
-        """(time, name, address) of web sign-in failures since `since` for `name` OR `client_ip`."""
-        rows = self.db.execute(
-            "SELECT at, name, client_ip FROM web_login_failures "
-            "WHERE at >= ? AND (name = ? OR client_ip = ?) ORDER BY at",
-            (since, name, client_ip),
-        )
-        return [(float(r[0]), str(r[1]), str(r[2])) for r in rows]
-
-    def clear_web_failures(self, name: str) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM web_login_failures WHERE name = ?", (name,))
+        return self.web().set_password(user, password_hash, admin)
 
     # -- web jobs ---------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 DATA/bluegrass-cloud.toml        configuration
 DATA/files/<user>/<segment>/     the live synced tree of each segment
 DATA/repos/<user>/<segment>.git  its history (a Bluegrass repository)
+DATA/run/status.json             what `run` says about its children (the sync endpoint's
+                                 state), read by /health and the dashboard
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from bluegrass.core.store import Repository
 
 DEFAULT = Path("bluegrass-data")
 MARKER = ".bluegrass-data"
+# Written by `run`, read by the web server: here, beside the rest of the layout, so that
+# neither has to import the other for it.
+STATUS_FILE = Path("run") / "status.json"
 
 
 class Busy(BluegrassError):

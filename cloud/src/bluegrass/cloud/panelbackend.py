@@ -19,44 +19,42 @@ CloudBackend implements bluegrass.panel.backend.Backend (docs/panel.md) on a dat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import secrets
 import shutil
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bluegrass.cloud import authproxy, settings, webjobs
-from bluegrass.cloud.accounts import Accounts, WebAccount, WebJob, hash_web_password
+from bluegrass.cloud.accounts import Accounts, WebJob
 from bluegrass.cloud.actions.commit import BUSY, commit_one, is_busy
 from bluegrass.cloud.actions.device import add_device
 from bluegrass.cloud.actions.user import create_user
 from bluegrass.cloud.actions.web import remove_setup_code, setup_code_matches
 from bluegrass.cloud.commitwatch import stuck_commits
-from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
 from bluegrass.cloud.liverestore import restore_live
 from bluegrass.cloud.scheduler import last_occurrence
-from bluegrass.cloud.webapp import STATUS_FILE
-from bluegrass.core import names, secrets_file, syncspec
+from bluegrass.core import names, syncspec
 from bluegrass.core.config import Config, defaults
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.store import Repository, RepositoryError
 from bluegrass.core.store import browse as store
-from bluegrass.core.store.browse import PathError, check_path
 from bluegrass.core.store.manifest import ROOT
+from bluegrass.panel.accounts import SignIns, WebAccounts, hash_password
 from bluegrass.panel.backend import (
     Account,
     BackendError,
     Dashboard,
     DeviceInfo,
-    Forbidden,
     HealthItem,
     JobKind,
     JobStatus,
-    LoginFailure,
     Mode,
     NotFound,
     Problem,
@@ -65,6 +63,16 @@ from bluegrass.panel.backend import (
     SegmentStatus,
     Severity,
     UserInfo,
+)
+from bluegrass.panel.backendkit import (
+    human_size,
+    recent_history,
+    require_admin,
+    restore_path,
+    session_secret,
+    shown_path,
+    suspicious,
+    utc,
 )
 
 if TYPE_CHECKING:
@@ -78,25 +86,11 @@ SCAN_LIMIT = 200_000  # entries looked at per live tree for the dashboard
 SCAN_CACHE = 60.0  # seconds a live tree's scan is reused (per worker)
 AUTH_LOG_TAIL = 8 << 20  # at most this much of the auth log is read back for the last login
 AUTH_LOG_CHUNK = 64 << 10
-FAILURES_KEPT = 86400.0
-RECENT = 30  # snapshots looked at for suspicious ones
 
 
 def secret_key(data_root: Path) -> str:
     """The session signing key, DATA/web-session.key (0600): made once, shared by every worker."""
-    path = data_root / SESSION_KEY_FILE
-    key = secrets_file.read_or_create(path, secrets.token_urlsafe(48))
-    if len(key) < 32:
-        raise BluegrassError(f"{path}: the web session key is too short; delete it to make one")
-    return key
-
-
-def _account(found: WebAccount | None) -> Account | None:
-    return None if found is None else Account(found.user, found.admin, found.session_epoch)
-
-
-def _utc(stamp: float | None) -> datetime | None:
-    return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+    return session_secret(data_root / SESSION_KEY_FILE)
 
 
 def _job_status(job: WebJob) -> JobStatus:
@@ -108,8 +102,8 @@ def _job_status(job: WebJob) -> JobStatus:
         state=state,  # type: ignore[arg-type]
         progress=job.progress,
         message=job.message,
-        started=_utc(job.started),
-        finished=_utc(job.finished),
+        started=utc(job.started),
+        finished=utc(job.finished),
     )
 
 
@@ -144,7 +138,7 @@ class _Scan:
                     continue
 
 
-class CloudBackend:
+class CloudBackend(SignIns):
     mode: Mode = "cloud"
 
     def __init__(self, root: DataRoot) -> None:
@@ -157,10 +151,10 @@ class CloudBackend:
     def _accounts(self) -> Accounts:
         return Accounts.open(self.root.path)
 
-    @staticmethod
-    def _admin(account: Account) -> None:
-        if not account.admin:
-            raise Forbidden("Only an administrator can do that.")
+    @contextlib.contextmanager
+    def web_accounts(self) -> Iterator[WebAccounts]:
+        with self._accounts() as accounts:
+            yield accounts.web()
 
     def _visible(self, account: Account, user: str, segment: str) -> None:
         """NotFound unless this is the account's own (valid) user: names do not leak."""
@@ -173,10 +167,6 @@ class CloudBackend:
         )
 
     # -- first run and accounts -----------------------------------------------------------
-
-    def needs_setup(self) -> bool:
-        with self._accounts() as accounts:
-            return not accounts.has_web_admin()
 
     def setup_code_required(self) -> bool:
         return True  # a cloud server is on the internet: setup is never first-come
@@ -195,7 +185,7 @@ class CloudBackend:
             accounts.set_web_password(name, digest, admin=True)
 
         try:
-            digest = hash_web_password(password)
+            digest = hash_password(password)
             if (self.root.files / name).is_dir():
                 # An existing user (made with `user add`) becomes the administrator.
                 with self._accounts() as accounts, accounts.transaction():
@@ -211,43 +201,19 @@ class CloudBackend:
             raise BackendError("Setup did not complete; try again.")
         return found
 
-    def check_password(self, name: str, password: str) -> Account | None:
-        with self._accounts() as accounts:
-            return _account(accounts.check_web_login(name, password))
-
-    def account(self, name: str) -> Account | None:
-        with self._accounts() as accounts:
-            return _account(accounts.web_account(name))
-
     def _set_password(self, name: str, password: str) -> Account:
         try:
-            digest = hash_web_password(password)
+            digest = hash_password(password)
             with self._accounts() as accounts, accounts.transaction():
                 if not self._user_exists(accounts, name):
                     raise NotFound(f"No user {name}.")
                 accounts.add_user(name)
-                found = accounts.set_web_password(name, digest)
+                return accounts.set_web_password(name, digest)
         except UsageError as exc:
             raise BackendError(str(exc)) from exc
-        account = _account(found)
-        assert account is not None
-        return account
 
     def change_password(self, account: Account, password: str) -> Account:
         return self._set_password(account.name, password)
-
-    def login_failures(self, name: str, ip: str, since: datetime) -> list[LoginFailure]:
-        with self._accounts() as accounts:
-            rows = accounts.web_failures(name, ip, since.timestamp())
-        return [LoginFailure(datetime.fromtimestamp(at, UTC), n, i) for at, n, i in rows]
-
-    def record_login_failure(self, name: str, ip: str) -> None:
-        with self._accounts() as accounts:
-            accounts.record_web_failure(name[:200], ip[:100], time.time(), FAILURES_KEPT)
-
-    def clear_login_failures(self, name: str) -> None:
-        with self._accounts() as accounts:
-            accounts.clear_web_failures(name)
 
     # -- data -----------------------------------------------------------------------------
 
@@ -332,26 +298,14 @@ class CloudBackend:
         recent: list[store.HistoryItem] = []
         if (repo_path / "HEAD").is_file():
             try:
-                recent = store.history(
-                    Repository.open(repo_path), ROOT, limit=RECENT, with_changes=False
-                )
+                recent = recent_history(Repository.open(repo_path))
             except BluegrassError as exc:
                 status.problems.append(Problem(Severity.ERROR, f"The history: {exc}"))
         if recent:
             status.last_commit = recent[0].date
         else:
             status.problems.append(Problem(Severity.INFO, "No snapshot yet."))
-        for item in recent:
-            if item.suspicious:
-                which = "The latest snapshot" if item is recent[0] else "A snapshot"
-                status.problems.append(
-                    Problem(
-                        Severity.WARNING,
-                        f"{which}, {item.date.astimezone():%Y-%m-%d %H:%M}, deleted or changed "
-                        f"an unusual share of files: {item.summary}. The versions before it "
-                        "are kept.",
-                    )
-                )
+        status.problems += suspicious(recent)
         last = accounts.last_job("commit", ref.user, ref.segment)
         if last is not None and last.outcome == "error":
             status.problems.append(
@@ -442,7 +396,7 @@ class CloudBackend:
             board.health.append(
                 HealthItem(
                     "Disk (data root)",
-                    f"{used:.0f} % used, {usage.free / 1e9:.1f} GB free",
+                    f"{used:.0f} % used, {human_size(usage.free)} free",
                     Severity.WARNING if used > 90 else Severity.OK,
                 )
             )
@@ -502,11 +456,8 @@ class CloudBackend:
         repo = self.repository(account, user, segment)
         if target != "live":
             raise BackendError("Here a restore goes into your synced folder.")
-        try:
-            path = check_path(path)
-        except PathError as exc:
-            raise BackendError(f"Not a path inside the segment: {exc}.") from exc
-        shown = "the whole segment" if path == ROOT else os.fsdecode(path)
+        path = restore_path(path)
+        shown = shown_path(path)
         try:
             with self.root.user_lock(user, exclusive=False):
                 snap = store.resolve(repo, commit)
@@ -575,9 +526,9 @@ class CloudBackend:
     # -- administration -------------------------------------------------------------------
 
     def users(self, account: Account) -> list[UserInfo]:
-        self._admin(account)
+        require_admin(account)
         with self._accounts() as accounts:
-            web = {a.user: a for a in accounts.web_accounts()}
+            web = {a.name: a for a in accounts.web_accounts()}
             every = sorted(set(self.root.users()) | set(accounts.users()))
             devices = accounts.devices()
         out = []
@@ -603,9 +554,9 @@ class CloudBackend:
         return out
 
     def add_user(self, account: Account, name: str, password: str, admin: bool) -> None:
-        self._admin(account)
+        require_admin(account)
         try:
-            digest = hash_web_password(password)
+            digest = hash_password(password)
             create_user(
                 self.root,
                 name,
@@ -616,11 +567,11 @@ class CloudBackend:
             raise BackendError(str(exc)[:1].upper() + str(exc)[1:] + ".") from exc
 
     def reset_password(self, account: Account, name: str, password: str) -> None:
-        self._admin(account)
+        require_admin(account)
         self._set_password(name, password)
 
     def revoke_device(self, account: Account, name: str, device: str) -> None:
-        self._admin(account)
+        require_admin(account)
         with self._accounts() as accounts:
             if not accounts.has_user(name):
                 raise NotFound("No such device.")
@@ -630,7 +581,7 @@ class CloudBackend:
                 raise NotFound("No such device.") from exc
 
     def new_enrollment_code(self, account: Account, name: str, device_name: str) -> str:
-        self._admin(account)
+        require_admin(account)
         with self._accounts() as accounts:
             if not self._user_exists(accounts, name) or not (self.root.files / name).is_dir():
                 raise NotFound(f"No user {name}.")

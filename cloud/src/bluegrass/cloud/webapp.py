@@ -26,11 +26,11 @@ from typing import Any
 
 from bluegrass.cloud import authproxy
 from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.datadir import STATUS_FILE
 from bluegrass.cloud.githttp import GitHTTP, StartResponse
 
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-STATUS_FILE = Path("run") / "status.json"
 _REMEMBER = 60.0
 
 
@@ -66,7 +66,7 @@ DEVICE_PREFIXES = ("/git/", "/api/")
 
 class CloudApp:
     def __init__(self, data_root: Path) -> None:
-        # Imported here: the command line loads this module for STATUS_FILE and needs no Flask.
+        # Imported here: DeviceLogin's users (and this module's importers) need no Flask.
         from bluegrass.cloud import settings
         from bluegrass.cloud.panelbackend import create_panel
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -10,6 +10,7 @@ from typing import Any
 
 from bluegrass.panel import helpers, preview, security
 from bluegrass.panel.backend import Backend, Mode
+from bluegrass.panel.backendkit import human_size
 from flask import Flask, Response, g, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -95,7 +96,7 @@ def create_app(config: PanelConfig) -> Flask:
         return {"account": g.get("account"), "mode": state.mode, "site_name": state.site_name}
 
     app.jinja_env.filters.update(
-        size=helpers.human_size,
+        size=human_size,
         when=helpers.human_time,
         ago=helpers.ago,
         show=helpers.show_name,

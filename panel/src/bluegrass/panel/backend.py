@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
 from bluegrass.core.store import Repository
+from bluegrass.panel.accounts import Account, LoginFailure
 
 Mode = Literal["pi", "cloud"]
 
@@ -40,15 +41,6 @@ class NotFound(BackendError):
 
 class Forbidden(BackendError):
     """The account may see this but not do that (e.g. a non-admin managing users)."""
-
-
-@dataclass(frozen=True)
-class Account:
-    name: str
-    admin: bool
-    # Changes whenever the password changes (or the account is reset): a session that was
-    # opened under another epoch is no longer valid. Any opaque string.
-    session_epoch: str
 
 
 @dataclass(frozen=True, order=True)
@@ -160,13 +152,6 @@ class UserInfo:
     admin: bool
     segments: list[str] = field(default_factory=list)
     devices: list[DeviceInfo] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class LoginFailure:
-    at: datetime
-    name: str
-    ip: str
 
 
 RestoreTarget = Literal["live", "drive"]

@@ -129,17 +129,6 @@ def download_name(name: bytes) -> str:
 # -- formatting ---------------------------------------------------------------------------
 
 
-def human_size(size: int | None) -> str:
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} bytes"
-
-
 def human_time(when: datetime | int | None) -> str:
     if when is None:
         return "never"

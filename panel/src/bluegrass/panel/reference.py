@@ -34,26 +34,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from bluegrass.core import enrollment
-from bluegrass.core.errors import BluegrassError
+from bluegrass.core import enrollment, sqlschema
+from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.names import is_valid
 from bluegrass.core.store import Repository, RepositoryError, restore, snapshot
 from bluegrass.core.store import browse as store
-from bluegrass.core.store.browse import PathError, check_path
 from bluegrass.core.store.manifest import ROOT as ROOT_PATH
+from bluegrass.panel.accounts import HASHER, SignIns, WebAccounts
 from bluegrass.panel.backend import (
     Account,
     BackendError,
     Dashboard,
     DeviceInfo,
     DriveStatus,
-    Forbidden,
     HealthItem,
     JobKind,
     JobStatus,
-    LoginFailure,
     Mode,
     NotFound,
     Problem,
@@ -63,22 +59,43 @@ from bluegrass.panel.backend import (
     Severity,
     UserInfo,
 )
+from bluegrass.panel.backendkit import (
+    recent_history,
+    require_admin,
+    restore_folder,
+    restore_path,
+    session_secret,
+    shown_path,
+    suspicious,
+    utc,
+)
 
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS accounts (
+MIGRATIONS: list[list[str]] = [
+    # 1: the schema from before versioning (IF NOT EXISTS: such databases have it at 0).
+    [
+        """CREATE TABLE IF NOT EXISTS accounts (
         name TEXT PRIMARY KEY, admin INTEGER NOT NULL, hash TEXT NOT NULL,
         epoch TEXT NOT NULL, created TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS login_failures (at REAL NOT NULL, name TEXT NOT NULL,
+        """CREATE TABLE IF NOT EXISTS login_failures (at REAL NOT NULL, name TEXT NOT NULL,
         ip TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS login_failures_at ON login_failures(at)",
-    """CREATE TABLE IF NOT EXISTS jobs (
+        "CREATE INDEX IF NOT EXISTS login_failures_at ON login_failures(at)",
+        """CREATE TABLE IF NOT EXISTS jobs (
         id TEXT PRIMARY KEY, owner TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL,
         state TEXT NOT NULL, progress REAL, message TEXT NOT NULL,
         started REAL, finished REAL)""",
-    """CREATE TABLE IF NOT EXISTS devices (
+        """CREATE TABLE IF NOT EXISTS devices (
         id TEXT PRIMARY KEY, user TEXT NOT NULL, name TEXT NOT NULL, secret_hash TEXT NOT NULL,
         created REAL NOT NULL, revoked REAL)""",
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
+    # 2: the sign-ins become the panel's one store (bluegrass.panel.accounts): same columns,
+    # the store's table names.
+    [
+        "ALTER TABLE accounts RENAME TO web_accounts",
+        "ALTER TABLE login_failures RENAME TO web_login_failures",
+        "DROP INDEX login_failures_at",
+        "CREATE INDEX web_login_failures_at ON web_login_failures (at)",
+    ],
 ]
 JOBS = [
     JobKind("commit", "Snapshot now", per_segment=True),
@@ -88,49 +105,45 @@ JOBS = [
 PLACEHOLDER_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIReferenceBackendHasNoSshEndpoint"
 
 
-def _ts(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-class ReferenceBackend:
+class ReferenceBackend(SignIns):
     def __init__(self, root: Path, mode: Mode = "cloud") -> None:
         self.root = root.absolute()
         self.mode: Mode = mode
-        # OWASP's argon2id baseline: cheap enough for a Pi, parameters live in each hash.
-        self.hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-        self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
         self.root.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            for statement in SCHEMA:
-                db.execute(statement)
+        with self._connect() as db:
+            sqlschema.migrate(db, MIGRATIONS, str(self.root / "panel.db"))
 
     # -- plumbing -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self) -> Iterator[sqlite3.Connection]:
         # One short connection per use: safe across threads and gunicorn workers; WAL lets
         # readers go on while a job writes its progress.
         db = sqlite3.connect(self.root / "panel.db", timeout=10, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("BEGIN IMMEDIATE")
             yield db
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         finally:
             db.close()
 
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def web_accounts(self) -> Iterator[WebAccounts]:
+        with self._connect() as db:
+            yield WebAccounts(db)
+
     def secret_key(self) -> str:
-        path = self.root / "panel-secret"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+        return session_secret(self.root / "panel-secret")
 
     def live_dir(self, user: str, segment: str) -> Path:
         return self.root / "files" / user / segment
@@ -138,16 +151,7 @@ class ReferenceBackend:
     def repo_dir(self, user: str, segment: str) -> Path:
         return self.root / "repos" / user / f"{segment}.git"
 
-    def _account_row(self, row: tuple[str, int, str, str] | None) -> Account | None:
-        if row is None:
-            return None
-        return Account(name=row[0], admin=bool(row[1]), session_epoch=row[3])
-
     # -- first run and accounts -----------------------------------------------------------
-
-    def needs_setup(self) -> bool:
-        with self._db() as db:
-            return db.execute("SELECT 1 FROM accounts WHERE admin = 1 LIMIT 1").fetchone() is None
 
     def setup_code_required(self) -> bool:
         return self._setup_code() is not None
@@ -170,39 +174,23 @@ class ReferenceBackend:
                 enrollment.decode(enrollment_code)
             except BluegrassError as exc:
                 raise BackendError(str(exc)) from exc
-        digest = self.hasher.hash(password)
-        epoch = secrets.token_hex(8)
+        digest = HASHER.hash(password)
         with self._db() as db:
             # Inside one IMMEDIATE transaction: two setups racing cannot both win.
-            if db.execute("SELECT 1 FROM accounts WHERE admin = 1").fetchone() is not None:
+            store = WebAccounts(db)
+            if store.has_admin():
                 raise BackendError("Setup is already done; sign in instead.")
-            db.execute(
-                "INSERT OR REPLACE INTO accounts VALUES (?, 1, ?, ?, ?)",
-                (name, digest, epoch, datetime.now(UTC).isoformat()),
-            )
+            try:
+                found = store.set_password(name, digest, admin=True)
+            except UsageError as exc:
+                raise BackendError(str(exc)) from exc
             if enrollment_code is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('enrollment_code', ?)", (enrollment_code,)
                 )
         (self.root / "setup-code").unlink(missing_ok=True)  # it worked once; never again
         (self.root / "repos" / name).mkdir(parents=True, exist_ok=True)
-        return Account(name, True, epoch)
-
-    def check_password(self, name: str, password: str) -> Account | None:
-        with self._db() as db:
-            row = db.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
-        try:
-            # An unknown name costs the same hash as a known one: timing tells nothing.
-            self.hasher.verify(row[2] if row else self._dummy, password)
-        except (VerificationError, InvalidHashError):
-            return None
-        return self._account_row(row)
-
-    def account(self, name: str) -> Account | None:
-        with self._db() as db:
-            return self._account_row(
-                db.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
-            )
+        return found
 
     def change_password(self, account: Account, password: str) -> Account:
         self._set_password(account.name, password)
@@ -212,30 +200,12 @@ class ReferenceBackend:
         return found
 
     def _set_password(self, name: str, password: str) -> None:
+        digest = HASHER.hash(password)
         with self._db() as db:
-            done = db.execute(
-                "UPDATE accounts SET hash = ?, epoch = ? WHERE name = ?",
-                (self.hasher.hash(password), secrets.token_hex(8), name),
-            )
-            if done.rowcount == 0:
+            store = WebAccounts(db)
+            if store.get(name) is None:
                 raise NotFound(f"no user {name}")
-
-    def login_failures(self, name: str, ip: str, since: datetime) -> list[LoginFailure]:
-        with self._db() as db:
-            db.execute("DELETE FROM login_failures WHERE at < ?", (time.time() - 86400,))
-            rows = db.execute(
-                "SELECT at, name, ip FROM login_failures WHERE at >= ? AND (name = ? OR ip = ?)",
-                (since.timestamp(), name, ip),
-            ).fetchall()
-        return [LoginFailure(datetime.fromtimestamp(r[0], UTC), r[1], r[2]) for r in rows]
-
-    def record_login_failure(self, name: str, ip: str) -> None:
-        with self._db() as db:
-            db.execute("INSERT INTO login_failures VALUES (?, ?, ?)", (time.time(), name, ip))
-
-    def clear_login_failures(self, name: str) -> None:
-        with self._db() as db:
-            db.execute("DELETE FROM login_failures WHERE name = ?", (name,))
+            store.set_password(name, digest)
 
     # -- data -----------------------------------------------------------------------------
 
@@ -291,8 +261,7 @@ class ReferenceBackend:
             status.next_job = str(extra["next_job"]) if extra.get("next_job") else None
             status.problems = self._problems(extra.get("problems"))
             try:
-                repo = Repository.open(self.repo_dir(ref.user, ref.segment))
-                recent = store.history(repo, ROOT_PATH, limit=30, with_changes=False)
+                recent = recent_history(Repository.open(self.repo_dir(ref.user, ref.segment)))
             except (RepositoryError, BluegrassError) as exc:
                 status.problems.append(Problem(Severity.ERROR, f"repository: {exc}"))
                 recent = []
@@ -300,14 +269,7 @@ class ReferenceBackend:
                 status.last_commit = recent[0].date
             else:
                 status.problems.append(Problem(Severity.INFO, "No snapshot yet."))
-            for item in recent:
-                if item.suspicious:
-                    status.problems.append(
-                        Problem(
-                            Severity.WARNING,
-                            f"Suspicious snapshot on {item.date:%Y-%m-%d}: {item.summary}",
-                        )
-                    )
+            status.problems += suspicious(recent)
             board.segments.append(status)
         board.problems = self._problems(self._status_file("system.json").get("problems"))
         if self.mode == "pi":
@@ -363,8 +325,8 @@ class ReferenceBackend:
             state=row[4],
             progress=row[5],
             message=row[6],
-            started=_ts(row[7]),
-            finished=_ts(row[8]),
+            started=utc(row[7]),
+            finished=utc(row[8]),
         )
 
     def start_job(
@@ -460,17 +422,13 @@ class ReferenceBackend:
         folder: str | None = None,
     ) -> str:
         repo = self.repository(account, user, segment)
-        try:
-            path = check_path(path)
-        except PathError as exc:
-            raise BackendError(str(exc)) from exc
+        path = restore_path(path)
         if target not in self.restore_targets(account):
             raise BackendError("Restoring there is not possible here.")
-        shown = "the whole segment" if path == ROOT_PATH else os.fsdecode(path)
+        shown = shown_path(path)
         try:
             if target == "drive":
-                if not folder or "/" in folder or folder.startswith("."):
-                    raise BackendError("Name a new folder on the drive.")
+                folder = restore_folder(folder)
                 dest = self.root / "drive" / "restored" / folder
                 if dest.exists():
                     raise BackendError(f"The folder {folder} already exists on the drive.")
@@ -517,20 +475,16 @@ class ReferenceBackend:
 
     # -- administration -------------------------------------------------------------------
 
-    def _admin(self, account: Account) -> None:
-        if not account.admin:
-            raise Forbidden("Only an administrator can do that.")
-
     def users(self, account: Account) -> list[UserInfo]:
-        self._admin(account)
+        require_admin(account)
         with self._db() as db:
-            rows = db.execute("SELECT name, admin FROM accounts ORDER BY name").fetchall()
+            rows = [(a.name, a.admin) for a in WebAccounts(db).all()]
             devices = db.execute("SELECT * FROM devices ORDER BY created").fetchall()
         out = []
         for name, admin in rows:
             segs = [s.segment for s in self._all_segments() if s.user == name]
             devs = [
-                DeviceInfo(d[0], d[2], datetime.fromtimestamp(d[4], UTC), _ts(d[5]))
+                DeviceInfo(d[0], d[2], datetime.fromtimestamp(d[4], UTC), utc(d[5]))
                 for d in devices
                 if d[1] == name
             ]
@@ -538,25 +492,23 @@ class ReferenceBackend:
         return out
 
     def add_user(self, account: Account, name: str, password: str, admin: bool) -> None:
-        self._admin(account)
+        require_admin(account)
         if not is_valid(name):
             raise BackendError("Not a valid user name.")
-        digest = self.hasher.hash(password)
+        digest = HASHER.hash(password)
         with self._db() as db:
-            if db.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
+            store = WebAccounts(db)
+            if store.get(name) is not None:
                 raise BackendError(f"User {name} exists already.")
-            db.execute(
-                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
-                (name, int(admin), digest, secrets.token_hex(8), datetime.now(UTC).isoformat()),
-            )
+            store.set_password(name, digest, admin)
         (self.root / "repos" / name).mkdir(parents=True, exist_ok=True)
 
     def reset_password(self, account: Account, name: str, password: str) -> None:
-        self._admin(account)
+        require_admin(account)
         self._set_password(name, password)
 
     def revoke_device(self, account: Account, name: str, device: str) -> None:
-        self._admin(account)
+        require_admin(account)
         with self._db() as db:
             done = db.execute(
                 "UPDATE devices SET revoked = ? WHERE id = ? AND user = ? AND revoked IS NULL",
@@ -566,7 +518,7 @@ class ReferenceBackend:
             raise NotFound("No such device.")
 
     def new_enrollment_code(self, account: Account, name: str, device_name: str) -> str:
-        self._admin(account)
+        require_admin(account)
         if self.account(name) is None:
             raise NotFound(f"No user {name}.")
         device = "d" + secrets.token_hex(4)
@@ -574,7 +526,7 @@ class ReferenceBackend:
         with self._db() as db:
             db.execute(
                 "INSERT INTO devices VALUES (?, ?, ?, ?, ?, NULL)",
-                (device, name, device_name, self.hasher.hash(secret), time.time()),
+                (device, name, device_name, HASHER.hash(secret), time.time()),
             )
         return enrollment.Enrollment(
             server="localhost",

@@ -22,10 +22,9 @@ from types import FrameType
 from bluegrass.cloud import hostkey, settings
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.actions import web as websetup
-from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
 from bluegrass.cloud.endpoint import Endpoint, WebServer, authproxy_program
 from bluegrass.cloud.scheduler import Scheduler
-from bluegrass.cloud.webapp import STATUS_FILE
 from bluegrass.core import rclone
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.supervise import Backoff

@@ -16,8 +16,6 @@ from bluegrass.cloud.accounts import (
     Accounts,
     NewDevice,
     check_device_name,
-    check_web_password,
-    hash_web_password,
 )
 from bluegrass.cloud.actions.commit import is_busy
 from bluegrass.cloud.actions.device import enrollment_code, print_code
@@ -26,6 +24,8 @@ from bluegrass.core import names
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.store import Repository, RepositoryError
+from bluegrass.panel.accounts import check_password as check_web_password
+from bluegrass.panel.accounts import hash_password as hash_web_password
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -173,7 +173,7 @@ def run_add(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
     with Accounts.open(root.path) as accounts:
-        web = {a.user: a for a in accounts.web_accounts()}
+        web = {a.name: a for a in accounts.web_accounts()}
     users = [
         {
             "user": u,

@@ -7,14 +7,13 @@ import secrets
 from datetime import timedelta
 
 from bluegrass.core.names import is_valid
+from bluegrass.panel.accounts import MIN_PASSWORD
 from bluegrass.panel.backend import Account, BackendError
 from bluegrass.panel.helpers import account, backend, login_required, safe_next, state
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 bp = Blueprint("auth", __name__)
-
-MIN_PASSWORD = 10
 
 
 def password_problem(password: str, confirm: str) -> str | None:

@@ -1,0 +1,104 @@
+"""What every backend does the same way, once: admin checks, times, sizes, the session secret,
+restore paths and folders, and the scan of recent snapshots for suspicious ones.
+
+Plain functions over the panel's data types (no Flask), for bluegrass.panel.reference, the
+cloud's CloudBackend and the Pi's PiBackend alike.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bluegrass.core import secrets_file
+from bluegrass.core.errors import BluegrassError
+from bluegrass.core.store import Repository
+from bluegrass.core.store import browse as store
+from bluegrass.core.store.browse import PathError, check_path
+from bluegrass.core.store.manifest import ROOT
+from bluegrass.panel.accounts import Account
+from bluegrass.panel.backend import BackendError, Forbidden, Problem, Severity
+
+RECENT = 30  # snapshots looked at for suspicious ones
+# A new folder for a restore: a plain name, no path, not hidden.
+FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")
+MIN_SECRET = 32
+
+
+def require_admin(account: Account) -> None:
+    """Given an account, return if it is an administrator. Raise Forbidden otherwise."""
+    if not account.admin:
+        raise Forbidden("Only an administrator can do that.")
+
+
+def utc(stamp: float | None) -> datetime | None:
+    """Given seconds since the epoch (or None), return that moment in UTC (or None)."""
+    return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+
+
+def human_size(size: float | None) -> str:
+    """Given a size in bytes, return it for a person in decimal units ("1.5 MB")."""
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} bytes"
+
+
+def session_secret(path: Path) -> str:
+    """Given the file that holds a panel's session signing key, return the key, making it
+    (0600, written whole, the first of several racing workers wins) if there is none. Raise
+    BluegrassError when the file holds a key too short to sign with."""
+    key = secrets_file.read_or_create(path, secrets.token_urlsafe(48))
+    if len(key) < MIN_SECRET:
+        raise BluegrassError(f"{path}: the web session key is too short; delete it to make one")
+    return key
+
+
+def restore_path(path: bytes) -> bytes:
+    """Given a path from a restore request, return it checked (bluegrass.core.store.browse
+    .check_path). Raise BackendError saying why it is not a path inside the segment."""
+    try:
+        return check_path(path)
+    except PathError as exc:
+        raise BackendError(f"Not a path inside the segment: {exc}.") from exc
+
+
+def shown_path(path: bytes) -> str:
+    """Given a checked restore path, return how a message names it."""
+    return "the whole segment" if path == ROOT else path.decode("utf-8", "replace")
+
+
+def restore_folder(folder: str | None) -> str:
+    """Given the name asked for a new restore folder, return it. Raise BackendError unless it
+    is a plain name: letters, digits, '.', '-', '_', space, not starting with '.'."""
+    if not folder or not FOLDER.fullmatch(folder):
+        raise BackendError(
+            "Name the new folder on the drive: letters, digits, '.', '-', '_', space."
+        )
+    return folder
+
+
+def recent_history(repo: Repository) -> list[store.HistoryItem]:
+    """Given a repository, return its RECENT newest snapshots of the whole segment."""
+    return store.history(repo, ROOT, limit=RECENT, with_changes=False)
+
+
+def suspicious(recent: list[store.HistoryItem]) -> list[Problem]:
+    """Given the newest snapshots (newest first), return a warning for each suspicious one:
+    one that deleted or changed an unusual share of the files."""
+    return [
+        Problem(
+            Severity.WARNING,
+            f"Suspicious snapshot on {item.date.astimezone():%Y-%m-%d %H:%M}: "
+            f"{'The latest snapshot' if item is recent[0] else 'It'} deleted or changed an "
+            f"unusual share of files ({item.summary}). The versions before it are kept.",
+        )
+        for item in recent
+        if item.suspicious
+    ]
