@@ -29,8 +29,8 @@ from types import FrameType
 
 import pyudev
 from bluegrass.appliance import drive, health, jobs
-from bluegrass.appliance.actions.drive import eject
 from bluegrass.appliance.app import App, JobBusy, job_lock
+from bluegrass.appliance.eject import eject
 from bluegrass.appliance.errors import DriveMissing
 from bluegrass.appliance.panelserver import PanelServer
 from bluegrass.appliance.runner import Runner

@@ -16,7 +16,7 @@ Every step works on open folder descriptors, from DATA/files/ down, with O_NOFOL
 symlink in the live tree on the way to the path is refused (it could lead out of the tree),
 and one in the way of a restored entry is replaced, never followed.
 
-What the sync endpoint needs (DESIGN decision 2):
+What the sync endpoint needs (docs/design.md D2):
 - a symlink from a snapshot is written as `NAME.rclonelink` holding its target, the way the
   endpoint stores a laptop's symlink: a laptop syncing with --links gets the link back, and a
   real symlink in the live tree would be hidden from devices (or, to a folder, stop the

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 from bluegrass.appliance import drive, health, readme
-from bluegrass.appliance.app import App, job_lock
+from bluegrass.appliance.app import App
+from bluegrass.appliance.eject import eject
 from bluegrass.core.cli import emit_json
-from bluegrass.core.errors import BluegrassError, UsageError
+from bluegrass.core.errors import UsageError
 
 MIN_SIZE = 16 * 2**20
 
@@ -170,25 +171,6 @@ def _confirm(device: str, size: int) -> None:
     typed = sys.stdin.readline().strip()
     if typed not in (device, Path(device).name):
         raise UsageError(f"not confirmed (typed {typed!r}); {device} was not touched")
-
-
-def eject(app: App, wait: float = 0) -> str:
-    """Flush and unmount the drive, holding the job lock; returns the device that was ejected.
-
-    Used by `drive eject` and by the daemon for the panel. A note in the state tells the
-    daemon not to mount this drive again until it has been unplugged."""
-    if app.drive_dir:
-        raise UsageError("the drive is a plain folder (--drive-dir): nothing to eject")
-    mounted = drive.mount_at(app.mountpoint)
-    if mounted is None:
-        raise BluegrassError(f"no drive is mounted at {app.mountpoint}")
-    # Holding the job lock: no job of the daemon's can start on the drive while it goes.
-    with job_lock(app.paths, wait):
-        uuid = drive.probe(mounted.source).get("UUID") if mounted.source.startswith("/") else None
-        app.state.put("eject", {"uuid": uuid, "device": mounted.source, "at": time.time()})
-        os.sync()
-        drive.unmount(app.mountpoint)
-    return mounted.source
 
 
 def run_eject(args: argparse.Namespace) -> int:

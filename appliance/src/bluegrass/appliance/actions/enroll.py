@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bluegrass.appliance import settings
 from bluegrass.appliance.app import App
-from bluegrass.core import enrollment
+from bluegrass.appliance.enroll import cleartext_warning, enroll
 from bluegrass.core.cli import emit_json
-from bluegrass.core.enrollment import Enrollment
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,28 +21,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("code", metavar="CODE", help="the code, starting with bg1-")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run)
-
-
-def cleartext_warning(base: str) -> str | None:
-    """Why the device's password would cross a network in clear, or None."""
-    if not enrollment.in_clear_beyond_lan(base):
-        return None
-    return (
-        f"the cloud's web side is plain http ({base}): this device's password would cross the "
-        "network in clear. Put a TLS proxy in front of it and set [server] public_url on the "
-        "cloud (docs/deploy.md), then enroll with a new code; or set [cloud] url here"
-    )
-
-
-def enroll(app: App, code: str) -> Enrollment:
-    """Store the code (0600) and write the commented default settings if there are none.
-
-    Used by this command and by the panel's first-run setup. A bad code raises UsageError
-    before anything is written."""
-    found = app.save_enrollment(code)
-    if not app.paths.config.exists():
-        app.paths.config.write_text(settings.default_text())
-    return found
 
 
 def run(args: argparse.Namespace) -> int:
