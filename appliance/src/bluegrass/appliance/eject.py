@@ -7,11 +7,11 @@ import os
 import time
 
 from bluegrass.appliance import drive
-from bluegrass.appliance.app import App, job_lock
+from bluegrass.appliance.context import Appliance, job_lock
 from bluegrass.core.errors import BluegrassError, UsageError
 
 
-def eject(app: App, wait: float = 0) -> str:
+def eject(app: Appliance, wait: float = 0) -> str:
     """Given the appliance and how long to wait for a running job, flush and unmount the
     drive, holding the job lock, and return the device that was ejected. Raise UsageError for
     a plain-folder drive, BluegrassError if no drive is mounted or a job holds the lock.

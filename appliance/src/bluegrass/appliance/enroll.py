@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bluegrass.appliance import settings
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance
 from bluegrass.core import enrollment
 from bluegrass.core.enrollment import Enrollment
 
@@ -20,7 +20,7 @@ def cleartext_warning(base: str) -> str | None:
     )
 
 
-def enroll(app: App, code: str) -> Enrollment:
+def enroll(app: Appliance, code: str) -> Enrollment:
     """Given the appliance and an enrollment code, store the code (0600), write the commented
     default settings if there are none, and return the code's contents. Raise UsageError for
     a bad code, before anything is written.

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 from bluegrass.appliance import drive, health, settings, webaccounts
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance as App
 from bluegrass.appliance.enroll import enroll
 from bluegrass.appliance.mirror import mirror_path
 from bluegrass.appliance.panelserver import DRIVE_DIR_ENV, secret_key

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from bluegrass.appliance import drive, health, readme
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.eject import eject
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import UsageError
@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     eject.set_defaults(handler=run_eject)
 
 
-def drive_status(app: App) -> dict[str, object]:
+def drive_status(app: Appliance) -> dict[str, object]:
     if app.drive_dir:
         marker = drive.read_marker(app.drive_dir) if app.drive_dir.is_dir() else None
         return {
@@ -94,7 +94,7 @@ def drive_status(app: App) -> dict[str, object]:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     found = drive_status(app)
     if args.json:
         emit_json(found)
@@ -117,7 +117,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     device = args.device
     devnum = drive.block_devnum(device)
     reason = drive.refuse_reason(
@@ -174,7 +174,7 @@ def _confirm(device: str, size: int) -> None:
 
 
 def run_eject(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     device = eject(app, args.wait)
     if args.json:
         emit_json({"ejected": True, "device": device, "mountpoint": str(app.mountpoint)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.enroll import cleartext_warning, enroll
 from bluegrass.core.cli import emit_json
 
@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     found = enroll(app, args.code)
     clear = cleartext_warning(app.config.get("cloud.url") or found.http_base)
     if clear:

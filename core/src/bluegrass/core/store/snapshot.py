@@ -19,8 +19,8 @@ from bluegrass.core.errors import UsageError
 from bluegrass.core.store import manifest as mf
 from bluegrass.core.store import statcache
 from bluegrass.core.store import walk as walk_mod
+from bluegrass.core.store.escaping import RULES_VERSION, escape_path
 from bluegrass.core.store.manifest import Entry
-from bluegrass.core.store.names import RULES_VERSION, escape_path
 from bluegrass.core.store.objects import hash_files, write_blob
 from bluegrass.core.store.repository import (
     BRANCH,
