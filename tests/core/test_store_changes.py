@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from bluegrass.core.store import Repository, restore, snapshot
-from bluegrass.core.store.names import unescape_path
+from bluegrass.core.store.escaping import unescape_path
 
 from tests.core.conftest import (
     CheckRepo,

@@ -1,7 +1,7 @@
 """Snapshot and restore a corpus of hard cases, byte for byte, and leave the source untouched.
 
 One module-wide run builds the corpus, takes one snapshot and restores it; each test then
-checks one promise of DESIGN.md's decision 5 against that run.
+checks one promise of docs/design.md D5 (byte-exact) against that run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from bluegrass.core.store import Repository, SnapshotResult, restore, snapshot
-from bluegrass.core.store.names import escape_path
+from bluegrass.core.store.escaping import escape_path
 
 from tests.core.conftest import (
     CheckRepo,

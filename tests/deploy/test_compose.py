@@ -1,5 +1,5 @@
 """compose.yml and the Dockerfiles: checked with `docker-compose config` (no Docker engine runs
-on our machines, DESIGN.md decision 8), and against the roles' own pyproject.toml."""
+on our machines, docs/design.md D8), and against the roles' own pyproject.toml."""
 
 from __future__ import annotations
 

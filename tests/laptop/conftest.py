@@ -9,7 +9,7 @@ will do. Until then it is `rclone serve sftp --user alice --pass d1234abcd.<secr
 in a temporary folder, which is what the cloud's auth proxy gives one user.
 
 Tests never write into `cloud.root` directly: the endpoint caches listings, and a file changed
-behind its back would look unchanged (DESIGN.md decision 2). The far side is edited through a
+behind its back would look unchanged (docs/design.md D2). The far side is edited through a
 second laptop, or with rclone through the endpoint (`Laptop.rclone`).
 """
 

@@ -29,8 +29,8 @@ from types import FrameType
 
 import pyudev
 from bluegrass.appliance import drive, health, jobs
-from bluegrass.appliance.actions.drive import eject
-from bluegrass.appliance.app import App, JobBusy, job_lock
+from bluegrass.appliance.context import Appliance, JobBusy, job_lock
+from bluegrass.appliance.eject import eject
 from bluegrass.appliance.errors import DriveMissing
 from bluegrass.appliance.panelserver import PanelServer
 from bluegrass.appliance.runner import Runner
@@ -68,7 +68,7 @@ class CloudView:
 
 
 class Daemon:
-    def __init__(self, app: App, panel: PanelServer | None = None) -> None:
+    def __init__(self, app: Appliance, panel: PanelServer | None = None) -> None:
         self.app = app
         self.panel = panel
         self.state = app.state
@@ -573,7 +573,7 @@ def _drive_refusal(view: DriveView) -> str | None:
     }.get(view.state, f"The drive is not ready ({view.state}).")
 
 
-def main(app: App, panel: PanelServer | None = None) -> int:
+def main(app: Appliance, panel: PanelServer | None = None) -> int:
     return Daemon(app, panel).run()
 
 

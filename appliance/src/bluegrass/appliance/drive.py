@@ -3,7 +3,7 @@
 A Bluegrass drive is an ext4 file system labelled BLUEGRASS (configurable) whose root holds
 the marker file `.bluegrass-drive` ({"id": "bgd-…", …}), written by `drive prepare`. The
 daemon mounts it itself: a mount made from a udev rule lives in udevd's private mount
-namespace under systemd and is invisible to everything else (DESIGN.md).
+namespace under systemd and is invisible to everything else (docs/design.md, Roles).
 
 Block devices are listed with pyudev; what is on them is read with `blkid -p` (a low-level
 probe that works whether or not udevd has filled its database).

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bluegrass.appliance import errors, files, mirror
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.errors import (
     Cancelled,
     CloudRefused,
@@ -56,7 +56,7 @@ class Outcome:
 
 
 def run(
-    app: App, kind: str, root: Path, runner: Runner, origin: str, request: int | None = None
+    app: Appliance, kind: str, root: Path, runner: Runner, origin: str, request: int | None = None
 ) -> Outcome:
     """Run one job and record it; `request` is the panel's request it answers, if any."""
     state = app.state

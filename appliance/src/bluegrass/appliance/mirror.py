@@ -5,7 +5,7 @@ DRIVE/bluegrass/<user>/<segment>.git is a bare repository whose only remote fetc
 --prune: a history the cloud rewrote is refused by git itself (exit 1, "non-fast-forward"),
 the old commits stay, and we raise an alert. Every received object is checked
 (transfer.fsckObjects); every ref update is logged in a reflog that never expires.
-DESIGN.md decision 6; research gitstore.md §4.1 and §2.2 (memory on a Pi).
+docs/design.md D6; research gitstore.md §4.1 and §2.2 (memory on a Pi).
 """
 
 from __future__ import annotations

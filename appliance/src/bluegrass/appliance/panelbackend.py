@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 from bluegrass.appliance import drive, health, settings, webaccounts
-from bluegrass.appliance.actions.enroll import enroll
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance as App
+from bluegrass.appliance.enroll import enroll
 from bluegrass.appliance.mirror import mirror_path
 from bluegrass.appliance.panelserver import DRIVE_DIR_ENV, secret_key
 from bluegrass.appliance.state import Alert

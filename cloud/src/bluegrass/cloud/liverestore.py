@@ -16,7 +16,7 @@ Every step works on open folder descriptors, from DATA/files/ down, with O_NOFOL
 symlink in the live tree on the way to the path is refused (it could lead out of the tree),
 and one in the way of a restored entry is replaced, never followed.
 
-What the sync endpoint needs (DESIGN decision 2):
+What the sync endpoint needs (docs/design.md D2):
 - a symlink from a snapshot is written as `NAME.rclonelink` holding its target, the way the
   endpoint stores a laptop's symlink: a laptop syncing with --links gets the link back, and a
   real symlink in the live tree would be hidden from devices (or, to a folder, stop the
@@ -213,14 +213,7 @@ def restore_live(
 ) -> LiveRestoreResult:
     """Replace `path` (ROOT for the whole segment) in the live tree with its version at
     `commit`. The caller snapshots the live tree first and holds the user's lock."""
-    try:
-        path = check_path(path)
-    except PathError as exc:
-        raise LiveRestoreError(f"not a path inside the segment: {exc}") from None
-    entries = repo.manifest(commit)
-    entry = entries.get(path)
-    if entry is None:
-        raise LiveRestoreError(f"{os.fsdecode(path)} is not in that snapshot")
+    path, entries, entry = _find(repo, commit, path)
     parts = [] if path == ROOT else [os.fsdecode(p) for p in path.split(b"/")]
     staging_base = root.files / STAGING
     staging_base.mkdir(mode=0o700, exist_ok=True)
@@ -231,53 +224,11 @@ def restore_live(
         try:
             restore(repo, staged, at=commit, path=None if path == ROOT else os.fsdecode(path))
             fds: list[int] = []
-            made: list[tuple[int, bytes]] = []  # (descriptor, manifest path) of new parents
             try:
-                fds.append(_open_dir(None, str(root.files)))
-                for name in (user, segment):
-                    if _kind(fds[-1], name) != "d":
-                        raise LiveRestoreError(
-                            f"the synced folder {user}/{segment} is missing or not a folder"
-                        )
-                    fds.append(_open_dir(fds[-1], name))
-                for i, name in enumerate(parts[:-1]):
-                    kind = _kind(fds[-1], name)
-                    if kind == "l":
-                        shown = "/".join(parts[: i + 1])
-                        raise LiveRestoreError(
-                            f"{shown} is a symbolic link in the synced folder; a restore does "
-                            "not write through one (an administrator can remove it)"
-                        )
-                    with _writable(fds[-1]):
-                        child = merge.ensure_dir(fds[-1], name)
-                    fds.append(child)
-                    if kind != "d":
-                        made.append((child, os.fsencode("/".join(parts[: i + 1]))))
-                if not parts:
-                    merge.folder(staged, fds[-1], segment_root=True)
-                else:
-                    last = parts[-1]
-                    with _writable(fds[-1]):
-                        if entry.kind == "d":
-                            child = merge.ensure_dir(fds[-1], last)
-                            try:
-                                merge.folder(staged, child)
-                            finally:
-                                os.close(child)
-                        elif entry.kind == "l":
-                            merge.place_link(staged / last, fds[-1], last)
-                            if _kind(fds[-1], last) is not None:
-                                # What stands under the link's own name now (a real link, a
-                                # file) would clash with the link a laptop makes from it.
-                                _remove(fds[-1], last)
-                        else:
-                            merge.place_file(staged / last, fds[-1], last)
-                # Folders this restore had to make on the way get their recorded mode and time.
-                for fd, rel in reversed(made):
-                    recorded = entries.get(rel)
-                    if recorded is not None and recorded.kind == "d":
-                        os.fchmod(fd, recorded.mode)
-                        os.utime(fd, ns=(recorded.mtime_ns, recorded.mtime_ns))
+                _open_segment(fds, root, user, segment)
+                made = _open_parents(fds, merge, parts)
+                _place(merge, staged, fds[-1], parts, entry)
+                _set_made_folders(made, entries)
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -288,6 +239,82 @@ def restore_live(
             shutil.rmtree(staged, ignore_errors=True)
             _rmtree_unreadable(staged)
     return result
+
+
+def _find(repo: Repository, commit: str, path: bytes) -> tuple[bytes, dict[bytes, Entry], Entry]:
+    """The checked path, the snapshot's manifest and the path's entry in it."""
+    try:
+        path = check_path(path)
+    except PathError as exc:
+        raise LiveRestoreError(f"not a path inside the segment: {exc}") from None
+    entries = repo.manifest(commit)
+    entry = entries.get(path)
+    if entry is None:
+        raise LiveRestoreError(f"{os.fsdecode(path)} is not in that snapshot")
+    return path, entries, entry
+
+
+def _open_segment(fds: list[int], root: DataRoot, user: str, segment: str) -> None:
+    """Open DATA/files, the user's folder and the segment's onto `fds`: every later step works
+    through these descriptors, so a folder swapped for a link meanwhile is never followed."""
+    fds.append(_open_dir(None, str(root.files)))
+    for name in (user, segment):
+        if _kind(fds[-1], name) != "d":
+            raise LiveRestoreError(f"the synced folder {user}/{segment} is missing or not a folder")
+        fds.append(_open_dir(fds[-1], name))
+
+
+def _open_parents(fds: list[int], merge: _Merge, parts: list[str]) -> list[tuple[int, bytes]]:
+    """Open (making them if needed) the folders above the restored path onto `fds`; the
+    (descriptor, manifest path) of those this restore made."""
+    made: list[tuple[int, bytes]] = []
+    for i, name in enumerate(parts[:-1]):
+        kind = _kind(fds[-1], name)
+        if kind == "l":
+            shown = "/".join(parts[: i + 1])
+            raise LiveRestoreError(
+                f"{shown} is a symbolic link in the synced folder; a restore does "
+                "not write through one (an administrator can remove it)"
+            )
+        with _writable(fds[-1]):
+            child = merge.ensure_dir(fds[-1], name)
+        fds.append(child)
+        if kind != "d":
+            made.append((child, os.fsencode("/".join(parts[: i + 1]))))
+    return made
+
+
+def _place(merge: _Merge, staged: Path, parent: int, parts: list[str], entry: Entry) -> None:
+    """Put the staged version in place under `parent`: the whole segment, a folder, a link or
+    a file."""
+    if not parts:
+        merge.folder(staged, parent, segment_root=True)
+        return
+    last = parts[-1]
+    with _writable(parent):
+        if entry.kind == "d":
+            child = merge.ensure_dir(parent, last)
+            try:
+                merge.folder(staged, child)
+            finally:
+                os.close(child)
+        elif entry.kind == "l":
+            merge.place_link(staged / last, parent, last)
+            if _kind(parent, last) is not None:
+                # What stands under the link's own name now (a real link, a
+                # file) would clash with the link a laptop makes from it.
+                _remove(parent, last)
+        else:
+            merge.place_file(staged / last, parent, last)
+
+
+def _set_made_folders(made: list[tuple[int, bytes]], entries: dict[bytes, Entry]) -> None:
+    # Folders this restore had to make on the way get their recorded mode and time.
+    for fd, rel in reversed(made):
+        recorded = entries.get(rel)
+        if recorded is not None and recorded.kind == "d":
+            os.fchmod(fd, recorded.mode)
+            os.utime(fd, ns=(recorded.mtime_ns, recorded.mtime_ns))
 
 
 def _record_for_devices(live: Path, entries: dict[bytes, Entry], path: bytes) -> None:

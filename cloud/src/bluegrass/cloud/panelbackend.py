@@ -4,8 +4,8 @@ CloudBackend implements bluegrass.panel.backend.Backend (docs/panel.md) on a dat
 
 - accounts: web logins live in DATA/bluegrass.db (web_accounts, one per user, argon2id,
   apart from device secrets); the first administrator comes from the panel's first-run
-  setup, which also takes the one-time setup code that `run` logs (bluegrass.cloud.actions
-  .web), or from `bluegrass-cloud user password NAME --admin`;
+  setup, which also takes the one-time setup code that `run` logs
+  (bluegrass.cloud.setupcode), or from `bluegrass-cloud user password NAME --admin`;
 - visibility: every account, administrators included, sees only its own user's segments;
   another user's segment is NotFound exactly like a missing one;
 - administration goes through the same code as the command line: `user add` (create_user),
@@ -28,19 +28,18 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bluegrass.cloud import authproxy, settings, webjobs
 from bluegrass.cloud.accounts import Accounts, WebJob
-from bluegrass.cloud.actions.commit import BUSY, commit_one, is_busy
-from bluegrass.cloud.actions.device import add_device
-from bluegrass.cloud.actions.user import create_user
-from bluegrass.cloud.actions.web import remove_setup_code, setup_code_matches
+from bluegrass.cloud.commits import BUSY, SegmentCommit, commit_one, is_busy, is_upload, walk_tree
 from bluegrass.cloud.commitwatch import stuck_commits
 from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
 from bluegrass.cloud.liverestore import restore_live
 from bluegrass.cloud.scheduler import last_occurrence
-from bluegrass.core import names, syncspec
+from bluegrass.cloud.setupcode import remove_setup_code, setup_code_matches
+from bluegrass.cloud.users import add_device, create_user
+from bluegrass.core import names
 from bluegrass.core.config import Config, defaults
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.store import Repository, RepositoryError
@@ -114,28 +113,19 @@ class _Scan:
         self.stuck: list[tuple[str, float]] = []  # (path, last written) of stale uploads
         self.complete = True
         seen = 0
-        pending = [tree]
         cutoff = now - STUCK_UPLOAD.total_seconds()
-        while pending:
-            folder = pending.pop()
+        for entry in walk_tree(tree):
+            seen += 1
+            if seen > SCAN_LIMIT:
+                self.complete = False
+                return
             try:
-                entries = list(os.scandir(folder))
+                if not entry.is_dir(follow_symlinks=False) and is_upload(entry):
+                    written = entry.stat(follow_symlinks=False).st_mtime
+                    if written < cutoff:
+                        self.stuck.append((str(Path(entry.path).relative_to(tree)), written))
             except OSError:
                 continue
-            for entry in entries:
-                seen += 1
-                if seen > SCAN_LIMIT:
-                    self.complete = False
-                    return
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        pending.append(Path(entry.path))
-                    elif syncspec.is_partial_upload(os.fsencode(entry.name)):
-                        written = entry.stat(follow_symlinks=False).st_mtime
-                        if written < cutoff:
-                            self.stuck.append((str(Path(entry.path).relative_to(tree)), written))
-                except OSError:
-                    continue
 
 
 class CloudBackend(SignIns):
@@ -471,8 +461,8 @@ class CloudBackend(SignIns):
         except BluegrassError as exc:
             raise BackendError(str(exc)) from exc
         kept = (
-            f"kept in a new snapshot ({str(before['commit'])[:12]})"
-            if before["committed"]
+            f"kept in a new snapshot ({str(before.snapshot.commit)[:12]})"
+            if before.snapshot.committed
             else "already in history"
         )
         written = f"{done.files} file{'s' if done.files != 1 else ''} written"
@@ -499,7 +489,7 @@ class CloudBackend(SignIns):
             return False  # busy (the scheduler?): the next snapshot records it
         return True
 
-    def _snapshot_before_restore(self, user: str, segment: str, path: bytes) -> dict[str, Any]:
+    def _snapshot_before_restore(self, user: str, segment: str, path: bytes) -> SegmentCommit:
         """Snapshot the live tree (what `commit` does), so the restore can be undone."""
         try:
             before = commit_one(
@@ -512,8 +502,8 @@ class CloudBackend(SignIns):
             ) from exc
         # A file that could not be read is in history only in its previous version: replacing
         # it now would lose the current one.
-        doubtful = [item["path"] for item in before["unreadable"]] + list(
-            before["changed_while_read"]
+        doubtful = [shown for shown, _ in before.snapshot.unreadable] + list(
+            before.snapshot.unstable
         )
         for shown in doubtful:
             if _under(os.fsencode(shown), path):
@@ -586,7 +576,7 @@ class CloudBackend(SignIns):
             if not self._user_exists(accounts, name) or not (self.root.files / name).is_dir():
                 raise NotFound(f"No user {name}.")
         try:
-            _, code = add_device(self.root, name, device_name)
+            code = add_device(self.root, name, device_name).code
         except UsageError as exc:
             raise BackendError(str(exc)) from exc
         return code

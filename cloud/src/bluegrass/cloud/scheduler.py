@@ -21,10 +21,10 @@ from pathlib import Path
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.accounts import Accounts, Job, now_text
-from bluegrass.cloud.actions.commit import commit_one, is_busy, summary, upload_in_flight
-from bluegrass.cloud.actions.maintain import maintain_one
-from bluegrass.cloud.actions.maintain import summary as maintain_summary
+from bluegrass.cloud.commits import commit_one, is_busy, summary, upload_in_flight
 from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.maintenance import maintain_one
+from bluegrass.cloud.maintenance import summary as maintain_summary
 from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
 
@@ -143,7 +143,7 @@ class Scheduler(threading.Thread):
         accounts.record_job(
             Job("commit", user, segment, occurrence, started, now_text(), "ok", detail)
         )
-        return bool(result["committed"])
+        return result.snapshot.committed
 
     def _wait_for_upload(self, cfg: Config, user: str, segment: str, occurrence: str) -> bool:
         """Whether to put this commit off because files are being uploaded into the segment."""

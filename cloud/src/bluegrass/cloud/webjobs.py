@@ -2,7 +2,7 @@
 
 `start` records the job in DATA/bluegrass.db (table web_jobs, read by every gunicorn worker)
 and starts `python -m bluegrass.cloud.webjobs JOB`, which runs the same code as
-`bluegrass-cloud commit` (bluegrass.cloud.actions.commit.commit_one), writes its state as it
+`bluegrass-cloud commit` (bluegrass.cloud.commits.commit_one), writes its state as it
 goes, logs one line on stderr (the run log) and adds the outcome to the job history.
 
 A process rather than a thread of the worker: gunicorn replaces workers (a crash, a restart
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.accounts import Accounts, Job, WebJob, now_text
-from bluegrass.cloud.actions.commit import BUSY, commit_one, is_busy, summary
+from bluegrass.cloud.commits import BUSY, commit_one, is_busy, summary
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core.errors import BluegrassError
 

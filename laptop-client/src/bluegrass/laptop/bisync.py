@@ -1,4 +1,4 @@
-"""One segment's two-way sync with rclone bisync, done carefully (DESIGN.md decision 1).
+"""One segment's two-way sync with rclone bisync, done carefully (docs/design.md D1).
 
 A run:
 1. takes the segment's lock (one Bluegrass process per segment at a time);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from bluegrass.core import cli, rclone
 from bluegrass.laptop.actions import enroll, run, segment, service, status, sync
@@ -18,14 +19,16 @@ def build_parser() -> cli.Parser:
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=cli.Parser)
     for action in (enroll, segment, sync, run, status, service):
         action.add_parser(sub)
-    version = sub.add_parser("version", help="show versions of Bluegrass and its rclone")
-    version.set_defaults(handler=_version)
+    shown = sub.add_parser("version", help="show versions of Bluegrass and its rclone")
+    shown.set_defaults(handler=_version)
     return parser
 
 
 def _version(_args: object) -> int:
     major, minor, patch = rclone.version()
-    print(f"bluegrass 0.1.0, rclone {major}.{minor}.{patch} ({rclone.binary()})")
+    # The version is written once, in pyproject.toml; the installed metadata carries it here.
+    ours = version("bluegrass-laptop")
+    print(f"bluegrass {ours}, rclone {major}.{minor}.{patch} ({rclone.binary()})")
     return 0
 
 

@@ -280,18 +280,8 @@ def _scan_folder(
 ) -> None:
     """One folder's own entries into `out`; (path, relative, name) of its subfolders to walk
     into `subfolders`."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError as exc:
-        if prefix:
-            out.unsyncable.append(
-                Finding(
-                    prefix,
-                    "unreadable",
-                    f"this folder cannot be read ({exc.strerror}); it is not synced",
-                    filters.exact_rule(prefix + "/"),
-                )
-            )
+    entries = _list_folder(folder, prefix, out)
+    if entries is None:
         return
     by_nfc: dict[str, list[str]] = {}
     by_case: dict[str, list[tuple[str, str]]] = {}
@@ -308,51 +298,88 @@ def _scan_folder(
         if any_excludes and excludes.excludes(relative, is_dir=is_dir):
             continue
         if text is None:
-            out.warnings.append(
-                Finding(
-                    relative,
-                    "invalid-utf8",
-                    "the name is not valid UTF-8: it is backed up byte-exact, but computers "
-                    "that need UTF-8 names (macOS, Windows, the web view) show each bad byte "
-                    "as ‛XX",
-                )
-            )
+            out.warnings.append(_invalid_utf8(relative))
         else:
-            if (
-                SYNC_LINKS
-                and text[:3].lower() in _RESERVED_STARTS
-                and _WINDOWS_RESERVED.fullmatch(text)
-            ):
-                out.warnings.append(
-                    Finding(
-                        relative,
-                        "windows-reserved-name",
-                        "Windows reserves this name for a device: it is synced, but a Windows "
-                        "computer syncing this segment cannot hold it",
-                    )
-                )
-            # ASCII is its own NFC, and its casefold is its lower case.
-            ascii_only = text.isascii()
-            nfc = text if ascii_only else unicodedata.normalize("NFC", text)
-            by_nfc.setdefault(nfc, []).append(shown)
-            folded = nfc.lower() if ascii_only else nfc.casefold()
-            by_case.setdefault(folded, []).append((shown, nfc))
+            _check_name(relative, text, out)
+            _group_name(shown, text, by_nfc, by_case)
         if is_dir:
             subfolders.append((entry.path, relative, entry.name))
         elif is_file:
             out.files += 1
             _check_file(entry, relative, shown, text, out, links)
         elif is_link and not links:
-            out.unsyncable.append(
-                Finding(
-                    relative,
-                    "symlink",
-                    "symlinks are not synced on Windows (making one needs extra privileges); "
-                    "the file or folder it points to is not synced through it either",
-                )
-            )
+            out.unsyncable.append(_unsynced_link(relative))
         elif not is_link:
             _check_special(entry, relative, out)
+    _report_unicode_twins(prefix, by_nfc, out)
+    _report_case_twins(prefix, by_case, out)
+
+
+def _list_folder(folder: bytes | str, prefix: str, out: ScanResult) -> list[os.DirEntry] | None:
+    """The folder's entries; None, with a finding below the segment's top, if it cannot be
+    read."""
+    try:
+        return list(os.scandir(folder))
+    except OSError as exc:
+        if prefix:
+            out.unsyncable.append(
+                Finding(
+                    prefix,
+                    "unreadable",
+                    f"this folder cannot be read ({exc.strerror}); it is not synced",
+                    filters.exact_rule(prefix + "/"),
+                )
+            )
+        return None
+
+
+def _invalid_utf8(relative: str) -> Finding:
+    return Finding(
+        relative,
+        "invalid-utf8",
+        "the name is not valid UTF-8: it is backed up byte-exact, but computers "
+        "that need UTF-8 names (macOS, Windows, the web view) show each bad byte "
+        "as ‛XX",
+    )
+
+
+def _check_name(relative: str, text: str, out: ScanResult) -> None:
+    if SYNC_LINKS and text[:3].lower() in _RESERVED_STARTS and _WINDOWS_RESERVED.fullmatch(text):
+        out.warnings.append(
+            Finding(
+                relative,
+                "windows-reserved-name",
+                "Windows reserves this name for a device: it is synced, but a Windows "
+                "computer syncing this segment cannot hold it",
+            )
+        )
+
+
+def _group_name(
+    shown: str,
+    text: str,
+    by_nfc: dict[str, list[str]],
+    by_case: dict[str, list[tuple[str, str]]],
+) -> None:
+    """File the name under its NFC form and its case-folded form, to find twins afterwards."""
+    # ASCII is its own NFC, and its casefold is its lower case.
+    ascii_only = text.isascii()
+    nfc = text if ascii_only else unicodedata.normalize("NFC", text)
+    by_nfc.setdefault(nfc, []).append(shown)
+    folded = nfc.lower() if ascii_only else nfc.casefold()
+    by_case.setdefault(folded, []).append((shown, nfc))
+
+
+def _unsynced_link(relative: str) -> Finding:
+    return Finding(
+        relative,
+        "symlink",
+        "symlinks are not synced on Windows (making one needs extra privileges); "
+        "the file or folder it points to is not synced through it either",
+    )
+
+
+def _report_unicode_twins(prefix: str, by_nfc: dict[str, list[str]], out: ScanResult) -> None:
     for names in by_nfc.values():
         if len(names) > 1:
             for name in sorted(names):
@@ -365,6 +392,11 @@ def _scan_folder(
                         "normalisation (NFC/NFD); only one of them is synced: rename one",
                     )
                 )
+
+
+def _report_case_twins(
+    prefix: str, by_case: dict[str, list[tuple[str, str]]], out: ScanResult
+) -> None:
     for group in by_case.values():
         if len({nfc for _, nfc in group}) > 1:
             distinct = sorted(name for name, _ in group)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.state import iso
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import UsageError
@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     if args.ack:
         if args.ack != "all" and not args.ack.isdigit():
             raise UsageError(f"--ack takes an alert id or 'all', not {args.ack!r}")

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 from bluegrass.appliance import drive, health, readme
-from bluegrass.appliance.app import App, job_lock
+from bluegrass.appliance.context import Appliance
+from bluegrass.appliance.eject import eject
 from bluegrass.core.cli import emit_json
-from bluegrass.core.errors import BluegrassError, UsageError
+from bluegrass.core.errors import UsageError
 
 MIN_SIZE = 16 * 2**20
 
@@ -59,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     eject.set_defaults(handler=run_eject)
 
 
-def drive_status(app: App) -> dict[str, object]:
+def drive_status(app: Appliance) -> dict[str, object]:
     if app.drive_dir:
         marker = drive.read_marker(app.drive_dir) if app.drive_dir.is_dir() else None
         return {
@@ -93,7 +94,7 @@ def drive_status(app: App) -> dict[str, object]:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     found = drive_status(app)
     if args.json:
         emit_json(found)
@@ -116,7 +117,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     device = args.device
     devnum = drive.block_devnum(device)
     reason = drive.refuse_reason(
@@ -172,27 +173,8 @@ def _confirm(device: str, size: int) -> None:
         raise UsageError(f"not confirmed (typed {typed!r}); {device} was not touched")
 
 
-def eject(app: App, wait: float = 0) -> str:
-    """Flush and unmount the drive, holding the job lock; returns the device that was ejected.
-
-    Used by `drive eject` and by the daemon for the panel. A note in the state tells the
-    daemon not to mount this drive again until it has been unplugged."""
-    if app.drive_dir:
-        raise UsageError("the drive is a plain folder (--drive-dir): nothing to eject")
-    mounted = drive.mount_at(app.mountpoint)
-    if mounted is None:
-        raise BluegrassError(f"no drive is mounted at {app.mountpoint}")
-    # Holding the job lock: no job of the daemon's can start on the drive while it goes.
-    with job_lock(app.paths, wait):
-        uuid = drive.probe(mounted.source).get("UUID") if mounted.source.startswith("/") else None
-        app.state.put("eject", {"uuid": uuid, "device": mounted.source, "at": time.time()})
-        os.sync()
-        drive.unmount(app.mountpoint)
-    return mounted.source
-
-
 def run_eject(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     device = eject(app, args.wait)
     if args.json:
         emit_json({"ejected": True, "device": device, "mountpoint": str(app.mountpoint)})

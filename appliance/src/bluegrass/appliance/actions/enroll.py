@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bluegrass.appliance import settings
-from bluegrass.appliance.app import App
-from bluegrass.core import enrollment
+from bluegrass.appliance.context import Appliance
+from bluegrass.appliance.enroll import cleartext_warning, enroll
 from bluegrass.core.cli import emit_json
-from bluegrass.core.enrollment import Enrollment
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,30 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def cleartext_warning(base: str) -> str | None:
-    """Why the device's password would cross a network in clear, or None."""
-    if not enrollment.in_clear_beyond_lan(base):
-        return None
-    return (
-        f"the cloud's web side is plain http ({base}): this device's password would cross the "
-        "network in clear. Put a TLS proxy in front of it and set [server] public_url on the "
-        "cloud (docs/deploy.md), then enroll with a new code; or set [cloud] url here"
-    )
-
-
-def enroll(app: App, code: str) -> Enrollment:
-    """Store the code (0600) and write the commented default settings if there are none.
-
-    Used by this command and by the panel's first-run setup. A bad code raises UsageError
-    before anything is written."""
-    found = app.save_enrollment(code)
-    if not app.paths.config.exists():
-        app.paths.config.write_text(settings.default_text())
-    return found
-
-
 def run(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     found = enroll(app, args.code)
     clear = cleartext_warning(app.config.get("cloud.url") or found.http_base)
     if clear:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bluegrass.appliance import jobs
-from bluegrass.appliance.app import App, job_lock
+from bluegrass.appliance.context import Appliance, job_lock
 from bluegrass.appliance.runner import Runner
 from bluegrass.core.cli import emit_json
 
@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     app.source()  # not enrolled is bad input (exit 2), not a failed job
     with job_lock(app.paths, args.wait), app.drive_for_job() as root:
         outcome = jobs.run(app, args.kind, root, Runner(), "command")

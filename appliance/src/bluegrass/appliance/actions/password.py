@@ -6,7 +6,7 @@ import argparse
 import getpass
 import sys
 
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import UsageError
 
@@ -49,7 +49,7 @@ def read_password(name: str, from_stdin: bool) -> str:
 def run(args: argparse.Namespace) -> int:
     from bluegrass.appliance import webaccounts
 
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     name = webaccounts.check_name(args.name)
     digest = webaccounts.hash_password(read_password(name, args.password_stdin))
     with app.state.transaction() as db:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.mirror import mirror_path
 from bluegrass.core import names
 from bluegrass.core.cli import emit_json
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     segment = names.check("segment", args.segment)
     user = args.user
     if user is None:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 
 from bluegrass.appliance import daemon, settings
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.panelserver import PanelServer, secret_key
 from bluegrass.core import gunicorn
 from bluegrass.core.errors import UsageError
@@ -59,7 +59,7 @@ def _port(text: str | None, default: int) -> int:
     return value
 
 
-def panel_server(args: argparse.Namespace, app: App) -> PanelServer | None:
+def panel_server(args: argparse.Namespace, app: Appliance) -> PanelServer | None:
     if args.no_panel or not app.config.get("panel.enabled"):
         return None
     bind = args.panel_bind if args.panel_bind is not None else app.config.get("panel.bind")
@@ -79,7 +79,7 @@ def panel_server(args: argparse.Namespace, app: App) -> PanelServer | None:
 
 
 @contextlib.contextmanager
-def single_daemon(app: App) -> Iterator[None]:
+def single_daemon(app: Appliance) -> Iterator[None]:
     """One daemon per state folder: a second would fight the first over the drive and port."""
     app.paths.ensure()
     path = app.paths.state / "daemon.lock"
@@ -105,7 +105,7 @@ def single_daemon(app: App) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     panel = panel_server(args, app)
     try:
         app.source()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 import psutil
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.state import iso
 from bluegrass.core.cli import emit_json
 
@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def collect(app: App) -> dict[str, object]:
+def collect(app: Appliance) -> dict[str, object]:
     state = app.state
     daemon = state.get("daemon") or {}
     alive = bool(
@@ -94,7 +94,7 @@ def _health(found: dict[str, object] | None) -> dict[str, object] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    app = App.from_args(args)
+    app = Appliance.from_args(args)
     found = collect(app)
     if args.json:
         emit_json(found)

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.accounts import Accounts, Job, now_text
-from bluegrass.cloud.datadir import Busy, DataRoot
-from bluegrass.core import diskspace, syncmeta, syncspec
+from bluegrass.cloud.commits import BUSY, SegmentCommit, commit_one, is_busy, summary
+from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core.cli import emit_json
-from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
-from bluegrass.core.store import Repository, RepositoryBusy, RepositoryError, parse_date, snapshot
+from bluegrass.core.store import RepositoryError, parse_date
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,91 +31,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=run)
-
-
-def _in_flight(name: bytes) -> str | None:
-    # A half-uploaded file waits for the next snapshot; its previous version stays as it was.
-    return "upload in progress" if syncspec.is_partial_upload(name) else None
-
-
-def upload_in_flight(tree: Path) -> str | None:
-    """The first file of `tree` (relative, POSIX) still being uploaded, or None."""
-    pending = [tree]
-    while pending:
-        folder = pending.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue  # a folder renamed or removed meanwhile: the commit itself reports it
-        for entry in entries:
-            if syncspec.is_partial_upload(os.fsencode(entry.name)):
-                return Path(entry.path).relative_to(tree).as_posix()
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(Path(entry.path))
-    return None
-
-
-BUSY = "busy: another commit of this segment is running (the scheduler's?); try again shortly"
-
-
-def is_busy(exc: BaseException) -> bool:
-    """Whether a job failed only because another one holds a lock it needs."""
-    return isinstance(exc, Busy | RepositoryBusy)
-
-
-def commit_one(
-    root: DataRoot,
-    cfg: Config,
-    user: str,
-    segment: str,
-    when: datetime | None = None,
-    *,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """Snapshot one segment; its result as in `commit --json`. Raises BluegrassError.
-
-    `reason`, if given, is said in the commit message's title ("... before a restore").
-    """
-    with root.user_lock(user, exclusive=False):
-        tree = root.live_tree(user, segment)
-        if not tree.is_dir():
-            raise BluegrassError(f"live tree {tree} is missing")
-        path = root.repo_path(user, segment)
-        try:
-            repo = Repository.init(path)
-        except OSError as exc:  # a traceback is never the answer, a full disk least of all
-            if diskspace.is_full(exc):
-                raise BluegrassError(diskspace.no_space(path, f"preparing {path}")) from exc
-            raise BluegrassError(f"{path}: {exc.strerror}") from exc
-        res = snapshot(
-            repo,
-            tree,
-            when=when,
-            suspicious_share=settings.suspicious_share(cfg, user, segment),
-            label=f"{user}/{segment} {reason}" if reason else f"{user}/{segment}",
-            skip=_in_flight,
-            # What rclone over sftp could not carry: bits, ns times, links (decision 59).
-            adjust=syncmeta.adjust_snapshot,
-        )
-    return {"user": user, "segment": segment, **res.to_json()}
-
-
-def summary(result: dict[str, Any]) -> str:
-    """One line about a commit's result, for logs and job histories."""
-    if result["committed"]:
-        text = (
-            f"committed {result['commit'][:12]}: {result['added']} added, "
-            f"{result['changed']} changed, {result['deleted']} deleted"
-        )
-    else:
-        text = "no change"
-    if result["suspicious"]:
-        text += f"; SUSPICIOUS: {result['change_share']:.0%} of files deleted or changed"
-    if result["skipped"]:
-        text += f"; {len(result['skipped'])} skipped"
-    if result["unreadable"]:
-        text += f"; {len(result['unreadable'])} unreadable (previous versions kept)"
-    return text
 
 
 def _record(root: DataRoot, job: Job) -> str | None:
@@ -155,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         problems += [
             {"user": s.user, "segment": s.name, "error": s.reason} for s in root.strays(user)
         ]
-    results = []
+    results: list[SegmentCommit] = []
     for user, segment in targets:
         started = now_text()
         try:
@@ -177,28 +87,26 @@ def run(args: argparse.Namespace) -> int:
             error = f"committed, but not recorded in the job history: {unrecorded}"
             problems.append({"user": user, "segment": segment, "error": error})
     if args.json:
-        emit_json({"segments": results, "errors": problems})
+        emit_json({"segments": [r.to_json() for r in results], "errors": problems})
     else:
         for r in results:
-            name = f"{r['user']}/{r['segment']}"
-            if r["committed"]:
+            name, snap = f"{r.user}/{r.segment}", r.snapshot
+            if snap.committed:
                 print(
-                    f"{name}: committed {r['commit'][:12]}: {r['added']} added, {r['changed']} "
-                    f"changed, {r['deleted']} deleted"
+                    f"{name}: committed {str(snap.commit)[:12]}: {snap.added} added, "
+                    f"{snap.changed} changed, {snap.deleted} deleted"
                 )
             else:
-                print(f"{name}: no change since {str(r['commit'])[:12]}")
-            if r["suspicious"]:
+                print(f"{name}: no change since {str(snap.commit)[:12]}")
+            if snap.suspicious:
                 print(
-                    f"{name}: WARNING: {r['change_share']:.0%} of files deleted or changed "
-                    "(suspicious; the old versions are kept in history)"
+                    f"{name}: WARNING: {round(snap.change_share, 4):.0%} of files deleted or "
+                    "changed (suspicious; the old versions are kept in history)"
                 )
-            for item in r["skipped"]:
-                print(f"{name}: skipped {item['path']} ({item['reason']})")
-            for item in r["unreadable"]:
-                print(
-                    f"{name}: unreadable {item['path']} ({item['reason']}); previous version kept"
-                )
+            for path, reason in snap.skipped:
+                print(f"{name}: skipped {path} ({reason})")
+            for path, reason in snap.unreadable:
+                print(f"{name}: unreadable {path} ({reason}); previous version kept")
         if not targets and not problems:
             print("no segments to commit")
     for p in problems:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bluegrass.cloud import hostkey, settings
-from bluegrass.cloud.accounts import Accounts, NewDevice, check_device_name, parse_public_keys
+from bluegrass.cloud.accounts import Accounts, NewDevice, parse_public_keys
 from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.users import add_device
 from bluegrass.core.cli import emit_json
-from bluegrass.core.enrollment import Enrollment
 from bluegrass.core.errors import UsageError
 
 SHOWN_ONCE = "shown once: it is a credential, anyone who has it can read and write the user's files"
@@ -68,43 +67,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     key.set_defaults(handler=run_add_key)
 
 
-def enrollment_code(root: DataRoot, new: NewDevice) -> str:
-    cfg = settings.load(root.path)
-    return Enrollment(
-        server=cfg.get("server.address"),
-        sftp_port=cfg.get("server.sftp_port"),
-        http_port=cfg.get("server.http_port"),
-        user=new.device.user,
-        device=new.device.id,
-        secret=new.secret,
-        host_key=hostkey.public_line(root.path),
-        url=cfg.get("server.public_url"),
-    ).encode()
-
-
 def print_code(new: NewDevice, code: str) -> None:
     print(f'Device {new.device.id} ("{new.device.name}"). Enrollment code, {SHOWN_ONCE}:')
     print(code)
 
 
-def add_device(root: DataRoot, user: str, name: str | None) -> tuple[NewDevice, str]:
-    """A new device for an existing user and its enrollment code (`device add`, the web UI)."""
-    root.user_dir(user)
-    if name is not None:
-        check_device_name(name)
-    settings.load(root.path)  # a broken config must stop us before anything is written
-    hostkey.ensure(root.path)
-    with Accounts.open(root.path) as accounts:
-        name = name or f"device {len(accounts.devices(user)) + 1}"
-        with accounts.transaction():
-            new = accounts.new_device(user, name)
-            code = enrollment_code(root, new)
-    return new, code
-
-
 def run_add(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
-    new, code = add_device(root, args.user, args.name)
+    added = add_device(root, args.user, args.name)
+    new, code = added.new, added.code
     if args.json:
         emit_json(
             {

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from bluegrass.cloud.actions.commit import is_busy
+from bluegrass.cloud.commits import is_busy
 from bluegrass.cloud.datadir import DataRoot
-from bluegrass.core.store import Repository, RepositoryError
-from bluegrass.core.store.repository import MaintainResult
+from bluegrass.cloud.maintenance import maintain_one, summary
+from bluegrass.core.store import RepositoryError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,22 +21,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--user", help="only this user's repositories")
     p.set_defaults(handler=run)
-
-
-def maintain_one(path: Path) -> MaintainResult:
-    repo = Repository.open(path)
-    with repo.lock():
-        return repo.maintain()
-
-
-def summary(result: MaintainResult) -> str:
-    """One line about a maintenance, for the command line, logs and job histories."""
-    if not result.removed:
-        return "maintained"
-    return (
-        f"maintained; removed {result.removed} leftover temporary files of killed commits "
-        f"({result.bytes_freed / 1e6:.1f} MB)"
-    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,9 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from bluegrass.cloud import hostkey, settings
+from bluegrass.cloud import hostkey, settings, setupcode
 from bluegrass.cloud.accounts import Accounts
-from bluegrass.cloud.actions import web as websetup
 from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
 from bluegrass.cloud.endpoint import Endpoint, WebServer, authproxy_program
 from bluegrass.cloud.scheduler import Scheduler
@@ -140,11 +139,11 @@ def run(args: argparse.Namespace) -> int:
     secret_key(root.path)  # made once here, before the web server's workers look for it
     # Until an administrator exists the web setup page asks for a one-time code that only
     # whoever runs the server sees (logged below); a stale one goes once setup is done.
-    if websetup.setup_pending(root.path):
-        setup_code: str | None = websetup.ensure_setup_code(root.path)
+    if setupcode.setup_pending(root.path):
+        setup_code: str | None = setupcode.ensure_setup_code(root.path)
     else:
         setup_code = None
-        websetup.remove_setup_code(root.path)
+        setupcode.remove_setup_code(root.path)
 
     log = _Log()
     stop = threading.Event()
@@ -203,7 +202,7 @@ def _announce_setup(
     host = address if everywhere else bind
     if ":" in host:
         host = f"[{host}]"
-    path = websetup.setup_code_path(root.path)
+    path = setupcode.setup_code_path(root.path)
     log(
         f"web setup pending: open http://{host}:{port}/setup and enter the setup code {code} "
         f"(also in {path}; `bluegrass-cloud web setup-code` prints it)"

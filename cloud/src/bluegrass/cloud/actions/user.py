@@ -7,19 +7,12 @@ import contextlib
 import getpass
 import shutil
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-from bluegrass.cloud import hostkey, settings
-from bluegrass.cloud.accounts import (
-    Accounts,
-    NewDevice,
-    check_device_name,
-)
-from bluegrass.cloud.actions.commit import is_busy
-from bluegrass.cloud.actions.device import enrollment_code, print_code
+from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.actions.device import print_code
+from bluegrass.cloud.commits import is_busy
 from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.users import create_user
 from bluegrass.core import names
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import BluegrassError, UsageError
@@ -88,65 +81,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     pw.add_argument("--json", action="store_true", help="print the result as JSON")
     pw.set_defaults(handler=run_password, admin=None)
-
-
-@dataclass(frozen=True)
-class NewUser:
-    name: str
-    folder: Path
-    device: NewDevice | None
-    code: str | None  # the first device's enrollment code, shown once
-
-
-def create_user(
-    root: DataRoot,
-    name: str,
-    *,
-    device_name: str | None,
-    within: Callable[[Accounts], object] | None = None,
-) -> NewUser:
-    """Add a user: DATA/files/NAME/ and their rows, and a first device unless `device_name`
-    is None. `within` runs inside the same transaction, first (the web interface sets the
-    user's password there, and refuses a second first-run setup); if it raises, nothing is
-    made. Used by `user add` and the web interface.
-    """
-    name = names.check("user", name)
-    if device_name is not None:
-        check_device_name(device_name)
-    folder = root.files / name
-    if folder.exists() or folder.is_symlink():
-        raise UsageError(f"user {name!r} already exists")
-    settings.load(root.path)  # a broken config must stop us before anything is written
-    hostkey.ensure(root.path)
-    new: NewDevice | None = None
-    code: str | None = None
-    with Accounts.open(root.path) as accounts:
-        if accounts.has_user(name):
-            # Devices left from a user whose folder was deleted by hand must not open the
-            # new user's files.
-            raise UsageError(
-                f"user {name!r} has no folder but still has devices; remove them first: "
-                f"bluegrass-cloud user remove {name}"
-            )
-        # The folder and the rows appear together: the rows commit only if mkdir worked, and
-        # the folder goes again if the commit fails.
-        made = False
-        try:
-            with accounts.transaction():
-                accounts.add_user(name)
-                if within is not None:
-                    within(accounts)
-                if device_name is not None:
-                    new = accounts.new_device(name, device_name)
-                    code = enrollment_code(root, new)
-                root.files.mkdir(exist_ok=True)
-                folder.mkdir()
-                made = True
-        except BaseException:
-            if made and not accounts.has_user(name):
-                folder.rmdir()
-            raise
-    return NewUser(name, folder, new, code)
 
 
 def run_add(args: argparse.Namespace) -> int:

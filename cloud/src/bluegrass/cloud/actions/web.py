@@ -12,23 +12,17 @@ password NAME --admin`) no code is accepted, and `run` or this command deletes a
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hmac
-import secrets
-from pathlib import Path
 
-from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.datadir import DataRoot
-from bluegrass.core import secrets_file
+from bluegrass.cloud.setupcode import (
+    SETUP_CODE_FILE,
+    ensure_setup_code,
+    remove_setup_code,
+    setup_code_path,
+    setup_pending,
+)
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import BluegrassError
-
-SETUP_CODE_FILE = Path("run") / "web-setup-code"
-# Crockford's base32: no I, L, O or U, so nothing is read as another character.
-ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-GROUPS = 4
-GROUP = 5  # 4 x 5 characters x 5 bits = 100 bits
-_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,78 +42,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     code.add_argument("--json", action="store_true", help="print the result as JSON")
     code.set_defaults(handler=run_setup_code)
-
-
-def new_code() -> str:
-    chars = "".join(secrets.choice(ALPHABET) for _ in range(GROUPS * GROUP))
-    return "-".join(chars[i : i + GROUP] for i in range(0, len(chars), GROUP))
-
-
-def normalize(text: str) -> str:
-    """What a person typed, as the code's characters: case, spaces and dashes do not count,
-    and O, I and L are read as the digits they look like."""
-    kept = "".join(c for c in text.upper() if not c.isspace() and c != "-")
-    return kept.translate(_READ_AS)
-
-
-def _well_formed(code: str) -> bool:
-    return len(code) == GROUPS * GROUP and all(c in ALPHABET for c in code)
-
-
-def setup_code_path(data_root: Path) -> Path:
-    return data_root / SETUP_CODE_FILE
-
-
-def setup_pending(data_root: Path) -> bool:
-    with Accounts.open(data_root) as accounts:
-        return not accounts.has_web_admin()
-
-
-def read_setup_code(data_root: Path) -> str | None:
-    """The current code as shown (groups of five), or None if there is none (or it is not a
-    code: then a new one is made by ensure_setup_code)."""
-    try:
-        text = setup_code_path(data_root).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    plain = normalize(text)
-    if not _well_formed(plain):
-        return None
-    return "-".join(plain[i : i + GROUP] for i in range(0, len(plain), GROUP))
-
-
-def ensure_setup_code(data_root: Path) -> str:
-    """The current code, made first if there is none (bluegrass.core.secrets_file: owner-only,
-    and two processes at once agree on one code)."""
-    found = read_setup_code(data_root)
-    if found is not None:
-        return found
-    path = setup_code_path(data_root)
-    path.parent.mkdir(mode=0o700, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        if path.exists() or path.is_symlink():
-            path.unlink()  # not a code (empty, damaged): replaced
-    secrets_file.read_or_create(path, new_code())
-    found = read_setup_code(data_root)
-    if found is None:
-        raise BluegrassError(f"{path}: could not write the web setup code")
-    return found
-
-
-def setup_code_matches(data_root: Path, given: str) -> bool:
-    """Whether `given` is the current code; compared in constant time."""
-    expected = read_setup_code(data_root)
-    typed = normalize(given)
-    if expected is None:
-        # Compared all the same, so that "no code" takes as long as a wrong one.
-        hmac.compare_digest(typed.encode(), new_code().encode())
-        return False
-    return hmac.compare_digest(typed.encode(), normalize(expected).encode())
-
-
-def remove_setup_code(data_root: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        setup_code_path(data_root).unlink()
 
 
 def run_setup_code(args: argparse.Namespace) -> int:

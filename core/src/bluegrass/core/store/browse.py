@@ -11,7 +11,7 @@ work where git can do better, and caches what cannot change:
   commit-graph's changed-path Bloom filters when `maintain` has written them.
 
 Paths are the user's real names as bytes (manifest keys); the git side is reached through
-names.escape_path. Nothing here writes to the repository.
+escaping.escape_path. Nothing here writes to the repository.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from bluegrass.core.store import manifest as mf
+from bluegrass.core.store.escaping import escape_path, unescape_path
 from bluegrass.core.store.git import GitError
 from bluegrass.core.store.manifest import ROOT, Entry
-from bluegrass.core.store.names import escape_path, unescape_path
 from bluegrass.core.store.repository import BRANCH, FILES, MANIFEST, Repository, RepositoryError
 
 K = TypeVar("K")

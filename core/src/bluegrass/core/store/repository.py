@@ -1,7 +1,7 @@
 """A Bluegrass repository: one bare git repository holding the history of one segment.
 
 Each snapshot is a commit on refs/heads/main whose tree holds `files/` (the user's tree,
-names escaped by bluegrass.core.store.names) and `bluegrass-manifest` (bluegrass.core.store
+names escaped by bluegrass.core.store.escaping) and `bluegrass-manifest` (bluegrass.core.store
 .manifest). docs/repository-format.md is the full description.
 """
 
@@ -337,7 +337,7 @@ class Repository:
         return problems
 
     def _verify_manifest(self, commit: str) -> list[str]:
-        from bluegrass.core.store.names import escape_path
+        from bluegrass.core.store.escaping import escape_path
 
         try:
             entries = self.manifest(commit)

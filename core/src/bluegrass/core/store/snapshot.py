@@ -19,9 +19,9 @@ from bluegrass.core.errors import UsageError
 from bluegrass.core.store import manifest as mf
 from bluegrass.core.store import statcache
 from bluegrass.core.store import walk as walk_mod
+from bluegrass.core.store.escaping import RULES_VERSION, escape_path
 from bluegrass.core.store.manifest import Entry
-from bluegrass.core.store.names import RULES_VERSION, escape_path
-from bluegrass.core.store.objects import hash_files, write_blob
+from bluegrass.core.store.objects import HashResult, hash_files, write_blob
 from bluegrass.core.store.repository import (
     BRANCH,
     FILES,
@@ -182,19 +182,49 @@ def _snapshot_slow(
     skip: Callable[[bytes], str | None] | None,
     adjust: Adjust | None = None,
 ) -> SnapshotResult:
-    when = result.when
-    cache = statcache.load(repo.state_dir, head)
-    if cache is not None:
-        previous = {p: c.entry() for p, c in cache.items()}
-    else:
-        previous = repo.manifest(head) if head else {}
-        cache = {}
+    previous, cache = _previous(repo, head)
     start_ns = time.time_ns()
     seen = walk(root, skip)
     if adjust is not None:
         adjust(root, seen, previous)
     result.skipped = [(_show(p), r) for p, r in seen.skipped]
+    entries, to_hash, links = _reuse_cached(root, seen, cache)
+    hashed = _hash_steadily(repo, seen, to_hash, result)
+    unreadable = _add_hashed(repo, root, seen, entries, hashed, links)
+    _keep_unreadable(previous, entries, unreadable)
+    result.unreadable = [(_show(p), r) for p, r in unreadable]
+    unstable = {os.fsencode(p) for p in result.unstable}
+    new_cache = _new_cache(seen, entries, unstable, start_ns)
+    _count_changes(result, previous, entries, suspicious_share)
+    racy_left = bool(unreadable) or any(c.racy for c in new_cache.values())
+    if head is not None and _unchanged(previous, entries):
+        _save_cache(repo, head, fingerprint, racy_left, result, new_cache)
+        repo.record_check({"at": result.when.isoformat(), "committed": False, "commit": head})
+        return result
+    commit = _commit_and_move(repo, head, previous, entries, result, label)
+    _save_cache(repo, commit, fingerprint, racy_left, result, new_cache)
+    result.committed = True
+    result.commit = commit
+    repo.record_check({"at": result.when.isoformat(), "committed": True, "commit": commit})
+    return result
 
+
+def _previous(
+    repo: Repository, head: str | None
+) -> tuple[dict[bytes, Entry], dict[bytes, statcache.Cached]]:
+    """The last snapshot's entries and the stat cache that goes with them (empty when there is
+    none: then every file is hashed)."""
+    cache = statcache.load(repo.state_dir, head)
+    if cache is not None:
+        return {p: c.entry() for p, c in cache.items()}, cache
+    return (repo.manifest(head) if head else {}), {}
+
+
+def _reuse_cached(
+    root: bytes, seen: Walk, cache: dict[bytes, statcache.Cached]
+) -> tuple[dict[bytes, Entry], list[tuple[bytes, bytes, int]], dict[bytes, bytes]]:
+    """Folders, and files whose stat the cache vouches for, as entries; the files left to hash
+    (relative, absolute, size); the links and their targets."""
     entries: dict[bytes, Entry] = {}
     to_hash: list[tuple[bytes, bytes, int]] = []
     links: dict[bytes, bytes] = {}
@@ -210,9 +240,15 @@ def _snapshot_slow(
                 entries[rel] = Entry("f", st.mode, st.mtime_ns, st.size, cached.oid)
             else:
                 to_hash.append((rel, root + b"/" + rel, st.size))
+    return entries, to_hash, links
 
+
+def _hash_steadily(
+    repo: Repository, seen: Walk, to_hash: list[tuple[bytes, bytes, int]], result: SnapshotResult
+) -> HashResult:
+    """Hash the files; a file written to while it was read may be torn, so it is read again, a
+    few times, and named in `result.unstable` if it never holds still."""
     hashed = hash_files(repo.git, to_hash)
-    # A file written to while it was read may be torn: read it again, a few times.
     for _attempt in range(3):
         moved = []
         for rel, path, _size in to_hash:
@@ -239,8 +275,18 @@ def _snapshot_slow(
         to_hash = moved
     else:
         result.unstable = sorted(_show(rel) for rel, _, _ in moved)
-    unstable = {os.fsencode(p) for p in result.unstable}
+    return hashed
 
+
+def _add_hashed(
+    repo: Repository,
+    root: bytes,
+    seen: Walk,
+    entries: dict[bytes, Entry],
+    hashed: HashResult,
+    links: dict[bytes, bytes],
+) -> list[tuple[bytes, str]]:
+    """Add the hashed files and the links to `entries`; what could not be read, and why."""
     unreadable = list(seen.unreadable)
     for rel, reason in hashed.failed:
         if os.path.lexists(root + b"/" + rel):
@@ -254,7 +300,12 @@ def _snapshot_slow(
         st = seen.entries[rel]
         oid = write_blob(repo.path, target)
         entries[rel] = Entry("l", st.mode, st.mtime_ns, len(target), oid)
+    return unreadable
 
+
+def _keep_unreadable(
+    previous: dict[bytes, Entry], entries: dict[bytes, Entry], unreadable: list[tuple[bytes, str]]
+) -> None:
     # What could not be read keeps its previous version rather than vanishing from the
     # snapshot: history must never suggest a file was deleted when it was only unreadable.
     for rel, _reason in unreadable:
@@ -262,8 +313,12 @@ def _snapshot_slow(
         for path, entry in previous.items():
             if (path == rel or path.startswith(prefix)) and path not in entries:
                 entries[path] = entry
-    result.unreadable = [(_show(p), r) for p, r in unreadable]
 
+
+def _new_cache(
+    seen: Walk, entries: dict[bytes, Entry], unstable: set[bytes], start_ns: int
+) -> dict[bytes, statcache.Cached]:
+    """The stat cache for the next snapshot; entries that may change unseen are marked racy."""
     new_cache: dict[bytes, statcache.Cached] = {}
     for rel, entry in entries.items():
         st = seen.entries.get(rel)
@@ -276,40 +331,48 @@ def _snapshot_slow(
         new_cache[rel] = statcache.Cached(
             entry.kind, entry.mode, entry.mtime_ns, st.ctime_ns, entry.size, st.ino, entry.oid, racy
         )
+    return new_cache
 
-    _count_changes(result, previous, entries, suspicious_share)
-    racy_left = bool(unreadable) or any(c.racy for c in new_cache.values())
 
-    def save(commit: str) -> None:
-        state = statcache.Head(
-            commit=commit,
-            fingerprint=fingerprint.hex() if fingerprint else None,
-            racy=racy_left,
-            files=result.files,
-            bytes=result.bytes,
-            skipped=[[p, r] for p, r in result.skipped],
-        )
-        statcache.save(repo.state_dir, state, new_cache)
+def _save_cache(
+    repo: Repository,
+    commit: str,
+    fingerprint: bytes | None,
+    racy: bool,
+    result: SnapshotResult,
+    cache: dict[bytes, statcache.Cached],
+) -> None:
+    """Keep the stat cache and what the fast path needs to answer "unchanged" next time."""
+    state = statcache.Head(
+        commit=commit,
+        fingerprint=fingerprint.hex() if fingerprint else None,
+        racy=racy,
+        files=result.files,
+        bytes=result.bytes,
+        skipped=[[p, r] for p, r in result.skipped],
+    )
+    statcache.save(repo.state_dir, state, cache)
 
-    if head is not None and _unchanged(previous, entries):
-        save(head)
-        repo.record_check({"at": when.isoformat(), "committed": False, "commit": head})
-        return result
 
-    if head is not None and when < repo.commit_date(head):
+def _commit_and_move(
+    repo: Repository,
+    head: str | None,
+    previous: dict[bytes, Entry],
+    entries: dict[bytes, Entry],
+    result: SnapshotResult,
+    label: str | None,
+) -> str:
+    """Write the commit, make it durable and move the branch to it; the new commit."""
+    if head is not None and result.when < repo.commit_date(head):
         # The clock went back since the last snapshot (an explicit earlier date was refused
         # before): keep history in date order, so "as of a date" still finds the right one.
-        when = result.when = repo.commit_date(head)
-    commit, rebuilt = _commit(repo, head, previous, entries, result, when, label)
+        result.when = repo.commit_date(head)
+    commit, rebuilt = _commit(repo, head, previous, entries, result, result.when, label)
     _make_durable()
     repo.git.run(["update-ref", "-m", "bluegrass snapshot", BRANCH, commit, head or ZERO_OID])
     if rebuilt:
         repo.git.run(["config", "bluegrass.names", RULES_VERSION])
-    save(commit)
-    result.committed = True
-    result.commit = commit
-    repo.record_check({"at": when.isoformat(), "committed": True, "commit": commit})
-    return result
+    return commit
 
 
 def _unchanged(previous: dict[bytes, Entry], entries: dict[bytes, Entry]) -> bool:

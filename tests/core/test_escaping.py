@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from bluegrass.core.store.names import escape, escape_path, needs_escape, unescape, unescape_path
+from bluegrass.core.store.escaping import escape, escape_path, needs_escape, unescape, unescape_path
 
 from tests.core.conftest import git, git_env, run_git
 

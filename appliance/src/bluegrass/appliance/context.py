@@ -22,7 +22,10 @@ from bluegrass.core.enrollment import Enrollment
 from bluegrass.core.errors import BluegrassError, ConfigError, UsageError
 
 
-class App:
+class Appliance:
+    """This appliance as every command and the daemon see it: its state folder, settings,
+    enrollment and drive (not a Flask app: the panel's is bluegrass.panel.app)."""
+
     def __init__(self, paths: settings.Paths, cfg: config.Config, drive_dir: str | None) -> None:
         self.paths = paths
         self.config = cfg
@@ -31,7 +34,7 @@ class App:
         self._state: State | None = None
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> App:
+    def from_args(cls, args: argparse.Namespace) -> Appliance:
         paths = settings.Paths.resolve(getattr(args, "state", None))
         return cls(paths, settings.load(paths), getattr(args, "drive_dir", None))
 

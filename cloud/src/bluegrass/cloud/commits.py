@@ -1,0 +1,139 @@
+"""Committing a segment's live tree into its history, and what callers need to know about it.
+
+Used by `bluegrass-cloud commit`, the scheduler, the web interface's "snapshot now" jobs and
+its restores; none of them goes through the command line to get here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from bluegrass.cloud import settings
+from bluegrass.cloud.datadir import Busy, DataRoot
+from bluegrass.core import diskspace, syncmeta, syncspec
+from bluegrass.core.config import Config
+from bluegrass.core.errors import BluegrassError
+from bluegrass.core.store import Repository, RepositoryBusy, SnapshotResult, snapshot
+
+BUSY = "busy: another commit of this segment is running (the scheduler's?); try again shortly"
+
+
+@dataclass(frozen=True)
+class SegmentCommit:
+    """One segment's commit: whose it is, and what the snapshot found."""
+
+    user: str
+    segment: str
+    snapshot: SnapshotResult
+
+    def to_json(self) -> dict[str, object]:
+        return {"user": self.user, "segment": self.segment, **self.snapshot.to_json()}
+
+
+def walk_tree(tree: Path) -> Iterator[os.DirEntry[str]]:
+    """Given a live tree, return its entries, depth first, never following a link.
+
+    A folder that cannot be listed is passed over: renamed or removed meanwhile, and the
+    commit itself reports what it could not read.
+    """
+    pending = [tree]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            yield entry
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+            except OSError:
+                continue
+
+
+def is_upload(entry: os.DirEntry[str]) -> bool:
+    """Given an entry of a live tree, return whether it is a file rclone is still writing."""
+    return syncspec.is_partial_upload(os.fsencode(entry.name))
+
+
+def upload_in_flight(tree: Path) -> str | None:
+    """Given a live tree, return its first file still being uploaded (relative, POSIX), or
+    None."""
+    for entry in walk_tree(tree):
+        if is_upload(entry):
+            return Path(entry.path).relative_to(tree).as_posix()
+    return None
+
+
+def _in_flight(name: bytes) -> str | None:
+    # A half-uploaded file waits for the next snapshot; its previous version stays as it was.
+    return "upload in progress" if syncspec.is_partial_upload(name) else None
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Given a job's exception, return whether it failed only because another job holds a
+    lock it needs."""
+    return isinstance(exc, Busy | RepositoryBusy)
+
+
+def commit_one(
+    root: DataRoot,
+    cfg: Config,
+    user: str,
+    segment: str,
+    when: datetime | None = None,
+    *,
+    reason: str | None = None,
+) -> SegmentCommit:
+    """Given a data root, its settings and a user's segment, snapshot the segment's live tree
+    into its history and return what was committed. Raise BluegrassError if the live tree is
+    missing, the repository cannot be made (a full disk named as such) or is busy.
+
+    `reason`, if given, is said in the commit message's title ("... before a restore").
+    """
+    with root.user_lock(user, exclusive=False):
+        tree = root.live_tree(user, segment)
+        if not tree.is_dir():
+            raise BluegrassError(f"live tree {tree} is missing")
+        path = root.repo_path(user, segment)
+        try:
+            repo = Repository.init(path)
+        except OSError as exc:  # a traceback is never the answer, a full disk least of all
+            if diskspace.is_full(exc):
+                raise BluegrassError(diskspace.no_space(path, f"preparing {path}")) from exc
+            raise BluegrassError(f"{path}: {exc.strerror}") from exc
+        res = snapshot(
+            repo,
+            tree,
+            when=when,
+            suspicious_share=settings.suspicious_share(cfg, user, segment),
+            label=f"{user}/{segment} {reason}" if reason else f"{user}/{segment}",
+            skip=_in_flight,
+            # What rclone over sftp could not carry: bits, ns times, links (decision 59).
+            adjust=syncmeta.adjust_snapshot,
+        )
+    return SegmentCommit(user, segment, res)
+
+
+def summary(result: SegmentCommit) -> str:
+    """Given a commit's result, return one line about it, for logs and job histories."""
+    snap = result.snapshot
+    if snap.committed:
+        text = (
+            f"committed {str(snap.commit)[:12]}: {snap.added} added, "
+            f"{snap.changed} changed, {snap.deleted} deleted"
+        )
+    else:
+        text = "no change"
+    if snap.suspicious:
+        text += f"; SUSPICIOUS: {round(snap.change_share, 4):.0%} of files deleted or changed"
+    if snap.skipped:
+        text += f"; {len(snap.skipped)} skipped"
+    if snap.unreadable:
+        text += f"; {len(snap.unreadable)} unreadable (previous versions kept)"
+    return text
