@@ -322,3 +322,18 @@ def test_with_no_upload_wait_the_commit_leaves_the_partial_out_at_once(
     scheduler.tick()
     assert not any("waiting" in line for line in logs), logs
     assert any("commit alice/docs:" in line and "1 skipped" in line for line in logs), logs
+
+
+def test_a_partial_upload_nobody_writes_any_more_does_not_hold_the_commit(
+    cloud: Run, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a killed upload leaves (a laptop switched off mid-file) is never finished: rclone
+    gives up a transfer that moves nothing for 5 minutes. Such a partial file does not put the
+    daily commit off; it is left out and reported, as always."""
+    tree = segment_being_uploaded(cloud, data)
+    an_hour_ago = time.time() - 3600
+    os.utime(tree / PARTIAL, (an_hour_ago, an_hour_ago))
+    scheduler, logs = scheduler_for(data, monkeypatch)
+    scheduler.tick()
+    assert not any("waiting" in line for line in logs), logs
+    assert any("commit alice/docs: committed" in line and "1 skipped" in line for line in logs)

@@ -7,6 +7,7 @@ its restores; none of them goes through the command line to get here.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,12 +62,24 @@ def is_upload(entry: os.DirEntry[str]) -> bool:
     return syncspec.is_partial_upload(os.fsencode(entry.name))
 
 
-def upload_in_flight(tree: Path) -> str | None:
+# rclone gives up a transfer that moves nothing for 5 minutes (--timeout): a partial file not
+# written for twice that has no writer any more (a laptop switched off mid-file, a killed sync).
+DEAD_UPLOAD_SECONDS = 600.0
+
+
+def upload_in_flight(tree: Path, now: float | None = None) -> str | None:
     """Given a live tree, return its first file still being uploaded (relative, POSIX), or
-    None."""
+    None. A partial file nobody has written to for DEAD_UPLOAD_SECONDS is not in flight."""
+    cutoff = (time.time() if now is None else now) - DEAD_UPLOAD_SECONDS
     for entry in walk_tree(tree):
-        if is_upload(entry):
-            return Path(entry.path).relative_to(tree).as_posix()
+        if not is_upload(entry):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                continue
+        except OSError:
+            continue  # finished (renamed into place) meanwhile
+        return Path(entry.path).relative_to(tree).as_posix()
     return None
 
 
