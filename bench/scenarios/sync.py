@@ -88,7 +88,10 @@ def describe_method(ctx: Context) -> list[str]:
         "run once, then the no-change step as a daemon runs it between changes. The notes "
         "give rclone bisync's own elapsed time, from the JSON log the laptop keeps of the run "
         "(`STATE/segments/linux-N/last.log`): the rest is what bluegrass adds around it "
-        "(start-up, the scan for unsyncable files, both sides' states).",
+        "(start-up, the scan for unsyncable files, both sides' states, and around every bisync "
+        "the metadata sidecar: describing the folder, uploading it when it changed, fetching "
+        "the other devices' and putting their bits and times back; decision 59). The first "
+        "sync's note gives the sidecar's size and the time to describe and compress it alone.",
         "rclone: `rclone sync TREE bluegrass:rclone-plain-N --links --create-empty-src-dirs` "
         "with the laptop's own `rclone.conf` (same endpoint, same device credentials, same "
         "rclone binary from the venv); `--links` and `--create-empty-src-dirs` because the "
