@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from bluegrass.appliance import settings as pi_settings
-from bluegrass.appliance.app import App
+from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.panelbackend import PiBackend
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.panelbackend import CloudBackend
@@ -34,7 +34,7 @@ def _pi(tmp_path: Path) -> Backend:
     paths = pi_settings.Paths(tmp_path / "state")
     paths.ensure()
     (tmp_path / "drive").mkdir()
-    return PiBackend(App(paths, pi_settings.load(paths), str(tmp_path / "drive")))
+    return PiBackend(Appliance(paths, pi_settings.load(paths), str(tmp_path / "drive")))
 
 
 MAKERS: dict[str, Callable[[Path], Backend]] = {
