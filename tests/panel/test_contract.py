@@ -3,6 +3,7 @@ Pi's, each on real SQLite over a fresh data root, set up through its own first-r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,10 +14,13 @@ from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.panelbackend import PiBackend
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.panelbackend import CloudBackend
-from bluegrass.panel.backend import Backend, BackendError, NotFound
+from bluegrass.core import enrollment
+from bluegrass.panel import PanelConfig, create_app
+from bluegrass.panel.backend import Backend, BackendError, DeviceAdmin, Drive, NotFound
 from bluegrass.panel.reference import ReferenceBackend
 
 from tests.cloud.web import cli
+from tests.panel.conftest import csrf_of, login
 
 PASSWORD = "correct horse battery"
 
@@ -115,3 +119,45 @@ def test_a_reference_database_from_before_versioning_keeps_its_accounts(tmp_path
     assert not backend.needs_setup()
     found = backend.check_password("alice", PASSWORD)
     assert found is not None and found.admin and found.session_epoch == "epoch-1"
+
+
+# -- what a backend has, the panel shows (decision 100) ----------------------------------------
+
+HAS = {"reference": (True, False), "cloud": (True, False), "pi": (False, True)}
+
+
+def test_each_has_only_the_parts_of_its_machine(
+    backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    devices, drive = HAS[request.node.callspec.params["backend"]]
+    assert isinstance(backend, DeviceAdmin) is devices
+    assert isinstance(backend, Drive) is drive
+    assert hasattr(backend, "revoke_device") is devices
+    assert hasattr(backend, "eject_drive") is drive
+
+
+def test_the_panel_offers_only_what_the_backend_has(
+    backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    devices, drive = HAS[request.node.callspec.params["backend"]]
+    app = create_app(PanelConfig(backend=backend, secret_key="contract-secret-key-0123456789"))
+    with app.test_client() as client:
+        login(client, "alice")
+        token = csrf_of(client, "/admin/users")
+        users = client.get("/admin/users").get_data(as_text=True)
+        assert ("New device" in users) is devices
+        enroll = client.post(
+            "/admin/users/alice/enroll", data={"csrf_token": token, "device_name": "laptop"}
+        )
+        assert (enroll.status_code == 404) is not devices
+        device = "d00000000"
+        if devices:
+            code = re.search(r'<textarea id="code"[^>]*>([^<]+)<', enroll.get_data(as_text=True))
+            assert code is not None
+            device = enrollment.decode(code.group(1).strip()).device
+        revoke = client.post(
+            f"/admin/users/alice/devices/{device}/revoke", data={"csrf_token": token}
+        )
+        assert revoke.status_code == (302 if devices else 404)
+        eject = client.post("/drive/eject", data={"csrf_token": token})
+        assert (eject.status_code == 404) is not drive

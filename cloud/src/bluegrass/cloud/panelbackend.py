@@ -1,6 +1,7 @@
 """The cloud's web interface: the panel (bluegrass.panel) over the cloud's own data.
 
-CloudBackend implements bluegrass.panel.backend.Backend (docs/panel.md) on a data root:
+CloudBackend implements bluegrass.panel.backend.Backend and DeviceAdmin (docs/panel.md; it has
+no Drive) on a data root:
 
 - accounts: web logins live in DATA/bluegrass.db (web_accounts, one per user, argon2id,
   apart from device secrets); the first administrator comes from the panel's first-run
@@ -424,9 +425,6 @@ class CloudBackend(SignIns):
         if found is None or found.owner != account.name:
             raise NotFound("No such job.")
         return _job_status(found)
-
-    def eject_drive(self, account: Account) -> str:
-        raise BackendError("There is no drive here.")
 
     # -- restore --------------------------------------------------------------------------
 
