@@ -43,8 +43,7 @@ from bluegrass.cloud.users import add_device, create_user
 from bluegrass.core import names
 from bluegrass.core.config import Config, defaults
 from bluegrass.core.errors import BluegrassError, UsageError
-from bluegrass.core.store import Repository, RepositoryError
-from bluegrass.core.store import browse as store
+from bluegrass.core.store import Repository, RepositoryError, browse
 from bluegrass.core.store.manifest import ROOT
 from bluegrass.panel.accounts import SignIns, WebAccounts, hash_password
 from bluegrass.panel.backend import (
@@ -286,7 +285,7 @@ class CloudBackend(SignIns):
         tree = self.root.files / ref.user / ref.segment
         live = tree.is_dir() and not tree.is_symlink()
         repo_path = self.root.repo_path(ref.user, ref.segment)
-        recent: list[store.HistoryItem] = []
+        recent: list[browse.HistoryItem] = []
         if (repo_path / "HEAD").is_file():
             try:
                 recent = recent_history(Repository.open(repo_path))
@@ -448,8 +447,8 @@ class CloudBackend(SignIns):
         shown = shown_path(path)
         try:
             with self.root.user_lock(user, exclusive=False):
-                snap = store.resolve(repo, commit)
-                if store.index(repo, snap).entries.get(path) is None:
+                snap = browse.resolve(repo, commit)
+                if browse.index(repo, snap).entries.get(path) is None:
                     raise BackendError(f"{shown} is not in that snapshot.")
                 before = self._snapshot_before_restore(user, segment, path)
                 done = restore_live(self.root, repo, user, segment, snap.commit, path)

@@ -39,8 +39,7 @@ from pathlib import Path
 from bluegrass.core import enrollment, sqlschema
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.names import is_valid
-from bluegrass.core.store import Repository, RepositoryError, restore, snapshot
-from bluegrass.core.store import browse as store
+from bluegrass.core.store import Repository, RepositoryError, browse, restore, snapshot
 from bluegrass.core.store.manifest import ROOT as ROOT_PATH
 from bluegrass.panel.accounts import HASHER, SignIns, WebAccounts
 from bluegrass.panel.backend import (
@@ -458,8 +457,8 @@ class ReferenceBackend(SignIns):
         trash = work / f"replaced-{secrets.token_hex(6)}"
         try:
             restore(repo, staging, at=commit, path=os.fsdecode(path))
-            entry = store.index(repo, store.resolve(repo, commit)).entries[path]
-            restored = staging if entry.kind == "d" else staging / os.fsdecode(store.name_of(path))
+            entry = browse.index(repo, browse.resolve(repo, commit)).entries[path]
+            restored = staging if entry.kind == "d" else staging / os.fsdecode(browse.name_of(path))
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.exists() or dest.is_symlink():
                 dest.rename(trash)
