@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bluegrass.cloud import authproxy, settings, webjobs
-from bluegrass.cloud.accounts import Accounts, WebJob
+from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import BUSY, SegmentCommit, commit_one, is_busy, is_upload, walk_tree
 from bluegrass.cloud.commitwatch import stuck_commits
 from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
@@ -40,6 +40,7 @@ from bluegrass.cloud.liverestore import restore_live
 from bluegrass.cloud.scheduler import last_occurrence
 from bluegrass.cloud.setupcode import remove_setup_code, setup_code_matches
 from bluegrass.cloud.users import add_device, create_user
+from bluegrass.cloud.webjobstore import WebJob
 from bluegrass.core import names
 from bluegrass.core.config import Config, defaults
 from bluegrass.core.errors import BluegrassError, UsageError
