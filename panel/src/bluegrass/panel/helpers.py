@@ -37,7 +37,7 @@ def backend() -> Backend:
 
 
 def device_admin() -> DeviceAdmin:
-    """The backend as a DeviceAdmin; 404 where it has no devices (the Pi's)."""
+    """Return the backend as a DeviceAdmin. Abort 404 where it has no devices (the Pi's)."""
     found = backend()
     if not isinstance(found, DeviceAdmin):
         abort(404)
@@ -45,7 +45,7 @@ def device_admin() -> DeviceAdmin:
 
 
 def drive() -> Drive:
-    """The backend as a Drive; 404 where it has no drive to eject (the cloud's)."""
+    """Return the backend as a Drive. Abort 404 where it has no drive to eject (the cloud's)."""
     found = backend()
     if not isinstance(found, Drive):
         abort(404)
