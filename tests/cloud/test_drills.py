@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from bluegrass.cloud.accounts import Accounts, Job
+from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.jobhistory import Job
 from bluegrass.cloud.panelbackend import CloudBackend
 from bluegrass.core.store import Repository
 

@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from bluegrass.cloud import authproxy, liverestore, panelbackend, webjobs
-from bluegrass.cloud.accounts import MIGRATIONS, Accounts, WebJob
+from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.database import MIGRATIONS
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.panelbackend import CloudBackend, secret_key
+from bluegrass.cloud.webjobstore import WebJob
 from bluegrass.core import syncmeta
 from bluegrass.core.store import Repository
 from bluegrass.core.store.manifest import ROOT
@@ -421,7 +423,7 @@ def test_the_dashboard_reports_what_needs_attention(
         "method=password device=d2\n"
     )
     with Accounts.open(root.path) as accounts:
-        from bluegrass.cloud.accounts import Job
+        from bluegrass.cloud.jobhistory import Job
 
         accounts.record_job(
             Job("commit", "alice", "photos", "2026-01-01T03:00", "a", "b", "error", "disk full")
@@ -469,7 +471,7 @@ def test_next_commit_follows_the_schedule(
     assert status.next_job is not None and status.next_job.startswith("commit, now")
     due = at - timedelta(days=1)
     with Accounts.open(root.path) as accounts:
-        from bluegrass.cloud.accounts import Job
+        from bluegrass.cloud.jobhistory import Job
 
         accounts.record_job(
             Job("commit", "alice", "docs", f"{due:%Y-%m-%dT%H:%M}", "a", "b", "ok", "no change")
@@ -605,3 +607,24 @@ def test_panel_backend_and_web_server_do_not_import_each_other() -> None:
         "assert 'bluegrass.cloud.webapp' not in sys.modules, 'panelbackend imports webapp'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_each_part_of_the_database_opens_alone_on_the_same_rows(tmp_path: Path) -> None:
+    # Decision 102: the parts of DATA/bluegrass.db are modules of their own; Accounts is all.
+    from bluegrass.cloud.credentials import Credentials
+    from bluegrass.cloud.database import SCHEMA_VERSION, now_text
+    from bluegrass.cloud.jobhistory import Job, JobHistory
+    from bluegrass.cloud.loginfailures import LoginFailures
+
+    with JobHistory.open(tmp_path) as history:
+        assert history.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        job = Job("commit", "alice", "docs", None, now_text(), now_text(), "ok", "")
+        history.record_job(job)
+    with Credentials.open(tmp_path) as credentials, credentials.transaction():
+        credentials.add_user("alice")
+    with LoginFailures.open(tmp_path) as failures:
+        failures.record_failure("alice", "10.0.0.1", "wrong secret", 1000.0, 60.0)
+    with Accounts.open(tmp_path) as accounts:
+        assert accounts.users() == ["alice"]
+        assert accounts.last_job("commit", "alice", "docs") == job
+        assert accounts.recent_failures("alice", "10.0.0.2", 999.0) == (1, 0)

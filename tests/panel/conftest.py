@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from bluegrass.core.store import Repository, snapshot
 from bluegrass.panel import PanelConfig, create_app
-from bluegrass.panel.reference import ReferenceBackend
+from bluegrass.panel.reference import ReferenceBackend, reference_backend
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -147,7 +147,7 @@ def add_accounts(backend: ReferenceBackend) -> None:
 
 
 def make_app(world: World, mode: str = "cloud", *, setup: bool = True) -> Flask:
-    backend = ReferenceBackend(world.root, mode=mode)  # type: ignore[arg-type]
+    backend = reference_backend(world.root, mode)  # type: ignore[arg-type]
     if setup:
         add_accounts(backend)
     app = create_app(PanelConfig(backend=backend, secret_key="test-secret-key-0123456789"))

@@ -10,8 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from bluegrass.core.store import Repository
-from bluegrass.core.store import browse as store
+from bluegrass.core.store import Repository, browse
 from bluegrass.panel import archive
 
 from tests.panel.conftest import World
@@ -100,11 +99,11 @@ def test_large_entries_get_zip64_records(world: World, monkeypatch: pytest.Monke
     # A real >4 GiB file would take minutes; lowering zipfile's limit exercises the same
     # ZIP64 code path (per-entry extra fields and the ZIP64 end records) on small data.
     repo = Repository.open(world.root / "repos" / "alice" / "docs.git")
-    snap = store.resolve(repo, None)
-    idx = store.index(repo, snap)
+    snap = browse.resolve(repo, None)
+    idx = browse.index(repo, snap)
     monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 20)
     monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 3)
-    data = b"".join(archive.stream(repo, store.select(idx, b"letters"), b"letters", b"l", "zip"))
+    data = b"".join(archive.stream(repo, browse.select(idx, b"letters"), b"letters", b"l", "zip"))
     assert b"PK\x06\x06" in data  # ZIP64 end of central directory record
     monkeypatch.undo()
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -127,9 +126,9 @@ def test_closing_a_download_early_stops_the_producer(world: World) -> None:
         return found
 
     repo = Repository.open(world.root / "repos" / "alice" / "docs.git")
-    idx = store.index(repo, store.resolve(repo, None))
+    idx = browse.index(repo, browse.resolve(repo, None))
     before = cat_files()
-    stream = archive.stream(repo, store.select(idx, b"."), b".", b"docs", "tar.gz")
+    stream = archive.stream(repo, browse.select(idx, b"."), b".", b"docs", "tar.gz")
     first = next(stream)
     assert first[:2] == b"\x1f\x8b"
     started = cat_files() - before

@@ -20,8 +20,7 @@ from urllib.parse import urlencode, urlsplit
 from urllib.request import HTTPCookieProcessor, build_opener
 
 import pytest
-from bluegrass.core.store import Repository, snapshot
-from bluegrass.core.store import browse as store
+from bluegrass.core.store import Repository, browse, snapshot
 from bluegrass.core.store.objects import blob_id
 from bluegrass.panel import archive
 
@@ -163,11 +162,11 @@ def test_a_whole_download_is_exact(served: Served) -> None:
 @pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
 def test_memory_stays_bounded_on_a_large_file(served: Served, fmt: str) -> None:
     repo = Repository.open(repo_of(served.root, "media"))
-    idx = store.index(repo, store.resolve(repo, None))
+    idx = browse.index(repo, browse.resolve(repo, None))
     tracemalloc.start()
     try:
         size = 0
-        for block in archive.stream(repo, store.select(idx, b"."), b".", b"media", fmt):
+        for block in archive.stream(repo, browse.select(idx, b"."), b".", b"media", fmt):
             size += len(block)
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -1,6 +1,7 @@
 """The Pi's web panel: bluegrass.panel in "pi" mode over this appliance's state and drive.
 
-PiBackend implements bluegrass.panel.backend.Backend (docs/panel.md):
+PiBackend implements bluegrass.panel.backend.Backend and Drive (docs/panel.md; devices are the
+cloud's, so it is no DeviceAdmin):
 
 - accounts: the panel's sign-ins live in STATE/state.sqlite (web_accounts, argon2id, see
   bluegrass.appliance.webaccounts); every account administers the whole appliance and sees
@@ -624,14 +625,6 @@ class PiBackend(SignIns):
         if not names.is_valid(name):
             raise NotFound(f"No account {name}.")
         self._set_password(name, password, must_exist=True)
-
-    def revoke_device(self, account: Account, name: str, device: str) -> None:
-        require_admin(account)
-        raise BackendError("Devices are managed on the cloud server (bluegrass-cloud device).")
-
-    def new_enrollment_code(self, account: Account, name: str, device_name: str) -> str:
-        require_admin(account)
-        raise BackendError("Enrollment codes come from the cloud server (bluegrass-cloud device).")
 
 
 # Reading the drive for the dashboard is not an account's request: visibility does not apply.

@@ -1,6 +1,7 @@
 """The cloud's web interface: the panel (bluegrass.panel) over the cloud's own data.
 
-CloudBackend implements bluegrass.panel.backend.Backend (docs/panel.md) on a data root:
+CloudBackend implements bluegrass.panel.backend.Backend and DeviceAdmin (docs/panel.md; it has
+no Drive) on a data root:
 
 - accounts: web logins live in DATA/bluegrass.db (web_accounts, one per user, argon2id,
   apart from device secrets); the first administrator comes from the panel's first-run
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bluegrass.cloud import authproxy, settings, webjobs
-from bluegrass.cloud.accounts import Accounts, WebJob
+from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import BUSY, SegmentCommit, commit_one, is_busy, is_upload, walk_tree
 from bluegrass.cloud.commitwatch import stuck_commits
 from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
@@ -39,11 +40,11 @@ from bluegrass.cloud.liverestore import restore_live
 from bluegrass.cloud.scheduler import last_occurrence
 from bluegrass.cloud.setupcode import remove_setup_code, setup_code_matches
 from bluegrass.cloud.users import add_device, create_user
+from bluegrass.cloud.webjobstore import WebJob
 from bluegrass.core import names
 from bluegrass.core.config import Config, defaults
 from bluegrass.core.errors import BluegrassError, UsageError
-from bluegrass.core.store import Repository, RepositoryError
-from bluegrass.core.store import browse as store
+from bluegrass.core.store import Repository, RepositoryError, browse
 from bluegrass.core.store.manifest import ROOT
 from bluegrass.panel.accounts import SignIns, WebAccounts, hash_password
 from bluegrass.panel.backend import (
@@ -285,7 +286,7 @@ class CloudBackend(SignIns):
         tree = self.root.files / ref.user / ref.segment
         live = tree.is_dir() and not tree.is_symlink()
         repo_path = self.root.repo_path(ref.user, ref.segment)
-        recent: list[store.HistoryItem] = []
+        recent: list[browse.HistoryItem] = []
         if (repo_path / "HEAD").is_file():
             try:
                 recent = recent_history(Repository.open(repo_path))
@@ -425,9 +426,6 @@ class CloudBackend(SignIns):
             raise NotFound("No such job.")
         return _job_status(found)
 
-    def eject_drive(self, account: Account) -> str:
-        raise BackendError("There is no drive here.")
-
     # -- restore --------------------------------------------------------------------------
 
     def restore_targets(self, account: Account) -> list[RestoreTarget]:
@@ -450,8 +448,8 @@ class CloudBackend(SignIns):
         shown = shown_path(path)
         try:
             with self.root.user_lock(user, exclusive=False):
-                snap = store.resolve(repo, commit)
-                if store.index(repo, snap).entries.get(path) is None:
+                snap = browse.resolve(repo, commit)
+                if browse.index(repo, snap).entries.get(path) is None:
                     raise BackendError(f"{shown} is not in that snapshot.")
                 before = self._snapshot_before_restore(user, segment, path)
                 done = restore_live(self.root, repo, user, segment, snap.commit, path)

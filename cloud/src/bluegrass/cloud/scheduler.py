@@ -20,9 +20,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from bluegrass.cloud import settings
-from bluegrass.cloud.accounts import Accounts, Job, now_text
+from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import commit_one, is_busy, summary, upload_in_flight
+from bluegrass.cloud.database import now_text
 from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.jobhistory import Job
 from bluegrass.cloud.maintenance import maintain_one
 from bluegrass.cloud.maintenance import summary as maintain_summary
 from bluegrass.core.config import Config

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bluegrass.cloud import hostkey, settings
-from bluegrass.cloud.accounts import Accounts, NewDevice, check_device_name
+from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.credentials import NewDevice, check_device_name
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core import names
 from bluegrass.core.enrollment import Enrollment

@@ -31,9 +31,12 @@ from datetime import datetime
 from pathlib import Path
 
 from bluegrass.cloud import settings
-from bluegrass.cloud.accounts import Accounts, Job, WebJob, now_text
+from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import BUSY, commit_one, is_busy, summary
+from bluegrass.cloud.database import now_text
 from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.jobhistory import Job
+from bluegrass.cloud.webjobstore import WebJob
 from bluegrass.core.errors import BluegrassError
 
 KINDS = {"commit": "Snapshot now"}

@@ -66,6 +66,8 @@ def create_app(config: PanelConfig) -> Flask:
         throttle=security.Throttle(config.backend, config.login_limit, config.login_window),
     )
 
+    offered = helpers.offers(config.backend)
+
     from bluegrass.panel.views import admin, auth, browse, dashboard
 
     app.register_blueprint(auth.bp)
@@ -93,7 +95,12 @@ def create_app(config: PanelConfig) -> Flask:
     @app.context_processor
     def globals_() -> dict[str, Any]:
         state = helpers.state()
-        return {"account": g.get("account"), "mode": state.mode, "site_name": state.site_name}
+        return {
+            "account": g.get("account"),
+            "mode": state.mode,
+            "site_name": state.site_name,
+            "offers": offered,
+        }
 
     app.jinja_env.filters.update(
         size=human_size,
@@ -114,11 +121,11 @@ def create_app_from_env() -> Flask:
     BLUEGRASS_PANEL_DATA: the data root; BLUEGRASS_PANEL_MODE: pi or cloud. The cloud and
     the appliance have their own factories that pass their own backends.
     """
-    from bluegrass.panel.reference import ReferenceBackend
+    from bluegrass.panel.reference import reference_backend
 
     root = Path(os.environ["BLUEGRASS_PANEL_DATA"])
     mode: Mode = "pi" if os.environ.get("BLUEGRASS_PANEL_MODE", "cloud") == "pi" else "cloud"
-    backend = ReferenceBackend(root, mode=mode)
+    backend = reference_backend(root, mode)
     return create_app(
         PanelConfig(
             backend=backend,

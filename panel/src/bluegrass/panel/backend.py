@@ -157,13 +157,20 @@ class UserInfo:
 RestoreTarget = Literal["live", "drive"]
 
 
+# The interface is composed of small role interfaces, each a few methods with one-line
+# contracts (as restic's internal/restic/repository.go composes Repository). Every backend is a
+# `Backend`: sign-ins, history, jobs, restore and administration. `DeviceAdmin` and `Drive` are
+# what only some have; the panel offers their pages and buttons only where
+# `isinstance(backend, DeviceAdmin)` / `isinstance(backend, Drive)` holds, so no backend stubs
+# what its machine does not have (decision 100).
+
+
 @runtime_checkable
-class Backend(Protocol):
-    """See the module docstring and docs/panel.md for the contract of each method."""
+class SignInBackend(Protocol):
+    """First run, sign-in, passwords and the memory of failed sign-ins."""
 
     mode: Mode
 
-    # -- first run and accounts ---------------------------------------------------------
     def needs_setup(self) -> bool:
         """True until the first administrator exists; the panel then only offers setup."""
         ...
@@ -195,20 +202,27 @@ class Backend(Protocol):
         """The account as it is now (each request re-reads it: removed or reset ends it)."""
         ...
 
-    def change_password(self, account: Account, password: str) -> Account: ...
+    def change_password(self, account: Account, password: str) -> Account:
+        """The account with its new password and a new session epoch."""
+        ...
 
-    # -- login rate limiting (the panel decides; the backend remembers) --------------------
     def login_failures(self, name: str, ip: str, since: datetime) -> list[LoginFailure]:
         """Failures since `since` for this account name OR from this address."""
         ...
 
-    def record_login_failure(self, name: str, ip: str) -> None: ...
+    def record_login_failure(self, name: str, ip: str) -> None:
+        """Remember one failed sign-in (or wrong setup code) for `name` from `ip`."""
+        ...
 
     def clear_login_failures(self, name: str) -> None:
         """After a successful login: that account's failures no longer count."""
         ...
 
-    # -- data ----------------------------------------------------------------------------
+
+@runtime_checkable
+class HistoryBackend(Protocol):
+    """The segments an account may browse, their histories and the dashboard."""
+
     def segments(self, account: Account) -> list[SegmentRef]:
         """The segments this account may browse, sorted."""
         ...
@@ -217,22 +231,30 @@ class Backend(Protocol):
         """An open Repository of a visible segment, else NotFound."""
         ...
 
-    def dashboard(self, account: Account) -> Dashboard: ...
+    def dashboard(self, account: Account) -> Dashboard:
+        """What the account's segments and this machine look like now."""
+        ...
 
-    # -- jobs ----------------------------------------------------------------------------
+
+@runtime_checkable
+class JobsBackend(Protocol):
+    """Background jobs, shared by every worker."""
+
     def start_job(
         self, account: Account, kind: str, user: str | None, segment: str | None
     ) -> JobStatus:
         """Start a job in the background and return at once; poll it with `job`."""
         ...
 
-    def job(self, account: Account, job_id: str) -> JobStatus: ...
-
-    def eject_drive(self, account: Account) -> str:
-        """Unmount the drive so it can be unplugged; the message says whether it is safe."""
+    def job(self, account: Account, job_id: str) -> JobStatus:
+        """A job this account started (or may see), else NotFound."""
         ...
 
-    # -- restore -------------------------------------------------------------------------
+
+@runtime_checkable
+class RestoreBackend(Protocol):
+    """Putting a path back as it was in a snapshot."""
+
     def restore_targets(self, account: Account) -> list[RestoreTarget]:
         """Where this account can restore to: "live" (cloud), "drive" (Pi), or nothing."""
         ...
@@ -255,15 +277,46 @@ class Backend(Protocol):
         """
         ...
 
-    # -- administration (cloud; Pi: only its one admin) ----------------------------------
-    def users(self, account: Account) -> list[UserInfo]: ...
 
-    def add_user(self, account: Account, name: str, password: str, admin: bool) -> None: ...
+@runtime_checkable
+class AdminBackend(Protocol):
+    """The panel's accounts, for administrators (the Pi: its administrators only)."""
 
-    def reset_password(self, account: Account, name: str, password: str) -> None: ...
+    def users(self, account: Account) -> list[UserInfo]:
+        """Every user with their segments and devices."""
+        ...
 
-    def revoke_device(self, account: Account, name: str, device: str) -> None: ...
+    def add_user(self, account: Account, name: str, password: str, admin: bool) -> None:
+        """A new user who can sign in with `password`."""
+        ...
+
+    def reset_password(self, account: Account, name: str, password: str) -> None:
+        """A new password for `name`, and a new session epoch (their sessions end)."""
+        ...
+
+
+@runtime_checkable
+class DeviceAdmin(Protocol):
+    """Devices that sync (the cloud's): only a backend that has them implements this."""
+
+    def revoke_device(self, account: Account, name: str, device: str) -> None:
+        """The device can no longer sync or fetch; NotFound if `name` has no such device."""
+        ...
 
     def new_enrollment_code(self, account: Account, name: str, device_name: str) -> str:
         """A new device for user `name` and its enrollment code (shown once)."""
         ...
+
+
+@runtime_checkable
+class Drive(Protocol):
+    """A backup drive that can be unplugged (the Pi's): only such a backend implements this."""
+
+    def eject_drive(self, account: Account) -> str:
+        """Unmount the drive so it can be unplugged; the message says whether it is safe."""
+        ...
+
+
+@runtime_checkable
+class Backend(SignInBackend, HistoryBackend, JobsBackend, RestoreBackend, AdminBackend, Protocol):
+    """What every backend is; see the module docstring and docs/panel.md."""

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from bluegrass.core import secrets_file
 from bluegrass.core.errors import BluegrassError
-from bluegrass.core.store import Repository
-from bluegrass.core.store import browse as store
+from bluegrass.core.store import Repository, browse
 from bluegrass.core.store.browse import PathError, check_path
 from bluegrass.core.store.manifest import ROOT
 from bluegrass.panel.accounts import Account
@@ -84,12 +83,12 @@ def restore_folder(folder: str | None) -> str:
     return folder
 
 
-def recent_history(repo: Repository) -> list[store.HistoryItem]:
+def recent_history(repo: Repository) -> list[browse.HistoryItem]:
     """Given a repository, return its RECENT newest snapshots of the whole segment."""
-    return store.history(repo, ROOT, limit=RECENT, with_changes=False)
+    return browse.history(repo, ROOT, limit=RECENT, with_changes=False)
 
 
-def suspicious(recent: list[store.HistoryItem]) -> list[Problem]:
+def suspicious(recent: list[browse.HistoryItem]) -> list[Problem]:
     """Given the newest snapshots (newest first), return a warning for each suspicious one:
     one that deleted or changed an unusual share of the files."""
     return [

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 from bluegrass.core.names import is_valid
 from bluegrass.core.store.browse import PathError, check_path
 from bluegrass.core.store.manifest import ROOT
-from bluegrass.panel.backend import Account, Backend, Mode
+from bluegrass.panel.backend import Account, Backend, DeviceAdmin, Drive, Mode
 from bluegrass.panel.security import Throttle
 from flask import abort, current_app, g, redirect, request, session, url_for
 
@@ -34,6 +34,27 @@ def state() -> PanelState:
 
 def backend() -> Backend:
     return state().backend
+
+
+def device_admin() -> DeviceAdmin:
+    """Return the backend as a DeviceAdmin. Abort 404 where it has no devices (the Pi's)."""
+    found = backend()
+    if not isinstance(found, DeviceAdmin):
+        abort(404)
+    return found
+
+
+def drive() -> Drive:
+    """Return the backend as a Drive. Abort 404 where it has no drive to eject (the cloud's)."""
+    found = backend()
+    if not isinstance(found, Drive):
+        abort(404)
+    return found
+
+
+def offers(backend: Backend) -> dict[str, bool]:
+    """Given a backend, return which optional parts its pages show (the templates' `offers`)."""
+    return {"devices": isinstance(backend, DeviceAdmin), "drive": isinstance(backend, Drive)}
 
 
 def load_account() -> Account | None:

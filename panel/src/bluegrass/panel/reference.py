@@ -1,6 +1,8 @@
 """The panel's own reference backend: a plain data root, its own SQLite accounts, argon2.
 
-Not the cloud's or the Pi's backend (those live in bluegrass.cloud and bluegrass.appliance
+`ReferenceBackend` behaves as the cloud's kind of machine, `ReferencePiBackend` as the Pi's
+(with a drive to eject); `reference_backend(root, mode)` picks one. Not the cloud's or the
+Pi's backend (those live in bluegrass.cloud and bluegrass.appliance
 and plug into the same bluegrass.panel.backend.Backend protocol). This one exists so the
 panel can be tested and demonstrated end to end against real repositories, and as a worked
 example of the contract. Layout of its data root:
@@ -37,8 +39,7 @@ from pathlib import Path
 from bluegrass.core import enrollment, sqlschema
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.names import is_valid
-from bluegrass.core.store import Repository, RepositoryError, restore, snapshot
-from bluegrass.core.store import browse as store
+from bluegrass.core.store import Repository, RepositoryError, browse, restore, snapshot
 from bluegrass.core.store.manifest import ROOT as ROOT_PATH
 from bluegrass.panel.accounts import HASHER, SignIns, WebAccounts
 from bluegrass.panel.backend import (
@@ -106,9 +107,12 @@ PLACEHOLDER_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIReferenceBackendHas
 
 
 class ReferenceBackend(SignIns):
-    def __init__(self, root: Path, mode: Mode = "cloud") -> None:
+    """The cloud's kind of machine: each account sees its own segments, restores go "live"."""
+
+    mode: Mode = "cloud"
+
+    def __init__(self, root: Path) -> None:
         self.root = root.absolute()
-        self.mode: Mode = mode
         self.root.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             sqlschema.migrate(db, MIGRATIONS, str(self.root / "panel.db"))
@@ -401,11 +405,6 @@ class ReferenceBackend(SignIns):
             raise NotFound("No such job.")
         return self._job_row(row)
 
-    def eject_drive(self, account: Account) -> str:
-        if self.mode != "pi":
-            raise BackendError("There is no drive here.")
-        return "The drive can be unplugged now."
-
     # -- restore --------------------------------------------------------------------------
 
     def restore_targets(self, account: Account) -> list[RestoreTarget]:
@@ -458,8 +457,8 @@ class ReferenceBackend(SignIns):
         trash = work / f"replaced-{secrets.token_hex(6)}"
         try:
             restore(repo, staging, at=commit, path=os.fsdecode(path))
-            entry = store.index(repo, store.resolve(repo, commit)).entries[path]
-            restored = staging if entry.kind == "d" else staging / os.fsdecode(store.name_of(path))
+            entry = browse.index(repo, browse.resolve(repo, commit)).entries[path]
+            restored = staging if entry.kind == "d" else staging / os.fsdecode(browse.name_of(path))
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.exists() or dest.is_symlink():
                 dest.rename(trash)
@@ -537,3 +536,18 @@ class ReferenceBackend(SignIns):
             secret=secret,
             host_key=PLACEHOLDER_HOST_KEY,
         ).encode()
+
+
+class ReferencePiBackend(ReferenceBackend):
+    """The Pi's kind of machine: every segment, restores onto ROOT/drive, which it can eject."""
+
+    mode: Mode = "pi"
+
+    def eject_drive(self, account: Account) -> str:
+        """Given an account, return that the drive can be unplugged (a folder stands in)."""
+        return "The drive can be unplugged now."
+
+
+def reference_backend(root: Path, mode: Mode = "cloud") -> ReferenceBackend:
+    """Given a data root and a mode, return the reference backend of that kind."""
+    return ReferencePiBackend(root) if mode == "pi" else ReferenceBackend(root)

@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from bluegrass.cloud import settings
-from bluegrass.cloud.accounts import Accounts, Job, now_text
+from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import BUSY, SegmentCommit, commit_one, is_busy, summary
+from bluegrass.cloud.database import now_text
 from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.jobhistory import Job
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.store import RepositoryError, parse_date

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bluegrass.cloud.accounts import Accounts, NewDevice, parse_public_keys
+from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.credentials import NewDevice, parse_public_keys
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.users import add_device
 from bluegrass.core.cli import emit_json

@@ -99,7 +99,10 @@ class LRU(Generic[K, V]):
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class SnapshotInfo:
+    """What browsing reads of one snapshot (a commit): not a snapshot being made, which is
+    bluegrass.core.store.snapshot's work."""
+
     commit: str
     date: datetime
     summary: str
@@ -125,11 +128,11 @@ class Index:
         return cls(entries, children)
 
 
-_SNAPSHOTS: LRU[tuple[str, str], Snapshot] = LRU(4096)
+_SNAPSHOTS: LRU[tuple[str, str], SnapshotInfo] = LRU(4096)
 _INDEXES: LRU[str, Index] = LRU(int(os.environ.get("BLUEGRASS_MANIFEST_CACHE", "8")))
 
 
-def snapshot_info(repo: Repository, commit: str) -> Snapshot:
+def snapshot_info(repo: Repository, commit: str) -> SnapshotInfo:
     """Date, summary, manifest id and first parent of a commit of this repository (cached)."""
     key = (str(repo.path), commit)
     found = _SNAPSHOTS.get(key)
@@ -138,7 +141,7 @@ def snapshot_info(repo: Repository, commit: str) -> Snapshot:
     raw = repo.git.run(["log", "-1", "--format=%H%x1f%cI%x1f%P%x1f%s", commit, "--"]).stdout
     oid, date, parents, summary = raw.decode("utf-8", "replace").rstrip("\n").split("\x1f", 3)
     manifest_oid = repo.git.out(["rev-parse", "--verify", f"{oid}:{MANIFEST}"])
-    info = Snapshot(
+    info = SnapshotInfo(
         commit=oid,
         date=datetime.fromisoformat(date),
         summary=summary,
@@ -148,7 +151,7 @@ def snapshot_info(repo: Repository, commit: str) -> Snapshot:
     return _SNAPSHOTS.put(key, info)
 
 
-def resolve(repo: Repository, at: str | None) -> Snapshot:
+def resolve(repo: Repository, at: str | None) -> SnapshotInfo:
     """The snapshot for `at` (a commit id, a date, or None for the newest).
 
     A full commit id already seen on this repository's branch is answered from the cache
@@ -165,7 +168,7 @@ def resolve(repo: Repository, at: str | None) -> Snapshot:
     return snapshot_info(repo, commit)
 
 
-def index(repo: Repository, snap: Snapshot) -> Index:
+def index(repo: Repository, snap: SnapshotInfo) -> Index:
     def load() -> Index:
         try:
             entries = mf.parse(repo.read_blob(snap.manifest_oid))
@@ -176,7 +179,7 @@ def index(repo: Repository, snap: Snapshot) -> Index:
     return _INDEXES.get_or(snap.manifest_oid, load)
 
 
-def recent(repo: Repository, limit: int = 30) -> list[Snapshot]:
+def recent(repo: Repository, limit: int = 30) -> list[SnapshotInfo]:
     """The newest `limit` snapshots, newest first (for a snapshot picker)."""
     if repo.head() is None:
         return []
@@ -188,7 +191,7 @@ def recent(repo: Repository, limit: int = 30) -> list[Snapshot]:
         if record.strip():
             oid, date, parents, summary = record.strip("\n").split("\x1f", 3)
             out.append(
-                Snapshot(
+                SnapshotInfo(
                     oid,
                     datetime.fromisoformat(date),
                     summary,

@@ -6,7 +6,7 @@ import re
 
 from bluegrass.core.names import is_valid
 from bluegrass.panel.backend import BackendError, Forbidden, NotFound
-from bluegrass.panel.helpers import account, admin_required, backend
+from bluegrass.panel.helpers import account, admin_required, backend, device_admin
 from bluegrass.panel.views.auth import password_problem
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
@@ -68,7 +68,7 @@ def reset_password(name: str) -> Response:
 @admin_required
 def revoke(name: str, device: str) -> Response:
     try:
-        backend().revoke_device(account(), name, device)
+        device_admin().revoke_device(account(), name, device)
         flash(f"Device {device} of {name} is revoked: it can no longer sync or fetch.")
     except BackendError as exc:
         _fail(exc)
@@ -78,12 +78,13 @@ def revoke(name: str, device: str) -> Response:
 @bp.route("/users/<name>/enroll", methods=["POST"])
 @admin_required
 def enroll(name: str) -> Response | str:
+    devices = device_admin()
     device_name = request.form.get("device_name", "").strip() or "new device"
     if not _DEVICE_NAME.fullmatch(device_name):
         flash("A device name is letters, digits, space, '.', '_' or '-'.", "error")
         return redirect(url_for("admin.users"))
     try:
-        code = backend().new_enrollment_code(account(), name, device_name)
+        code = devices.new_enrollment_code(account(), name, device_name)
     except BackendError as exc:
         _fail(exc)
         return redirect(url_for("admin.users"))

@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from bluegrass.core.store import Repository, RepositoryError
-from bluegrass.core.store import browse as store
+from bluegrass.core.store import Repository, RepositoryError, browse
 from bluegrass.core.store.manifest import ROOT, Entry
 from bluegrass.panel import archive, preview
 from bluegrass.panel.backend import BackendError, NotFound
@@ -51,8 +50,8 @@ class Place:
     user: str
     segment: str
     repo: Repository
-    snap: store.Snapshot
-    index: store.Index
+    snap: browse.SnapshotInfo
+    index: browse.Index
     path: bytes
     at_given: str | None
 
@@ -93,8 +92,8 @@ def locate(user: str, segment: str, skip: int = 5) -> Place:
     if at is not None and len(at) > 64:
         abort(400)
     try:
-        snap = store.resolve(repo, at)
-        idx = store.index(repo, snap)
+        snap = browse.resolve(repo, at)
+        idx = browse.index(repo, snap)
     except RepositoryError as exc:
         abort(404, description=str(exc))
     return Place(user, segment, repo, snap, idx, path, at)
@@ -150,7 +149,7 @@ def tree(user: str, segment: str, subpath: str) -> Response | str:
         total=len(children),
         page=min(page, pages),
         pages=pages,
-        recent=store.recent(place.repo, 30),
+        recent=browse.recent(place.repo, 30),
     )
 
 
@@ -161,7 +160,7 @@ def blob(user: str, segment: str, subpath: str) -> Response | str:
     entry = entry_or_404(place)
     if entry.kind == "d":
         return redirect(place.url("tree"))
-    name = store.name_of(place.path)
+    name = browse.name_of(place.path)
     shown_name = name.decode("utf-8", "replace")
     kind = None
     content = None
@@ -170,12 +169,12 @@ def blob(user: str, segment: str, subpath: str) -> Response | str:
     if entry.kind == "l":
         link_target = place.repo.read_blob(entry.oid or "").decode("utf-8", "replace")
     else:
-        head = store.read_head(place.repo, entry.oid or "", preview.SNIFF)
+        head = browse.read_head(place.repo, entry.oid or "", preview.SNIFF)
         kind = preview.classify(shown_name, entry.size, head)
         if kind.kind == "text":
             data = head
             if entry.size > len(head):
-                data = store.read_head(place.repo, entry.oid or "", preview.TEXT_LIMIT)
+                data = browse.read_head(place.repo, entry.oid or "", preview.TEXT_LIMIT)
             truncated = entry.size > len(data)
             content = preview.highlighted(shown_name, data)
     return render_template(
@@ -193,13 +192,13 @@ def blob(user: str, segment: str, subpath: str) -> Response | str:
 def _send_blob(place: Place, entry: Entry, disposition: str, content_type: str) -> Response:
     repo, oid = place.repo, entry.oid or ""
     resp = Response(
-        store.stream_blob(repo, oid),
+        browse.stream_blob(repo, oid),
         content_type=content_type,
         direct_passthrough=True,
     )
     resp.headers["Content-Length"] = str(entry.size)
     resp.headers["Content-Disposition"] = content_disposition(
-        disposition, store.name_of(place.path)
+        disposition, browse.name_of(place.path)
     )
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["ETag"] = f'"{oid}"'
@@ -218,7 +217,7 @@ def raw(user: str, segment: str, subpath: str) -> Response:
     content_type = (
         "text/plain; charset=utf-8"
         if entry.kind == "l"
-        else preview.download_type(store.name_of(place.path).decode("utf-8", "replace"))
+        else preview.download_type(browse.name_of(place.path).decode("utf-8", "replace"))
     )
     resp = _send_blob(place, entry, "attachment", content_type)
     resp.headers["Content-Security-Policy"] = SANDBOX_CSP
@@ -233,8 +232,8 @@ def preview_file(user: str, segment: str, subpath: str) -> Response:
     entry = entry_or_404(place)
     if entry.kind != "f":
         abort(404)
-    name = store.name_of(place.path).decode("utf-8", "replace")
-    head = store.read_head(place.repo, entry.oid or "", preview.SNIFF)
+    name = browse.name_of(place.path).decode("utf-8", "replace")
+    head = browse.read_head(place.repo, entry.oid or "", preview.SNIFF)
     kind = preview.classify(name, entry.size, head)
     if kind.inline_type is None:
         return redirect(place.url("raw"))
@@ -251,7 +250,7 @@ def preview_file(user: str, segment: str, subpath: str) -> Response:
 def history(user: str, segment: str, subpath: str) -> str:
     place = locate(user, segment)
     skip = max(0, request.args.get("skip", 0, type=int) or 0)
-    items = store.history(
+    items = browse.history(
         place.repo, place.path, until=place.snap.commit, limit=HISTORY_PAGE + 1, skip=skip
     )
     more = len(items) > HISTORY_PAGE
@@ -279,13 +278,13 @@ def diff(user: str, segment: str, subpath: str) -> str:
     new = place.index.entries.get(place.path)
     old = None
     if place.snap.parent is not None:
-        before = store.snapshot_info(place.repo, place.snap.parent)
-        old = store.index(place.repo, before).entries.get(place.path)
+        before = browse.snapshot_info(place.repo, place.snap.parent)
+        old = browse.index(place.repo, before).entries.get(place.path)
     if (old is None or old.kind == "d") and (new is None or new.kind == "d"):
         abort(404, description="This snapshot did not change that file.")
     old_oid = old.oid if old is not None and old.kind != "d" else None
     new_oid = new.oid if new is not None and new.kind != "d" else None
-    text = store.text_diff(place.repo, old_oid, new_oid) if old_oid != new_oid else ""
+    text = browse.text_diff(place.repo, old_oid, new_oid) if old_oid != new_oid else ""
     return render_template("diff.html", place=place, old=old, new=new, text=text)
 
 
@@ -296,8 +295,8 @@ def commit(user: str, segment: str, commit: str) -> str:
         abort(404)
     repo = open_repo(user, segment)
     try:
-        snap = store.resolve(repo, commit)
-        changes, cut = store.changes(repo, snap.commit)
+        snap = browse.resolve(repo, commit)
+        changes, cut = browse.changes(repo, snap.commit)
     except RepositoryError as exc:
         abort(404, description=str(exc))
     return render_template(
@@ -315,7 +314,7 @@ def commit(user: str, segment: str, commit: str) -> str:
 def search(user: str, segment: str) -> str:
     repo = open_repo(user, segment)
     query = request.args.get("q", "").strip()[:200]
-    results = store.search(repo, query) if query else []
+    results = browse.search(repo, query) if query else []
     return render_template("search.html", user=user, segment=segment, query=query, results=results)
 
 
@@ -329,8 +328,8 @@ def download_archive(user: str, segment: str, subpath: str) -> Response:
     fmt = request.args.get("format", "zip")
     if fmt not in archive.FORMATS:
         abort(400, description="The format is zip or tar.gz.")
-    chosen = store.select(place.index, place.path)
-    top = segment.encode() if place.path == ROOT else store.name_of(place.path)
+    chosen = browse.select(place.index, place.path)
+    top = segment.encode() if place.path == ROOT else browse.name_of(place.path)
     stamp = place.snap.date.strftime("%Y-%m-%d")
     filename = top + b"-" + stamp.encode() + b"." + fmt.encode()
     resp = Response(
@@ -377,7 +376,7 @@ def restore(user: str, segment: str, subpath: str) -> Response | str | tuple[str
     default_folder = (
         f"{segment}-{place.snap.date:%Y-%m-%d}"
         if place.path == ROOT
-        else f"{store.name_of(place.path).decode('utf-8', 'replace')[:60]}-"
+        else f"{browse.name_of(place.path).decode('utf-8', 'replace')[:60]}-"
         f"{place.snap.date:%Y-%m-%d}"
     )
     if not _FOLDER_NAME.fullmatch(default_folder):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bluegrass.core.names import is_valid
 from bluegrass.panel.backend import BackendError, NotFound
-from bluegrass.panel.helpers import account, backend, login_required
+from bluegrass.panel.helpers import account, backend, drive, login_required
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -62,8 +62,9 @@ def job_json(job_id: str) -> Response:
 @bp.route("/drive/eject", methods=["POST"])
 @login_required
 def eject() -> Response:
+    ejecting = drive()
     try:
-        flash(backend().eject_drive(account()))
+        flash(ejecting.eject_drive(account()))
     except BackendError as exc:
         flash(str(exc), "error")
     return redirect(url_for("dashboard.index"))
