@@ -155,7 +155,11 @@ def _gunzip(data: bytes) -> bytes:
 
 def write(path: Path, records: dict[bytes, Record]) -> bool:
     """Write `records` to `path` unless it already holds exactly them; True if written."""
-    data = serialize(records)
+    return write_data(path, serialize(records))
+
+
+def write_data(path: Path, data: bytes) -> bool:
+    """Write serialized records to `path` unless it already holds them; True if written."""
     try:
         if path.read_bytes() == data:
             return False

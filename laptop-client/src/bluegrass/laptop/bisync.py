@@ -497,7 +497,9 @@ class SegmentSync:
         outcome.conflict_files = self._conflicts(result)
         if outcome.kind != OK:
             return outcome
-        received = sidecar.receive()
+        received = sidecar.receive(
+            moved=resync or bool(outcome.files_transferred or outcome.conflict_files)
+        )
         problems = sent.problems + fetched.problems + received.problems
         outcome.notes += revealed + problems
         if sent.failed or fetched.failed or received.failed:
@@ -515,7 +517,7 @@ class SegmentSync:
         if not synced or not path1 or not path2:
             return []  # no good sync recorded yet: nothing to compare with
         notes = []
-        mine = hidden.local_edits(sidecar.current, synced, guard.read_listing(path1[0]))
+        mine = hidden.local_edits(sidecar.current, synced, lambda: guard.read_listing(path1[0]))
         if mine and hidden.force(path1[0], mine):
             notes.append(
                 f"{_count(len(mine), 'file')} edited here within a second of the last "
@@ -527,7 +529,7 @@ class SegmentSync:
                 synced,
                 sidecar.sidecars,
                 sidecar.name,
-                guard.read_listing(path2[0]),
+                lambda: guard.read_listing(path2[0]),
             )
             theirs = (
                 hidden.differing_on_cloud(

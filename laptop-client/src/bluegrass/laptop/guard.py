@@ -13,8 +13,10 @@ with files, into a count of files.
 
 from __future__ import annotations
 
+import calendar
 import collections
 import math
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,6 +56,8 @@ def unquote(text: str) -> str:
     Bytes that are not UTF-8 were already replaced by rclone before quoting, so the \\x
     escapes only ever carry ASCII control characters.
     """
+    if "\\" not in text:
+        return text  # nearly every name: nothing escaped
     out: list[str] = []
     i = 0
     simple = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
@@ -74,8 +78,36 @@ def unquote(text: str) -> str:
     return "".join(out)
 
 
+_EPOCH_DAYS: dict[str, int] = {}  # "YYYY-MM-DD" → seconds at its midnight, UTC
+_TIME = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9})\d*)?([+-])(\d\d)(\d\d)$")
+
+
 def _mtime_ns(text: str) -> int | None:
-    """2026-12-07T04:09:07.786193186+0000 → nanoseconds since the epoch (None if odd)."""
+    """2026-12-07T04:09:07.786193186+0000 → nanoseconds since the epoch (None if odd).
+
+    The listing of a large segment has one such time per file (78k on the Linux tree): this
+    reads the shape bisync writes with one regular expression and a cache of days (80k lines
+    in well under a second, where strptime took 2 s), and anything else the slow way.
+    """
+    match = _TIME.match(text)
+    if match is None:
+        return _mtime_ns_slowly(text)
+    date, hour, minute, second, fraction, sign, zone_h, zone_m = match.groups()
+    day = _EPOCH_DAYS.get(date)
+    if day is None:
+        try:
+            day = _EPOCH_DAYS[date] = calendar.timegm(
+                (int(date[:4]), int(date[5:7]), int(date[8:]), 0, 0, 0)
+            )
+        except ValueError:
+            return None
+    offset = int(zone_h) * 3600 + int(zone_m) * 60
+    seconds = day + int(hour) * 3600 + int(minute) * 60 + int(second)
+    seconds += -offset if sign == "+" else offset
+    return seconds * 1_000_000_000 + (int(fraction.ljust(9, "0")) if fraction else 0)
+
+
+def _mtime_ns_slowly(text: str) -> int | None:
     try:
         whole, _, rest = text.partition(".")
         digits = "".join(c for c in rest if c.isdigit())[:9]
@@ -86,8 +118,30 @@ def _mtime_ns(text: str) -> int | None:
     return int(moment.timestamp()) * 1_000_000_000 + int(digits.ljust(9, "0") or 0)
 
 
+_READ: dict[Path, tuple[tuple[int, int], dict[str, Entry]]] = {}
+
+
 def read_listing(path: Path) -> dict[str, Entry]:
-    """A bisync listing: name → entry. Lines that do not parse are left out."""
+    """A bisync listing: name → entry. Lines that do not parse are left out.
+
+    A run reads the same listing for more than one check (the change guard, hidden edits):
+    it is parsed once while its size and time stay the same. The result is not to be changed.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return {}
+    key = (st.st_size, st.st_mtime_ns)
+    known = _READ.get(path)
+    if known is not None and known[0] == key:
+        return known[1]
+    found = _parse_listing(path)
+    _READ.clear()  # a run reads two listings at most: keep only the last
+    _READ[path] = (key, found)
+    return found
+
+
+def _parse_listing(path: Path) -> dict[str, Entry]:
     found: dict[str, Entry] = {}
     try:
         text = path.read_text(encoding="utf-8", errors="replace")

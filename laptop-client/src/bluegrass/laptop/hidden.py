@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from bluegrass.core.syncmeta import Record, Sidecars, same_second
@@ -46,19 +47,28 @@ def _hidden_from(listed: guard.Entry | None, size: int, mtime_ns: int) -> bool:
     return abs(mtime_ns - listed.mtime_ns) < guard.MODIFY_WINDOW_NS
 
 
+Listing = Callable[[], dict[str, guard.Entry]]  # read only when a file is suspect
+
+
 def local_edits(
-    current: dict[bytes, Record], synced: dict[bytes, Record], listing: dict[str, guard.Entry]
+    current: dict[bytes, Record], synced: dict[bytes, Record], listing: Listing
 ) -> list[str]:
     """Files edited here since the last good sync that bisync would not see."""
-    found = []
+    suspects = []
     for path, now in current.items():
         before = synced.get(path)
-        if now.kind != "f" or before is None or before.same_state(now):
-            continue
-        name = _name(path)
-        listed = listing.get(name) if name is not None else None
-        if name and listed and listed.mtime_ns != now.mtime_ns:
-            if _hidden_from(listed, now.size, now.mtime_ns):
+        if now.kind == "f" and before is not None and not before.same_state(now):
+            name = _name(path)
+            if name is not None:
+                suspects.append((name, now))
+    if not suspects:
+        return []
+    listed = listing()
+    found = []
+    for name, now in suspects:
+        entry = listed.get(name)
+        if entry is not None and entry.mtime_ns != now.mtime_ns:
+            if _hidden_from(entry, now.size, now.mtime_ns):
                 found.append(name)
     return found
 
@@ -68,28 +78,34 @@ def cloud_candidates(
     synced: dict[bytes, Record],
     sidecars: Sidecars,
     own: str,
-    listing: dict[str, guard.Entry],
+    listing: Listing,
 ) -> list[str]:
     """Files another device recorded a newer state of, which bisync would not see."""
-    found = []
-    for path, now in current.items():
-        before = synced.get(path)
-        name = _name(path)
-        if now.kind != "f" or before is None or name is None:
+    suspects = []
+    for source, table in sidecars.tables.items():
+        if source == own:
             continue
-        listed = listing.get(name)
-        for source, table in sidecars.tables.items():
-            theirs = table.get(path)
-            if source == own or theirs is None or theirs.kind != "f":
+        for path, theirs in table.items():
+            before = synced.get(path)
+            if theirs.kind != "f" or before is None or path not in current:
                 continue
             if theirs.same_state(before) or theirs.changed_ns <= before.changed_ns:
                 continue
-            if listed is not None and listed.mtime_ns is not None:
-                if _hidden_from(listed, theirs.size, theirs.mtime_ns) and same_second(
-                    theirs.mtime_ns, listed.mtime_ns
-                ):
-                    found.append(name)
-                    break
+            name = _name(path)
+            if name is not None:
+                suspects.append((name, theirs))
+    if not suspects:
+        return []
+    listed = listing()
+    found: list[str] = []
+    for name, theirs in suspects:
+        entry = listed.get(name)
+        if entry is None or entry.mtime_ns is None or name in found:
+            continue
+        if _hidden_from(entry, theirs.size, theirs.mtime_ns) and same_second(
+            theirs.mtime_ns, entry.mtime_ns
+        ):
+            found.append(name)
     return found
 
 

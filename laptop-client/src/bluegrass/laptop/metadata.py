@@ -17,6 +17,7 @@ the same code never write one sidecar.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -70,11 +71,13 @@ class SegmentSidecar:
         # The own records as they were after the last sync that ended well: what both sides
         # then held (bluegrass.laptop.hidden compares with it).
         self.synced_file = meta_dir / "synced.meta"
+        self.taken = meta_dir / "taken.json"  # the others' sidecars last put back: name → stat
         self.fetched = meta_dir / "cloud"
         self.name = name
         self.rclone = rclone
         self.current: dict[bytes, Record] = {}  # this folder as `send` described it
         self.sidecars: Sidecars | None = None  # every device's, as `fetch` found them
+        self.others_changed = True  # another device's sidecar changed in this fetch
 
     @classmethod
     def for_device(
@@ -97,11 +100,10 @@ class SegmentSidecar:
         """Describe the folder into this device's sidecar; upload it if the cloud's differs."""
         out = Exchanged()
         try:
-            records = syncmeta.describe(self.folder, self._own_records(), time.time_ns())
-            syncmeta.write(self.own, records)
-            self.current = records
-            uploaded = self.fetched / f"{self.name}{syncmeta.SUFFIX}"
-            if uploaded.is_file() and uploaded.read_bytes() == self.own.read_bytes():
+            self.current = syncmeta.describe(self.folder, self._own_records(), time.time_ns())
+            data = syncmeta.serialize(self.current)
+            syncmeta.write_data(self.own, data)
+            if _same_bytes(self.fetched / f"{self.name}{syncmeta.SUFFIX}", data):
                 return out
         except OSError as exc:
             out.problems.append(
@@ -135,17 +137,35 @@ class SegmentSidecar:
             )
             out.failed = True
             return out
+        self.others_changed = self._others_on_disk() != _read_json(self.taken)
         self.sidecars = Sidecars.read(self.fetched)
         return out
 
-    def receive(self) -> Exchanged:
-        """Put the fetched sidecars' bits and times on this folder; remember this sync."""
+    def _others_on_disk(self) -> dict[str, list[int]]:
+        """The other devices' fetched sidecars: name → [size, mtime]."""
+        mine = f"{self.name}{syncmeta.SUFFIX}"
+        try:
+            found = {p.name: p.stat() for p in self.fetched.iterdir() if p.name != mine}
+        except OSError:
+            return {}
+        return {name: [st.st_size, st.st_mtime_ns] for name, st in found.items()}
+
+    def receive(self, *, moved: bool) -> Exchanged:
+        """Put the fetched sidecars' bits and times on this folder; remember this sync.
+
+        `moved`: the bisync copied or renamed something. When it did not and no other
+        device's sidecar changed, nothing here can take another record: not even looked at.
+        """
         out = Exchanged()
         if self.sidecars is None:
             return out  # the fetch failed and said so
-        sidecars = self.sidecars
+        own = self.current
         try:
-            own = self._own_records()
+            if not moved and not self.others_changed:
+                syncmeta.write_data(self.synced_file, self.own.read_bytes())
+                return out
+            others = self._others_on_disk()
+            sidecars = self.sidecars
             sidecars.tables[self.name] = own  # ours as it is here, not as last uploaded
             applied = syncmeta.apply(self.folder, sidecars, own=self.name)
         except OSError as exc:
@@ -162,11 +182,28 @@ class SegmentSidecar:
         ]
         own.update(applied.adopted)
         try:
-            syncmeta.write(self.own, own)  # sent with the next sync
-            syncmeta.write(self.synced_file, own)
+            data = syncmeta.serialize(own)
+            syncmeta.write_data(self.own, data)  # sent with the next sync
+            syncmeta.write_data(self.synced_file, data)
+            # Only once they are put back: a run that fails before this looks again.
+            write_atomic(self.taken, json.dumps(others, sort_keys=True) + "\n", private=False)
         except OSError as exc:
             out.problems.append(f"could not record permission bits and times: {exc}")
         return out
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def _read(path: Path) -> dict[bytes, Record]:
