@@ -98,6 +98,25 @@ def command_for(segment: str, flag: str) -> str:
     return f"bluegrass sync {segment} {flag}"
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What a bisync run left to read: its exit code, every message, the errors."""
+
+    result: RunResult
+    code: int
+    text: str
+    errors: list[str]
+
+    @classmethod
+    def of(cls, result: RunResult) -> _Seen:
+        return cls(
+            result,
+            result.code,
+            "\n".join(r.msg for r in result.records),
+            [r.msg for r in result.records if r.level in ("error", "critical", "raw")],
+        )
+
+
 class SegmentSync:
     def __init__(
         self,
@@ -608,93 +627,137 @@ class SegmentSync:
     # -- what a result means ---------------------------------------------------------------
 
     def classify(self, result: RunResult) -> Outcome:
-        name = self.segment.name
-        code = result.code
-        text = "\n".join(r.msg for r in result.records)
-        errors = [r.msg for r in result.records if r.level in ("error", "critical", "raw")]
-        if code == 0:
+        """Given bisync's result, return what it means for the person (decision 18).
+
+        The exit code alone misleads, so rclone's own words decide: each reading below
+        looks for its words and returns an outcome, or None to let the next one look; the
+        first that answers wins, in this order.
+        """
+        seen = _Seen.of(result)
+        if seen.code == 0:
             if result.signalled:
                 return Outcome(
                     RETRY,
                     "stopped early, as asked; the next sync continues where this one stopped",
-                    exit_code=code,
+                    exit_code=seen.code,
                 )
-            return Outcome(OK, "in sync", exit_code=code)
-        full = self._no_space(result, errors, code)
-        if full is not None:
-            return full
-        problem = self._connection_outcome("\n".join(errors) or text, code)
-        if problem is not None:
-            return problem
-        if "too many deletes" in text:
-            detail = _first(errors, "too many deletes") or "too many deletes"
-            side = "on this computer" if "Path1" in detail else "on the cloud"
-            how_many = self._deleted_files(result, "Path1" if "Path1" in detail else "Path2")
-            return Outcome(
-                NEEDS_USER,
-                f"stopped before deleting {how_many} {side} (more than "
-                f"{self.segment.max_delete_percent}% of the segment); nothing was deleted",
-                action="If you meant to delete them, confirm; if not, bring them back with "
-                f"`{command_for(name, '--resync')}`",
-                command=command_for(name, "--confirm-deletes"),
-                exit_code=code,
-            )
-        if "all files were changed" in text.lower():
-            return Outcome(
-                NEEDS_USER,
-                "every file looks changed since the last sync (a clock or time zone change?); "
-                "nothing was copied",
-                action="If that is expected, confirm",
-                command=command_for(name, "--confirm-deletes"),
-                exit_code=code,
-            )
-        if "Access test failed" in text or "check file check failed" in text:
-            on_cloud = "Path1 file not found in Path2" in text or "Path2 count 0" in text
-            where = (
-                "on the cloud"
-                if on_cloud
-                else f"in {self.segment.path} (is it the right folder, its disk mounted?)"
-            )
-            return Outcome(
-                NEEDS_USER,
-                f"the check file {filters.CHECK_FILENAME} is missing {where}; nothing was "
-                "synced, to protect your files",
-                action="If the folder is the right one, put the check file back and copy "
-                "everything both ways (nothing is deleted)",
-                command=command_for(name, "--resync"),
-                exit_code=code,
-            )
-        if "prior lock file found" in text:
-            return Outcome(RETRY, f"another sync of {name} holds rclone's lock", exit_code=code)
-        if "Empty current Path" in text:
-            return Outcome(
-                NEEDS_USER,
-                "one side of the segment is empty; nothing was synced, to protect your files",
-                action="Check the folder (and its disk), then copy everything both ways",
-                command=command_for(name, "--resync"),
-                exit_code=code,
-            )
-        if code == 7 and (not self._has_listings() or "Must run --resync" in text):
-            return self._locked_out(
-                _first(errors, "critical") or "bisync reported a critical error"
-            )
-        if code == 2:
-            return Outcome(
-                NEEDS_USER,
-                f"rclone refused the sync command: {_last(errors)}",
-                action="This is a bug in Bluegrass; please report it with the log "
-                f"{self.files.log}",
-                exit_code=code,
-            )
-        if code == 7:
+            return Outcome(OK, "in sync", exit_code=seen.code)
+        readings = (
+            self._no_space,
+            self._unreachable,
+            self._too_many_deletes,
+            self._all_changed,
+            self._check_file_missing,
+            self._rclone_locked,
+            self._side_empty,
+            self._critical,
+            self._refused,
+        )
+        for reading in readings:
+            outcome = reading(seen)
+            if outcome is not None:
+                return outcome
+        if seen.code == 7:
             return Outcome(
                 RETRY,
-                f"the sync stopped on an error it can retry: {_last(errors)}",
-                exit_code=code,
+                f"the sync stopped on an error it can retry: {_last(seen.errors)}",
+                exit_code=seen.code,
             )
-        return Outcome(RETRY, f"the sync failed: {_last(errors) or f'exit {code}'}", exit_code=code)
+        return Outcome(
+            RETRY,
+            f"the sync failed: {_last(seen.errors) or f'exit {seen.code}'}",
+            exit_code=seen.code,
+        )
 
-    def _no_space(self, result: RunResult, errors: list[str], code: int) -> Outcome | None:
+    def _unreachable(self, seen: _Seen) -> Outcome | None:
+        return self._connection_outcome("\n".join(seen.errors) or seen.text, seen.code)
+
+    def _too_many_deletes(self, seen: _Seen) -> Outcome | None:
+        if "too many deletes" not in seen.text:
+            return None
+        detail = _first(seen.errors, "too many deletes") or "too many deletes"
+        side = "on this computer" if "Path1" in detail else "on the cloud"
+        how_many = self._deleted_files(seen.result, "Path1" if "Path1" in detail else "Path2")
+        return Outcome(
+            NEEDS_USER,
+            f"stopped before deleting {how_many} {side} (more than "
+            f"{self.segment.max_delete_percent}% of the segment); nothing was deleted",
+            action="If you meant to delete them, confirm; if not, bring them back with "
+            f"`{command_for(self.segment.name, '--resync')}`",
+            command=command_for(self.segment.name, "--confirm-deletes"),
+            exit_code=seen.code,
+        )
+
+    def _all_changed(self, seen: _Seen) -> Outcome | None:
+        if "all files were changed" not in seen.text.lower():
+            return None
+        return Outcome(
+            NEEDS_USER,
+            "every file looks changed since the last sync (a clock or time zone change?); "
+            "nothing was copied",
+            action="If that is expected, confirm",
+            command=command_for(self.segment.name, "--confirm-deletes"),
+            exit_code=seen.code,
+        )
+
+    def _check_file_missing(self, seen: _Seen) -> Outcome | None:
+        text = seen.text
+        if "Access test failed" not in text and "check file check failed" not in text:
+            return None
+        on_cloud = "Path1 file not found in Path2" in text or "Path2 count 0" in text
+        where = (
+            "on the cloud"
+            if on_cloud
+            else f"in {self.segment.path} (is it the right folder, its disk mounted?)"
+        )
+        return Outcome(
+            NEEDS_USER,
+            f"the check file {filters.CHECK_FILENAME} is missing {where}; nothing was "
+            "synced, to protect your files",
+            action="If the folder is the right one, put the check file back and copy "
+            "everything both ways (nothing is deleted)",
+            command=command_for(self.segment.name, "--resync"),
+            exit_code=seen.code,
+        )
+
+    def _rclone_locked(self, seen: _Seen) -> Outcome | None:
+        if "prior lock file found" not in seen.text:
+            return None
+        return Outcome(
+            RETRY, f"another sync of {self.segment.name} holds rclone's lock", exit_code=seen.code
+        )
+
+    def _side_empty(self, seen: _Seen) -> Outcome | None:
+        if "Empty current Path" not in seen.text:
+            return None
+        return Outcome(
+            NEEDS_USER,
+            "one side of the segment is empty; nothing was synced, to protect your files",
+            action="Check the folder (and its disk), then copy everything both ways",
+            command=command_for(self.segment.name, "--resync"),
+            exit_code=seen.code,
+        )
+
+    def _critical(self, seen: _Seen) -> Outcome | None:
+        """Locked out: exit 7 with no listings left (nor their backups), or rclone's own
+        "Must run --resync" (decision 18)."""
+        if seen.code != 7 or (self._has_listings() and "Must run --resync" not in seen.text):
+            return None
+        return self._locked_out(
+            _first(seen.errors, "critical") or "bisync reported a critical error"
+        )
+
+    def _refused(self, seen: _Seen) -> Outcome | None:
+        if seen.code != 2:
+            return None
+        return Outcome(
+            NEEDS_USER,
+            f"rclone refused the sync command: {_last(seen.errors)}",
+            action=f"This is a bug in Bluegrass; please report it with the log {self.files.log}",
+            exit_code=seen.code,
+        )
+
+    def _no_space(self, seen: _Seen) -> Outcome | None:
         """A full disk, told apart from a broken connection (decision 67).
 
         The cloud's sftp server passes ENOSPC on as SSH_FX_FAILURE with the server's own
@@ -704,9 +767,10 @@ class SegmentSync:
         space (`rclone about`, statvfs over sftp, 0.06 s): less than a file that failed
         to upload is a full disk too.
         """
+        errors, code = seen.errors, seen.code
         full = [e for e in errors if _NO_SPACE.search(e)]
         failed_writes = [
-            r for r in result.records if "closed pipe" in r.msg and "SSH_FX_FAILURE" in r.msg
+            r for r in seen.result.records if "closed pipe" in r.msg and "SSH_FX_FAILURE" in r.msg
         ]
         if not full and failed_writes and self._cloud_too_full(failed_writes):
             full = ["sftp: the cloud has less free space than a file that failed"]
