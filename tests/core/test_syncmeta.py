@@ -158,3 +158,20 @@ def test_a_snapshot_of_a_live_tree_stores_what_the_devices_had(tmp_path: Path):
     syncmeta.write(folder / "laptop.meta", {b"run.sh": Record("f", 0o700, second + 42, 3, 2)})
     again = snapshot(repo, live, adjust=syncmeta.adjust_snapshot)
     assert again.committed and repo.manifest(again.commit)[b"run.sh"].mode == 0o700
+
+
+def test_a_time_cut_to_the_second_never_replaces_a_finer_one_in_that_second():
+    """A laptop that got a file without any record of it (an older client sent it) describes
+    it with sftp's whole second; the finer time, on the cloud or in an older record, stays."""
+    whole = NS - NS % 1_000_000_000
+    sidecars = Sidecars(
+        {
+            "origin": {b"f": Record("f", 0o640, NS, 3, 10)},
+            "joined": {b"f": Record("f", 0o600, whole, 3, 20)},  # newer, to the second
+        }
+    )
+    got = sidecars.resolve(b"f", "f", 3, whole)
+    assert got is not None and (got.mode, got.mtime_ns) == (0o600, NS)
+    alone = Sidecars({"joined": {b"f": Record("f", 0o600, whole, 3, 20)}})
+    got = alone.resolve(b"f", "f", 3, NS + 5)  # the entry itself is finer
+    assert got is not None and got.mtime_ns == NS + 5

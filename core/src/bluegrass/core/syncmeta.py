@@ -225,7 +225,20 @@ class Sidecars:
         changed_ns, source, best = candidates[0]
         # A device without permission bits leaves the ones another device recorded.
         mode = next((r.mode for _, _, r in candidates if r.mode is not None), None)
-        return Resolved(mode, best.mtime_ns, source, changed_ns)
+        return Resolved(mode, _finest(best.mtime_ns, candidates, mtime_ns), source, changed_ns)
+
+
+def _finest(mtime_ns: int, candidates: list[tuple[int, str, Record]], live_ns: int) -> int:
+    """A whole-second time is what sftp left of a finer one: a device that got a file with no
+    record of it (from an older client, or written on the cloud) describes it to the second.
+    Where another record or the entry itself has a finer time in that second, it is the real
+    one; a whole second must never overwrite it."""
+    if mtime_ns % 1_000_000_000:
+        return mtime_ns
+    for other in [r.mtime_ns for _, _, r in candidates] + [live_ns]:
+        if other % 1_000_000_000 and same_second(other, mtime_ns):
+            return other
+    return mtime_ns
 
 
 # -- a device describing its own folder ----------------------------------------------------
