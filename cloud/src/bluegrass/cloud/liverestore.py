@@ -324,10 +324,7 @@ def _record_for_devices(live: Path, entries: dict[bytes, Entry], path: bytes) ->
     if folder.is_symlink():
         raise LiveRestoreError(f"{folder} is a symbolic link; an administrator can remove it")
     own = folder / f"{syncmeta.CLOUD_SOURCE}{syncmeta.SUFFIX}"
-    try:
-        records = syncmeta.parse(own.read_bytes())
-    except (OSError, syncmeta.SidecarError):
-        records = {}
+    records = syncmeta.read(own)
     now = time.time_ns()
     prefix = b"" if path == ROOT else path + b"/"
     for rel, entry in entries.items():

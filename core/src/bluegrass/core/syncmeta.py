@@ -153,6 +153,15 @@ def _gunzip(data: bytes) -> bytes:
     return raw
 
 
+def read(path: Path) -> dict[bytes, Record]:
+    """The records a sidecar file holds; none if it is missing or damaged (a writer then
+    describes afresh)."""
+    try:
+        return parse(path.read_bytes())
+    except (OSError, SidecarError):
+        return {}
+
+
 def write(path: Path, records: dict[bytes, Record]) -> bool:
     """Write `records` to `path` unless it already holds exactly them; True if written."""
     return write_data(path, serialize(records))

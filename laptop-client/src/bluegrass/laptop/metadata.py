@@ -91,10 +91,10 @@ class SegmentSidecar:
         return f"{remote.remote_path(self.segment)}/{REMOTE_FOLDER}/{self.name}{syncmeta.SUFFIX}"
 
     def _own_records(self) -> dict[bytes, Record]:
-        return _read(self.own)  # none yet, or damaged: every entry is described afresh
+        return syncmeta.read(self.own)  # none yet, or damaged: every entry is described afresh
 
     def synced(self) -> dict[bytes, Record]:
-        return _read(self.synced_file)
+        return syncmeta.read(self.synced_file)
 
     def send(self) -> Exchanged:
         """Describe the folder into this device's sidecar; upload it if the cloud's differs."""
@@ -204,13 +204,6 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return path.stat().st_size == len(data) and path.read_bytes() == data
     except OSError:
         return False
-
-
-def _read(path: Path) -> dict[bytes, Record]:
-    try:
-        return syncmeta.parse(path.read_bytes())
-    except (OSError, syncmeta.SidecarError):
-        return {}
 
 
 def _last_line(text: str) -> str:
