@@ -14,6 +14,14 @@ from bluegrass.panel.backendkit import human_size
 from flask import Flask, Response, g, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import PathConverter
+
+
+class AnyPath(PathConverter):
+    """Werkzeug's `path`, but for every name a store can hold: its regex's `.` stops at a
+    newline, so a file whose name has an LF was a 404 on every page of its own."""
+
+    regex = r"[^/][\s\S]*?"
 
 
 @dataclass
@@ -54,6 +62,10 @@ def create_app(config: PanelConfig) -> Flask:
         **config.extra,
     )
     app.session_interface = security.PanelSessionInterface()
+    # A file's real name reaches the log in Flask's "Exception on <path>": escaped.
+    app.logger.addFilter(security.EscapeControls())
+    # Before any route is added: every <path:…> of the views is then an AnyPath.
+    app.url_map.converters["path"] = AnyPath
     # "//etc" in a path must reach our path check (and fail there), not be merged silently.
     app.url_map.merge_slashes = False
     if config.trust_proxy:
