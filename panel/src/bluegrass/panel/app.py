@@ -39,7 +39,10 @@ class PanelConfig:
     trust_proxy: bool = False
     login_limit: int = 5
     login_window: timedelta = timedelta(minutes=10)
+    # A session ends after this long unused (the cookie's sliding expiry and the server's
+    # record both), and in any case this long after sign-in (decision 126).
     session_lifetime: timedelta = timedelta(hours=12)
+    session_max_age: timedelta = timedelta(days=7)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -76,6 +79,8 @@ def create_app(config: PanelConfig) -> Flask:
         mode=config.mode or config.backend.mode,
         site_name=config.site_name,
         throttle=security.Throttle(config.backend, config.login_limit, config.login_window),
+        session_idle=config.session_lifetime,
+        session_max_age=config.session_max_age,
     )
 
     offered = helpers.offers(config.backend)
