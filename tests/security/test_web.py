@@ -31,6 +31,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import pytest
 from bluegrass.core.store import Repository, snapshot
 
+from tests.conftest import require_tool
 from tests.support.panel import (
     KINDS,
     PASSWORD,
@@ -105,6 +106,47 @@ def test_sign_in_never_redirects_to_another_site(tmp_path: Path, target: str) ->
         assert (scheme, host) == ("http", urlsplit(base).netloc), page.location
         # Not only on this site: to the home page, not to some path made of the attack.
         assert urlsplit(urljoin(base + "/", page.location)).path == "/", page.location
+
+
+# No host name but loopback resolves: whatever Chromium would reach elsewhere is never sent.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+BROWSER_NEXTS = ["/%09/evil.example", "/%0a/evil.example", "//evil.example", "/\\evil.example"]
+
+
+def test_a_real_browser_signing_in_lands_on_this_sites_home(tmp_path: Path) -> None:
+    """Chromium reads the Location itself. It refuses a cross-site redirect after a form POST
+    (the panel's CSP has form-action 'self'), so on the old code sign-in ended on an error
+    page; browsers that do not apply form-action to redirects went to evil.example."""
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    chromium = require_tool("chromium")
+    made = make_machine("reference", tmp_path)
+    with served(made) as base, playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            for target in BROWSER_NEXTS:
+                context = browser.new_context(base_url=base)
+                tab = context.new_page()
+                asked: list[str] = []
+                tab.on("request", lambda request, asked=asked: asked.append(request.url))
+                tab.goto("/login?next=" + target)
+                tab.get_by_label("Name").fill("alice")
+                tab.get_by_label("Password").fill(PASSWORD)
+                try:
+                    with tab.expect_navigation():
+                        tab.get_by_role("button", name="Sign in").click()
+                except playwright_sync.Error as exc:
+                    pytest.fail(f"next={target}: sign-in did not land: {exc.message}")
+                assert tab.url == base + "/", (target, tab.url)
+                assert all(urlsplit(url).netloc == urlsplit(base).netloc for url in asked), asked
+                context.close()
+        finally:
+            browser.close()
 
 
 def test_sign_in_still_returns_to_the_page_asked_for(tmp_path: Path) -> None:
