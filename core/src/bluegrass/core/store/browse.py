@@ -16,6 +16,7 @@ escaping.escape_path. Nothing here writes to the repository.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -177,12 +178,22 @@ def resolve(repo: Repository, at: str | None) -> SnapshotInfo:
         first = first_snapshot(repo)
         if first is not None and when < first.date:
             raise before_first(when, first)
+    elif at is not None:
+        # Hex digits that are also a date ("19000101"): Repository.resolve reads them as a
+        # date when no commit has them as its prefix, and they get the check below.
+        with contextlib.suppress(RepositoryError):
+            when = parse_date(at)
     try:
         commit = repo.resolve(at)
     except GitError as exc:
         raise RepositoryError(str(exc)) from exc
     found = snapshot_info(repo, commit)
-    if when is not None and found.date > when:
+    if (
+        when is not None
+        and at is not None
+        and not commit.startswith(at.lower())
+        and found.date > when
+    ):
         # Never another snapshot in its place: git reads some dates (before 1970, say) as
         # no limit at all, and `at=1900-01-01` showed the newest (issue 13, finding 13).
         first = first_snapshot(repo) or found
