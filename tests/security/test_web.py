@@ -331,6 +331,31 @@ def test_every_route_serves_every_name_the_store_holds(odd: Odd, name: bytes) ->
     assert found.status == 200, found.text[:2000]
 
 
+def test_a_file_named_with_breaks_is_restored_into_the_live_tree(tmp_path: Path) -> None:
+    """The POST half of a single-file page: restoring a name with CR and LF (in a folder
+    with them too) as of a snapshot puts its bytes back, and the answer's redirect is clean."""
+    made = make_machine("reference", tmp_path)
+    root = Path(made.env["BLUEGRASS_PANEL_DATA"])
+    live = os.fsencode(root / "files" / "alice" / "odd")
+    name = ODD_FOLDER + b"/" + b"cr\rlf\nname.txt"
+    os.makedirs(live + b"/" + ODD_FOLDER)
+    with open(live + b"/" + name, "wb") as out:
+        out.write(b"as it was")
+    repo = Repository.init(root / "repos" / "alice" / "odd.git")
+    commit = snapshot(repo, Path(os.fsdecode(live))).commit or ""
+    with open(live + b"/" + name, "wb") as out:
+        out.write(b"changed since")
+    with served(made) as base:
+        browser = signed_in(base)
+        url = "/s/alice/odd/restore/" + url_of(name) + "?at=" + commit
+        done = browser.submit(url, {"target": "live"})
+        assert done.status == 302, done.text[:2000]
+        check_headers(done)
+        assert urlsplit(done.location).path == "/s/alice/odd/blob/" + url_of(name)
+    with open(live + b"/" + name, "rb") as back:
+        assert back.read() == b"as it was"
+
+
 def test_no_raw_control_character_reaches_the_log(odd: Odd) -> None:
     browser = signed_in(odd.base)
     for name in ODD_NAMES[:5]:
