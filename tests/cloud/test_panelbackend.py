@@ -94,7 +94,7 @@ def test_schema_1_databases_are_migrated_and_keep_their_rows(tmp_path: Path) -> 
         assert [d.id for d in accounts.devices("alice")] == ["d12345678"]
         assert not accounts.has_web_admin()
         version = accounts.db.execute("PRAGMA user_version").fetchone()[0]
-    assert version == len(MIGRATIONS) == 3
+    assert version == len(MIGRATIONS)
 
 
 def test_schema_2_web_accounts_keep_signing_in_after_the_column_renames(tmp_path: Path) -> None:
@@ -113,14 +113,20 @@ def test_schema_2_web_accounts_keep_signing_in_after_the_column_renames(tmp_path
         db.execute("INSERT INTO web_login_failures VALUES (?, 'alice', '10.0.0.9')", (time.time(),))
         db.execute("PRAGMA user_version = 2")
     with Accounts(path) as accounts:
-        assert accounts.db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert accounts.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         found = accounts.web().verify("alice", PASSWORD)
         assert found is not None and found.admin and found.session_epoch == "epoch-1"
         assert accounts.web().verify("alice", PASSWORD + "x") is None
         since = datetime.now() - timedelta(hours=1)
         assert [f.ip for f in accounts.web().failures("bob", "10.0.0.9", since)] == ["10.0.0.9"]
+        # The sessions' migration (decision 126): the upgraded database keeps sessions, which
+        # go with their login.
+        token = accounts.web().open_session("alice", 3600, 86400)
+        assert accounts.web().session(token, 3600, 86400) == found
         accounts.remove_user("alice")  # the renamed column still cascades from users
         assert accounts.web_account("alice") is None
+        assert accounts.web().session(token, 3600, 86400) is None
+        assert accounts.db.execute("SELECT count(*) FROM web_sessions").fetchone()[0] == 0
 
 
 def test_user_password_from_the_command_line(cloud: Run, root: DataRoot) -> None:

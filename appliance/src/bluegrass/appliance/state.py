@@ -92,6 +92,19 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE segments ADD COLUMN last_ok REAL",
         "UPDATE segments SET last_ok = at WHERE ok = 1",
     ],
+    # 3: the panel's sessions, kept in its sign-in store so that signing out ends them
+    # (decision 126).
+    # Written out, not taken from bluegrass.panel.accounts.SESSION_TABLES: a migration that
+    # has run must never change.
+    [
+        """CREATE TABLE web_sessions (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL REFERENCES web_accounts (name) ON DELETE CASCADE,
+            created REAL NOT NULL,
+            seen REAL NOT NULL
+        )""",
+        "CREATE INDEX web_sessions_name ON web_sessions (name)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -114,6 +114,19 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE web_accounts DROP COLUMN password_changed",
         "ALTER TABLE web_login_failures RENAME COLUMN client_ip TO ip",
     ],
+    # 4: the panel's sessions, kept in its sign-in store so that signing out ends them
+    # (decision 126); they go with the web login (ON DELETE CASCADE).
+    # Written out, not taken from bluegrass.panel.accounts.SESSION_TABLES: a migration that
+    # has run must never change.
+    [
+        """CREATE TABLE web_sessions (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL REFERENCES web_accounts (name) ON DELETE CASCADE,
+            created REAL NOT NULL,
+            seen REAL NOT NULL
+        )""",
+        "CREATE INDEX web_sessions_name ON web_sessions (name)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 SCHEMA_VERSION = len(MIGRATIONS)

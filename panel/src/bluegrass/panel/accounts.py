@@ -1,23 +1,30 @@
-"""The panel's sign-ins, one store for every backend: names, argon2id hashes, session epochs
-and failed sign-ins, in two tables of the backend's own SQLite database.
+"""The panel's sign-ins, one store for every backend: names, argon2id hashes, session epochs,
+failed sign-ins and open sessions, in three tables of the backend's own SQLite database.
 
     web_accounts(name, admin, hash, epoch, created)   one row per sign-in
     web_login_failures(at, name, ip)                  failed sign-ins, kept a day
+    web_sessions(id, name, created, seen)             one row per signed-in browser
 
 The cloud (DATA/bluegrass.db), the Pi (STATE/state.sqlite) and the reference backend
 (ROOT/panel.db) each create these tables in their own migrations and hand a connection to
 `WebAccounts`; the rules (one hasher, one minimum length, unknown names costing a hash) are
 here once. `SignIns` gives a backend the sign-in half of the Accounts role on top of it.
+
+A session is a row of web_sessions: the signed cookie carries a random token, the row its
+SHA-256 (a copy of the database opens no session). Signing out deletes the row, a password
+change deletes every row of that name, and a row older than its absolute lifetime or unused
+for longer than the idle limit no longer counts (decision 126).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -38,6 +45,21 @@ DUMMY_HASH = (
 )
 FAILURES_KEPT = 86400.0  # a failed sign-in older than this no longer counts anywhere
 
+# Each backend adds these to its own database in a migration of its own (decision 126): the
+# cloud's DATA/bluegrass.db, the Pi's state database, the reference's panel.db.
+SESSION_TABLES = [
+    """CREATE TABLE web_sessions (
+        id TEXT PRIMARY KEY,            -- SHA-256 of the cookie's token, hex
+        name TEXT NOT NULL REFERENCES web_accounts (name) ON DELETE CASCADE,
+        created REAL NOT NULL,          -- sign-in: the absolute lifetime counts from here
+        seen REAL NOT NULL              -- last use, SEEN_EVERY at most behind
+    )""",
+    "CREATE INDEX web_sessions_name ON web_sessions (name)",
+]
+# A session's last use is written at most this often (seconds): a page is several requests,
+# and a write for each would be needless work on the Pi's SD card. The idle limit is hours.
+SEEN_EVERY = 60.0
+
 TABLES = [
     """CREATE TABLE web_accounts (
         name TEXT PRIMARY KEY,
@@ -48,6 +70,7 @@ TABLES = [
     )""",
     "CREATE TABLE web_login_failures (at REAL NOT NULL, name TEXT NOT NULL, ip TEXT NOT NULL)",
     "CREATE INDEX web_login_failures_at ON web_login_failures (at)",
+    *SESSION_TABLES,
 ]
 
 
@@ -132,6 +155,9 @@ class WebAccounts:
                 "UPDATE web_accounts SET hash = ?, epoch = ?, admin = ? WHERE name = ?",
                 (digest, epoch, int(flag), name),
             )
+            # Every open session of this name ends now, not at its next request: a password
+            # changed because it leaked must lock out whoever used it (decision 126).
+            self.db.execute("DELETE FROM web_sessions WHERE name = ?", (name,))
         return Account(name, flag, epoch)
 
     def verify(self, name: str, password: str) -> Account | None:
@@ -172,6 +198,48 @@ class WebAccounts:
         """Given a name that just signed in, forget its failures."""
         self.db.execute("DELETE FROM web_login_failures WHERE name = ?", (name,))
 
+    def open_session(self, name: str, idle: float, lifetime: float) -> str:
+        """Given an account's name and the limits in seconds, record a new session and
+        return its token (for the signed cookie only: the table keeps its hash). Sessions
+        past either limit, anyone's, are deleted on the way."""
+        now = time.time()
+        self.db.execute(
+            "DELETE FROM web_sessions WHERE created < ? OR seen < ?",
+            (now - lifetime, now - idle),
+        )
+        token = secrets.token_urlsafe(32)
+        self.db.execute(
+            "INSERT INTO web_sessions (id, name, created, seen) VALUES (?, ?, ?, ?)",
+            (_session_id(token), name, now, now),
+        )
+        return token
+
+    def session(self, token: str, idle: float, lifetime: float) -> Account | None:
+        """Given a session token and the limits in seconds, return its account if the
+        session is open (not ended, younger than `lifetime`, used within `idle`), else None.
+        Marks the session used."""
+        key = _session_id(token)
+        row = self.db.execute(
+            "SELECT name, created, seen FROM web_sessions WHERE id = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        now = time.time()
+        if now - float(row[1]) > lifetime or now - float(row[2]) > idle:
+            self.db.execute("DELETE FROM web_sessions WHERE id = ?", (key,))
+            return None
+        if now - float(row[2]) > SEEN_EVERY:
+            self.db.execute("UPDATE web_sessions SET seen = ? WHERE id = ?", (now, key))
+        return self.get(str(row[0]))
+
+    def end_session(self, token: str) -> None:
+        """Given a session token, end that session (signing out)."""
+        self.db.execute("DELETE FROM web_sessions WHERE id = ?", (_session_id(token),))
+
+
+def _session_id(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
 
 class SignIns:
     """The sign-in half of a backend's Accounts role, for a backend whose sign-ins are a
@@ -204,3 +272,15 @@ class SignIns:
     def clear_login_failures(self, name: str) -> None:
         with self.web_accounts() as store:
             store.clear_failures(name)
+
+    def open_session(self, name: str, idle: timedelta, lifetime: timedelta) -> str:
+        with self.web_accounts() as store:
+            return store.open_session(name, idle.total_seconds(), lifetime.total_seconds())
+
+    def session_account(self, token: str, idle: timedelta, lifetime: timedelta) -> Account | None:
+        with self.web_accounts() as store:
+            return store.session(token, idle.total_seconds(), lifetime.total_seconds())
+
+    def end_session(self, token: str) -> None:
+        with self.web_accounts() as store:
+            store.end_session(token)

@@ -14,6 +14,14 @@ from bluegrass.panel.backendkit import human_size
 from flask import Flask, Response, g, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import PathConverter
+
+
+class AnyPath(PathConverter):
+    """Werkzeug's `path`, but for every name a store can hold: its regex's `.` stops at a
+    newline, so a file whose name has an LF was a 404 on every page of its own."""
+
+    regex = r"[^/][\s\S]*?"
 
 
 @dataclass
@@ -31,7 +39,10 @@ class PanelConfig:
     trust_proxy: bool = False
     login_limit: int = 5
     login_window: timedelta = timedelta(minutes=10)
+    # A session ends after this long unused (the cookie's sliding expiry and the server's
+    # record both), and in any case this long after sign-in (decision 126).
     session_lifetime: timedelta = timedelta(hours=12)
+    session_max_age: timedelta = timedelta(days=7)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,6 +65,10 @@ def create_app(config: PanelConfig) -> Flask:
         **config.extra,
     )
     app.session_interface = security.PanelSessionInterface()
+    # A file's real name reaches the log in Flask's "Exception on <path>": escaped.
+    app.logger.addFilter(security.EscapeControls())
+    # Before any route is added: every <path:…> of the views is then an AnyPath.
+    app.url_map.converters["path"] = AnyPath
     # "//etc" in a path must reach our path check (and fail there), not be merged silently.
     app.url_map.merge_slashes = False
     if config.trust_proxy:
@@ -64,6 +79,8 @@ def create_app(config: PanelConfig) -> Flask:
         mode=config.mode or config.backend.mode,
         site_name=config.site_name,
         throttle=security.Throttle(config.backend, config.login_limit, config.login_window),
+        session_idle=config.session_lifetime,
+        session_max_age=config.session_max_age,
     )
 
     offered = helpers.offers(config.backend)

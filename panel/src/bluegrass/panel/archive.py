@@ -12,6 +12,9 @@ Real names, modes and mtimes come from the manifest (git's tree has escaped name
 mtimes), so what is unpacked is what was backed up; empty folders and symlinks included.
 Zip entries are stored, not deflated (a backup is mostly already-compressed media, and
 deflate is ~20x slower, see research §5), with ZIP64 records for large files and archives.
+
+Names are exact but for two characters a Linux name may hold and Windows reads as a place:
+`\\` and `:` become their full-width look-alikes in both formats (portable_name, decision 125).
 """
 
 from __future__ import annotations
@@ -85,11 +88,28 @@ class _Sink(io.RawIOBase):
         return blocks
 
 
+# Windows, and every extractor that runs there (Explorer, 7-Zip, tar.exe, Python's zipfile),
+# reads `\` as a folder separator (so `..\..\x` climbs out of the folder chosen) and `X:` as a
+# drive (`C:x`, `C:\x`) or `name:stream` as a hidden stream of another file. Both are legal in
+# a Linux name, so each becomes its full-width look-alike, as rclone's encoder for Windows
+# writes them (U+FF3C, U+FF1A): still readable, never a place. `/` never occurs inside a
+# name and `..` is never a name, so nothing else can climb out (decision 125).
+_WINDOWS_PLACES = ((b"\\", "\uff3c".encode()), (b":", "\uff1a".encode()))
+
+
+def portable_name(name: bytes) -> bytes:
+    """Given an archive name (components joined by `/`), return it with every `\\` and `:` as
+    its full-width look-alike: a name no extractor reads as another folder or a drive."""
+    for char, alike in _WINDOWS_PLACES:
+        name = name.replace(char, alike)
+    return name
+
+
 def archive_names(chosen: dict[bytes, Entry], path: bytes, top: bytes) -> list[tuple[bytes, bytes]]:
     """(name inside the archive, manifest path) pairs, parents before children.
 
     The selected folder becomes the archive's top folder `top`; a selected file is the
-    archive's only entry, under its own name.
+    archive's only entry, under its own name. Names go through portable_name.
     """
     pairs = []
     for real in sorted(chosen):
@@ -98,7 +118,7 @@ def archive_names(chosen: dict[bytes, Entry], path: bytes, top: bytes) -> list[t
         else:
             rel = real if path == ROOT else real[len(path) + 1 :]
             name = top + b"/" + rel
-        pairs.append((name, real))
+        pairs.append((portable_name(name), real))
     return pairs
 
 

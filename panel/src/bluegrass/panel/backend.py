@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
 from bluegrass.core.store import Repository
@@ -216,6 +216,20 @@ class SignInBackend(Protocol):
 
     def clear_login_failures(self, name: str) -> None:
         """After a successful login: that account's failures no longer count."""
+        ...
+
+    def open_session(self, name: str, idle: timedelta, lifetime: timedelta) -> str:
+        """A new session for the account `name`; returns its token (for the signed cookie).
+        Sessions past `idle` unused or `lifetime` old may be deleted on the way."""
+        ...
+
+    def session_account(self, token: str, idle: timedelta, lifetime: timedelta) -> Account | None:
+        """The session's account if it is open: not ended, not older than `lifetime`, used
+        within `idle`; else None. A password change ends every session of its account."""
+        ...
+
+    def end_session(self, token: str) -> None:
+        """Sign-out: the session ends for every copy of its cookie."""
         ...
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -26,6 +27,8 @@ class PanelState:
     mode: Mode
     site_name: str
     throttle: Throttle
+    session_idle: timedelta
+    session_max_age: timedelta
 
 
 def state() -> PanelState:
@@ -58,14 +61,19 @@ def offers(backend: Backend) -> dict[str, bool]:
 
 
 def load_account() -> Account | None:
-    """The session's account, if it still exists and its password has not changed since."""
+    """The session's account, if the sign-in store still has the session open (not signed
+    out, not past its idle or absolute limit: decision 126), the account still exists and its
+    password has not changed since. A signed cookie alone is not enough: a copy of it outlives
+    nothing the server has ended."""
     name = session.get("account")
-    if not isinstance(name, str):
+    token = session.get("sid")
+    if not isinstance(name, str) or not isinstance(token, str):
         return None
-    found = backend().account(name)
-    if found is None or session.get("epoch") != found.session_epoch:
-        session.pop("account", None)
-        session.pop("epoch", None)
+    limits = state()
+    found = backend().session_account(token, limits.session_idle, limits.session_max_age)
+    if found is None or found.name != name or session.get("epoch") != found.session_epoch:
+        for key in ("account", "epoch", "sid"):
+            session.pop(key, None)
         return None
     return found
 
@@ -83,7 +91,7 @@ def login_required(view: F) -> F:
         if backend().needs_setup():
             return redirect(url_for("auth.setup"))
         if g.get("account") is None:
-            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            return redirect(url_for("auth.login", next=here()))
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -100,11 +108,29 @@ def admin_required(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# A local path as every browser reads it: printable ASCII only. Browsers drop tabs and
+# newlines anywhere in a URL ("/\t/evil.example" is "//evil.example", another host), trim
+# controls and spaces at its ends, and read "\\" as "/"; none of those can be in a match.
+_LOCAL_PATH = re.compile(r"/(?![/\\])[!-~]*")
+
+
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: "//evil.example" or "https://…" would be an open redirect."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Given `next` as it came, return it if every browser reads it as a path on this site,
+    else the home page: one "/", then anything but a second "/" or "\\", and no scheme, host,
+    backslash, space, control or non-ASCII character anywhere (login_required percent-encodes
+    the paths it sends here, so the panel's own never fail this)."""
+    if target and _LOCAL_PATH.fullmatch(target) and "\\" not in target:
         return target
     return url_for("dashboard.index")
+
+
+def here() -> str:
+    """This request's path and query as sent, percent-encoded: request.full_path is decoded
+    (a file name with a space or a newline would come back as one)."""
+    raw = request.environ.get("PATH_INFO", "").encode("latin-1")
+    path = request.script_root + quote(raw, safe="/!$&'()*+,;=:@-._~")
+    query = quote(request.query_string, safe="/?!$&'()*+,;=:@-._~%")
+    return path + ("?" + query if query else "")
 
 
 # -- segment paths in URLs ------------------------------------------------------------------

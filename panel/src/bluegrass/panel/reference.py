@@ -97,6 +97,18 @@ MIGRATIONS: list[list[str]] = [
         "DROP INDEX login_failures_at",
         "CREATE INDEX web_login_failures_at ON web_login_failures (at)",
     ],
+    # 3: sessions kept in the sign-in store, so that signing out ends them (decision 126).
+    # Written out, not taken from bluegrass.panel.accounts.SESSION_TABLES: a migration that
+    # has run must never change.
+    [
+        """CREATE TABLE web_sessions (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL REFERENCES web_accounts (name) ON DELETE CASCADE,
+            created REAL NOT NULL,
+            seen REAL NOT NULL
+        )""",
+        "CREATE INDEX web_sessions_name ON web_sessions (name)",
+    ],
 ]
 JOBS = [
     JobKind("commit", "Snapshot now", per_segment=True),

@@ -14,6 +14,8 @@ same-site attackers (another app on the same host name).
 from __future__ import annotations
 
 import hmac
+import logging
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -105,3 +107,35 @@ class Throttle:
                 release = times[len(times) - self.limit] + self.window
                 waits.append(release - now)
         return max(waits) if waits else None
+
+
+# C0 and C1 controls and DEL: in a log line, a CR or LF from a file name would forge or
+# overwrite lines, an ESC would drive the terminal that shows the log. A backslash is
+# escaped too, so that `\x0d` in a log always means the escape, never the name's own text.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+_CONTROLS_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found.group()
+    return "\\\\" if char == "\\" else f"\\x{ord(char):02x}"
+
+
+def printable(text: str) -> str:
+    """Given text for one log line, return it with every control character (and `\\`)
+    written as a Python-style escape: the line stays one line, whatever a name holds."""
+    return _CONTROLS.sub(_escape, text)
+
+
+class EscapeControls(logging.Filter):
+    """A filter for the panel's logger: messages (Flask's "Exception on <path>" among them,
+    with a file's real name in the path) and tracebacks reach the log with their control
+    characters escaped. A traceback keeps its own line breaks; anything else is escaped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = printable(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = _CONTROLS_BUT_NEWLINE.sub(_escape, text)
+        return True

@@ -16,6 +16,7 @@ escaping.escape_path. Nothing here writes to the repository.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -29,12 +30,21 @@ from bluegrass.core.store import manifest as mf
 from bluegrass.core.store.escaping import escape_path, unescape_path
 from bluegrass.core.store.git import GitError
 from bluegrass.core.store.manifest import ROOT, Entry
-from bluegrass.core.store.repository import BRANCH, FILES, MANIFEST, Repository, RepositoryError
+from bluegrass.core.store.repository import (
+    BRANCH,
+    FILES,
+    MANIFEST,
+    Repository,
+    RepositoryError,
+    parse_date,
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+# What Repository.resolve tries as a commit id before reading `at` as a date.
+_COMMIT_ID = re.compile(r"[0-9a-fA-F]{4,40}")
 # Text diffs and previews read at most this much of a blob into memory.
 DIFF_LIMIT = 1 << 20
 
@@ -129,6 +139,7 @@ class Index:
 
 
 _SNAPSHOTS: LRU[tuple[str, str], SnapshotInfo] = LRU(4096)
+_FIRST: LRU[str, SnapshotInfo] = LRU(4096)
 _INDEXES: LRU[str, Index] = LRU(int(os.environ.get("BLUEGRASS_MANIFEST_CACHE", "8")))
 
 
@@ -161,11 +172,59 @@ def resolve(repo: Repository, at: str | None) -> SnapshotInfo:
         found = _SNAPSHOTS.get((str(repo.path), at))
         if found is not None:
             return found
+    when = None
+    if at is not None and not _COMMIT_ID.fullmatch(at):
+        when = parse_date(at)  # a date: RepositoryError if it is not one either
+        first = first_snapshot(repo)
+        if first is not None and when < first.date:
+            raise before_first(when, first)
+    elif at is not None:
+        # Hex digits that are also a date ("19000101"): Repository.resolve reads them as a
+        # date when no commit has them as its prefix, and they get the check below.
+        with contextlib.suppress(RepositoryError):
+            when = parse_date(at)
     try:
         commit = repo.resolve(at)
     except GitError as exc:
         raise RepositoryError(str(exc)) from exc
-    return snapshot_info(repo, commit)
+    found = snapshot_info(repo, commit)
+    if (
+        when is not None
+        and at is not None
+        and not commit.startswith(at.lower())
+        and found.date > when
+    ):
+        # Never another snapshot in its place: git reads some dates (before 1970, say) as
+        # no limit at all, and `at=1900-01-01` showed the newest (issue 13, finding 13).
+        first = first_snapshot(repo) or found
+        raise before_first(when, first)
+    return found
+
+
+class BeforeFirst(RepositoryError):
+    """`at` is a date before the segment's first snapshot."""
+
+
+def before_first(when: datetime, first: SnapshotInfo) -> BeforeFirst:
+    return BeforeFirst(
+        f"There is no snapshot at or before {when.astimezone():%Y-%m-%d %H:%M}. "
+        f"The first snapshot is from {first.date.astimezone():%Y-%m-%d %H:%M}."
+    )
+
+
+def first_snapshot(repo: Repository) -> SnapshotInfo | None:
+    """The segment's first snapshot (None before there is one). Cached per repository: the
+    branch only grows, so its first commit never changes."""
+    key = str(repo.path)
+    known = _FIRST.get(key)
+    if known is not None:
+        return known
+    if repo.head() is None:
+        return None
+    roots = repo.git.out(["rev-list", "--first-parent", "--max-parents=0", BRANCH]).split()
+    if not roots:
+        return None
+    return _FIRST.put(key, snapshot_info(repo, roots[-1]))
 
 
 def index(repo: Repository, snap: SnapshotInfo) -> Index:

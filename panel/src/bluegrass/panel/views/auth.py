@@ -26,12 +26,40 @@ def password_problem(password: str, confirm: str) -> str | None:
 
 def start_session(found: Account) -> None:
     # A new session (new CSRF token too) at every sign-in: nothing chosen before signing in,
-    # e.g. by someone who planted a cookie, carries over.
-    session.clear()
+    # e.g. by someone who planted a cookie, carries over. The session is a row of the sign-in
+    # store (decision 126); the cookie only names it.
+    end_session()
+    limits = state()
+    token = backend().open_session(found.name, limits.session_idle, limits.session_max_age)
     session.permanent = True
     session["account"] = found.name
     session["epoch"] = found.session_epoch
+    session["sid"] = token
     session["csrf_token"] = secrets.token_urlsafe(32)
+
+
+def end_session() -> None:
+    """End this browser's session in the sign-in store, then forget the cookie's contents."""
+    token = session.get("sid")
+    if isinstance(token, str):
+        backend().end_session(token)
+    session.clear()
+
+
+def throttled_password(name: str, password: str) -> tuple[Account | None, str | None, int]:
+    """Check a password with sign-in's rate limit (decision 39): (the account if right,
+    else None; the error to show; the status). Every wrong one counts against the name and
+    the address, wherever it was typed, so a stolen session cannot guess on /account."""
+    ip = request.remote_addr or "unknown"
+    locked = state().throttle.locked_for(name, ip)
+    if locked is not None:
+        return None, locked_message(locked), 429
+    found = backend().check_password(name, password)
+    if found is None:
+        backend().record_login_failure(name, ip)
+        return None, None, 401
+    backend().clear_login_failures(name)
+    return found, None, 200
 
 
 def locked_message(locked: timedelta) -> str:
@@ -95,27 +123,17 @@ def login() -> Response | str | tuple[str, int]:
     status = 200
     name = request.form.get("name", "").strip()
     if request.method == "POST":
-        ip = request.remote_addr or "unknown"
-        locked = state().throttle.locked_for(name, ip)
-        if locked is not None:
-            error = locked_message(locked)
-            status = 429
-        else:
-            found = backend().check_password(name, request.form.get("password", ""))
-            if found is None:
-                backend().record_login_failure(name, ip)
-                error = "Wrong name or password."
-                status = 401
-            else:
-                backend().clear_login_failures(name)
-                start_session(found)
-                return redirect(safe_next(request.args.get("next")))
+        found, error, status = throttled_password(name, request.form.get("password", ""))
+        if found is not None:
+            start_session(found)
+            return redirect(safe_next(request.args.get("next")))
+        error = error or "Wrong name or password."
     return render_template("login.html", error=error, name=name), status
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Response:
-    session.clear()
+    end_session()  # every copy of the cookie ends with it, not only this browser's
     flash("You are signed out.")
     return redirect(url_for("auth.login"))
 
@@ -124,11 +142,14 @@ def logout() -> Response:
 @login_required
 def account_page() -> Response | str | tuple[str, int]:
     error = None
+    status = 200
     if request.method == "POST":
         current = request.form.get("current", "")
-        if backend().check_password(account().name, current) is None:
-            error = "The current password is wrong."
+        checked, error, status = throttled_password(account().name, current)
+        if checked is None:
+            error = error or "The current password is wrong."
         else:
+            status = 400
             password = request.form.get("password", "")
             error = password_problem(password, request.form.get("confirm", ""))
             if error is None:
@@ -137,9 +158,10 @@ def account_page() -> Response | str | tuple[str, int]:
                 except BackendError as exc:
                     error = str(exc)
                 else:
-                    start_session(found)  # other sessions end with the old epoch
+                    # The store ended every session of the account, this one too: it starts anew.
+                    start_session(found)
                     flash("Your password is changed. Other sessions are signed out.")
                     return redirect(url_for("auth.account_page"))
     if request.method not in ("GET", "POST"):
         abort(405)
-    return render_template("account.html", error=error), 400 if error else 200
+    return render_template("account.html", error=error), status if error else 200

@@ -110,9 +110,17 @@ def entry_or_404(place: Place) -> Entry:
     return entry
 
 
+# What the plain `filename=` cannot carry: controls (a CR or LF would end the header; servers
+# refuse to send one, which was a 500), DEL, and the quote and backslash of its quoting.
+_NOT_IN_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
 def content_disposition(kind: str, name: bytes) -> str:
+    """The header for a download of `name`: an ASCII `filename` with `_` for what it cannot
+    hold and `?` for the rest, and the exact name, percent-encoded, in `filename*` (RFC 6266),
+    which every current browser prefers. Neither can hold a raw control character."""
     text = download_name(name)
-    ascii_name = text.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    ascii_name = _NOT_IN_FILENAME.sub("_", text.encode("ascii", "replace").decode())
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(text, safe='')}"
 
 
