@@ -259,6 +259,14 @@ def test_date_before_first_snapshot(cloud: Run, data: Path, tmp_path: Path) -> N
     )
     assert "no snapshot at or before 2001-01-01" in line
     assert not target.exists()
+    # git reads dates up to 1970-01-02 as no limit at all and answered with the newest
+    # snapshot (issue 13, finding 13, on the command line).
+    for early in ("1900-01-01", "1969-12-31", "1970-01-02"):
+        line = one_line_error(
+            cloud("restore", "alice", "docs", "--at", early, "--to", str(target), check=False)
+        )
+        assert f"no snapshot at or before {early}" in line
+        assert not target.exists()
     assert not [p for p in tmp_path.iterdir() if "bluegrass-restore" in p.name]
     bad = one_line_error(
         cloud("restore", "alice", "docs", "--at", "last tuesday", "--to", str(target), check=False)

@@ -245,6 +245,10 @@ class Repository:
         found = self.git.out(
             ["rev-list", "-1", "--first-parent", f"--before={int(when.timestamp())}", head]
         )
+        # git reads a limit up to 1970-01-02 (and any before 1970) as none at all and answers
+        # with the newest snapshot, so its answer is checked against the date asked for.
+        if found and int(self.git.out(["show", "-s", "--format=%ct", found])) > when.timestamp():
+            found = ""
         if not found:
             first = self.git.out(["rev-list", "--max-parents=0", "--format=%cI", head]).splitlines()
             since = first[-1] if first else "unknown"
