@@ -125,6 +125,8 @@ def test_a_link_swapped_for_a_file_or_a_folder_arrives_in_one_pull(
     (folder / "w.rclonelink").write_text("sub")
     (folder / "sub").mkdir()
     (folder / "sub" / "in-sub.txt").write_text("in sub\n")
+    (folder / "v").mkdir()
+    (folder / "v" / "in-v.txt").write_text("in v\n")
     with enrolled_pi(appliance, cloud_data, fake_cloud, tmp_path) as copy:
         first = pull(appliance)
         assert first["outcome"] == "ok", first
@@ -142,14 +144,17 @@ def test_a_link_swapped_for_a_file_or_a_folder_arrives_in_one_pull(
         assert not (copy / "x").is_symlink() and (copy / "x").read_text() == "x is a file now\n"
         assert os.readlink(copy / "y") == "a.txt"
 
-        # Then z the link (out of the segment) is a folder, and w, a link to a folder of the
-        # segment, is replaced by a folder of its own.
+        # Then z the link (out of the segment) is a folder, w, a link to a folder of the
+        # segment, is replaced by a folder of its own, and the folder v by a file.
         (folder / "z.rclonelink").unlink()
         (folder / "z").mkdir()
         (folder / "z" / "planted.txt").write_text("z is a folder now\n")
         (folder / "w.rclonelink").unlink()
         (folder / "w").mkdir()
         (folder / "w" / "own.txt").write_text("w's own\n")
+        (folder / "v" / "in-v.txt").unlink()
+        (folder / "v").rmdir()
+        (folder / "v").write_text("v is a file now\n")
 
         third = pull(appliance)
 
@@ -160,6 +165,7 @@ def test_a_link_swapped_for_a_file_or_a_folder_arrives_in_one_pull(
         assert not (copy / "w").is_symlink() and (copy / "w" / "own.txt").is_file()
         assert sorted(p.name for p in (copy / "sub").iterdir()) == ["in-sub.txt"]
         assert (copy / "a.txt").read_text() == "a\n"
+        assert (copy / "v").read_text() == "v is a file now\n"
 
 
 def test_a_link_pointing_out_of_the_segment_is_kept_and_never_followed(
