@@ -99,8 +99,7 @@ def test_an_enrolled_pi_without_a_password_cannot_be_taken_over_from_its_setup_p
     (cloud_data.files("docs") / "private.txt").write_text("the owner's letter\n")
     cloud_data.commit("docs")
     appliance.global_args = ["--drive-dir", str(tmp_path / "drive")]
-    issue = tmp_path / "issue.d" / "bluegrass-setup.issue"
-    appliance.configure(QUIET + f'[panel]\nconsole_issue = "{issue}"\n')
+    appliance.configure(QUIET)
     # Enrolled the way the image's first boot does it, before anyone set a panel password.
     owners_cloud = enrollment(fake_cloud.port)
     appliance.enroll(owners_cloud)
@@ -133,11 +132,10 @@ def test_an_enrolled_pi_without_a_password_cannot_be_taken_over_from_its_setup_p
         assert locked.status == 429, locked.status
         assert attacker.get("/").location.endswith("/setup")
 
-        # The owner reads the code on the Pi (status, setup-code, the console) and sets up
-        # from another address; the code cannot re-enroll the Pi either.
+        # The owner reads the code on the Pi (status, setup-code) and sets up from another
+        # address; the code cannot re-enroll the Pi either.
         printed = appliance("setup-code").stdout.strip()
         assert printed == code
-        assert code in issue.read_text()
         owner = Browser(base)
         again = owner.submit("/setup", setup_form(code, "owner", enrollment_code=theirs))
         assert again.status == 400 and "enrolled already" in again.text, again.text
@@ -146,10 +144,9 @@ def test_an_enrolled_pi_without_a_password_cannot_be_taken_over_from_its_setup_p
         assert done.status == 302 and done.location.endswith("/"), done.text
         assert owner.get("/").status == 200
 
-        # The code worked once: gone from the Pi, its console and `status`; setup is over.
+        # The code worked once: gone from the Pi and `status`; setup is over.
         kept = [p for p in appliance.state.iterdir() if p.is_file() and p.suffix != ".sqlite"]
         assert not [p for p in kept if code.encode() in p.read_bytes()], "the code is kept"
-        assert not issue.exists()
         assert "setup code" not in appliance("status").stdout
         assert Browser(base).get("/setup").location.endswith("/login")
         late = Stranger(base, "127.0.0.3").submit(
@@ -182,3 +179,23 @@ def test_a_new_pi_needs_the_code_too_and_a_password_set_on_the_pi_ends_it(
         )
         assert late.status == 302 and late.location.endswith("/login")
         assert stranger.login("late", PASSWORD).status == 401
+
+
+def test_the_console_shows_the_code_until_setup_is_done(
+    appliance: Appliance, tmp_path: Path
+) -> None:
+    """The image's `[panel] console_issue`: the code above the console's login prompt, for
+    whoever stands at the Pi; gone once setup is done."""
+    appliance.global_args = ["--drive-dir", str(tmp_path / "drive")]
+    issue = tmp_path / "issue.d" / "bluegrass-setup.issue"
+    appliance.configure(QUIET + f'[panel]\nconsole_issue = "{issue}"\n')
+    log = tmp_path / "daemon.log"
+    with serving(appliance, log) as base:
+        # The daemon says it runs once it has written the console's file.
+        appliance.wait_status(lambda s: s["daemon"]["running"], "the daemon to run", log=log)
+        code = appliance("setup-code").stdout.strip()
+        shown = issue.read_text()
+        assert code in shown and f"{base}/setup" in shown, shown
+        done = Browser(base).submit("/setup", setup_form(code, "owner"))
+        assert done.status == 302 and done.location.endswith("/"), done.text
+        assert not issue.exists()
