@@ -174,7 +174,11 @@ def pull_segment(
             return _failed(stderr, proc.returncode, segment, source, config, target, runner)
         # rclone copied the rest but deleted nothing: the copy is not clean either way.
         problems += [f"{path}: {why}" for path, why in failed.items()]
-    problems += _not_pulled(runner, remote, target, config, before, [*settled.conflicts, *failed])
+    try:
+        left_out = [*settled.conflicts, *failed]
+        problems += _not_pulled(runner, remote, target, config, before, left_out)
+    except pulltree.ListingFailed as exc:
+        return _failed(exc.stderr, exc.code, segment, source, config, target, runner)
     # After the files, so the records are at least as new as what they describe.
     sidecars = sidecars_path(drive_root, segment.user, segment.name)
     meta = runner.run(_sync_argv(f"{remote}/{_META}", sidecars, config, 1, ()), env=rclone_env())
