@@ -105,6 +105,7 @@ def test_setup_enroll_dashboard_alert_browse_restore_csrf(
                 "password": PASSWORD,
                 "confirm": PASSWORD,
                 "enrollment_code": "bg1-damaged",
+                "setup_code": appliance("setup-code").stdout.strip(),
             },
         )
         assert bad.status == 400 and "enrollment code" in bad.text.lower(), bad.text
@@ -112,7 +113,13 @@ def test_setup_enroll_dashboard_alert_browse_restore_csrf(
         code = enrollment(fake_cloud.port).encode()
         done = browser.submit(
             "/setup",
-            {"name": "admin", "password": PASSWORD, "confirm": PASSWORD, "enrollment_code": code},
+            {
+                "name": "admin",
+                "password": PASSWORD,
+                "confirm": PASSWORD,
+                "enrollment_code": code,
+                "setup_code": appliance("setup-code").stdout.strip(),
+            },
         )
         assert done.status == 302 and done.location.endswith("/"), done.text
         stored = appliance.state / "enrollment.json"

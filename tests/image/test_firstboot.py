@@ -176,7 +176,10 @@ def test_cloud_url_added_to_the_shipped_settings_before_enrolling(tmp_path: Path
     run = Recorder()
     assert fb.main(["--boot", str(boot), "--root", str(root)], run=run) == 0
     merged = tomllib.loads(config.read_text())
-    assert merged == {"panel": {"port": 80}, "cloud": {"url": "https://backup.example.org"}}
+    assert merged == {
+        "panel": {"port": 80, "console_issue": "/etc/issue.d/bluegrass-setup.issue"},
+        "cloud": {"url": "https://backup.example.org"},
+    }
     assert config.read_text().startswith(shipped)
     enroll = [i for i, call in enumerate(run.calls) if "enroll" in call]
     assert enroll, run.calls

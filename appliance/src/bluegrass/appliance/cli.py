@@ -13,6 +13,7 @@ from bluegrass.appliance.actions import (
     password,
     restore,
     run,
+    setup_code,
     status,
 )
 from bluegrass.core import cli
@@ -36,7 +37,7 @@ def build_parser() -> cli.Parser:
         help="use a plain folder instead of a drive (no detection, no mounting)",
     )
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=cli.Parser)
-    for action in (enroll, drive, jobs, run, status, restore, alerts, password):
+    for action in (enroll, drive, jobs, run, status, restore, alerts, password, setup_code):
         action.add_parser(sub)
     return parser
 

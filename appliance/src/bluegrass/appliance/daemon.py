@@ -28,11 +28,11 @@ from pathlib import Path
 from types import FrameType
 
 import pyudev
-from bluegrass.appliance import drive, health, jobs
+from bluegrass.appliance import drive, health, jobs, setupcode
 from bluegrass.appliance.context import Appliance, JobBusy, job_lock
 from bluegrass.appliance.eject import eject
 from bluegrass.appliance.errors import DriveMissing
-from bluegrass.appliance.panelserver import PanelServer
+from bluegrass.appliance.panelserver import PanelServer, url
 from bluegrass.appliance.runner import Runner
 from bluegrass.core.errors import BluegrassError
 
@@ -98,6 +98,7 @@ class Daemon:
         self.state.abandon_requests("The appliance restarted before doing this; ask again.")
         if self.panel is not None:
             self.panel.start_first()  # a panel that cannot start fails `run` here, exit 1
+            self._announce_setup(self.panel)
         if self.app.drive_dir:
             self._attach_dir()
         else:
@@ -115,6 +116,25 @@ class Daemon:
             self._handle(kind, payload)
         self._shutdown()
         return 0
+
+    def _announce_setup(self, panel: PanelServer) -> None:
+        """While the panel has no administrator, make its setup code and show it where only
+        the owner looks: this log (the journal) and the login console (decision 110)."""
+        try:
+            found = setupcode.current(self.app)
+            if found is None:
+                return
+            address = url(panel.bind, panel.port)
+            log.info(
+                "panel: no administrator yet; open %ssetup and type the setup code %s "
+                "(`bluegrass-appliance setup-code` prints it again)",
+                address,
+                found.code,
+            )
+            setupcode.announce(self.app, found, address)
+        except BluegrassError as exc:
+            # The code is still in the state folder (`setup-code`); the daemon's work goes on.
+            log.warning("panel: %s", exc)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Only flags: the main loop notices within MAX_WAIT and shuts down in order.

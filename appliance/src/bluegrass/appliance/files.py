@@ -8,13 +8,15 @@ holds the password only obscured. Only reads happen on the server side.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bluegrass.appliance import errors, health
+from bluegrass.appliance import errors, health, pulltree
 from bluegrass.appliance.errors import CloudRefused, CloudUnreachable, DriveError, DriveFull
 from bluegrass.appliance.runner import Progress, Runner
 from bluegrass.appliance.settings import Paths
@@ -34,6 +36,10 @@ FILTERS = (
     f"- /{_META}/**",
     f"- *.{_HEX}{syncspec.PARTIAL_SUFFIX}",
 )
+
+
+# Failures that are no one entry's: the whole job stops on them (bluegrass.appliance.jobs).
+FATAL = (DriveFull, CloudUnreachable, CloudRefused, DriveError)
 
 
 @dataclass
@@ -141,29 +147,121 @@ def pull_segment(
     drive_root: Path, segment: Segment, source: Source, config: Path, runner: Runner, transfers: int
 ) -> FilesResult:
     target = files_path(drive_root, segment.user, segment.name)
+    remote = source.files_remote(segment)
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise errors.from_os_error(exc, f"creating {target}") from None
-    proc = runner.run(
-        _sync_argv(source.files_remote(segment), target, config, transfers, FILTERS),
-        env=rclone_env(),
-    )
-    if proc.returncode == 0:
-        # After the files, so the records are at least as new as what they describe.
-        sidecars = sidecars_path(drive_root, segment.user, segment.name)
-        proc = runner.run(
-            _sync_argv(f"{source.files_remote(segment)}/{_META}", sidecars, config, 1, ()),
-            env=rclone_env(),
+    try:
+        before = _list(runner, remote, config, links=False)
+        settled = pulltree.plan(before, _list(runner, str(target), config, links=True))
+    except pulltree.ListingFailed as exc:
+        return _failed(exc.stderr, exc.code, segment, source, config, target, runner)
+    for path in settled.removed:
+        try:
+            pulltree.remove(target, path)
+        except OSError as exc:
+            raise errors.from_os_error(exc, f"making room for {path} in {segment.key}") from None
+    rules = (*FILTERS, *settled.rules())
+    proc = runner.run(_sync_argv(remote, target, config, transfers, rules), env=rclone_env())
+    problems = settled.problems(before)
+    failed: dict[str, str] = {}
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace")
+        failure = classify_rclone(stderr, segment, proc.returncode)
+        failed = _entries_failed(stderr)
+        if not failed or isinstance(failure, FATAL):
+            return _failed(stderr, proc.returncode, segment, source, config, target, runner)
+        # rclone copied the rest but deleted nothing: the copy is not clean either way.
+        problems += [f"{path}: {why}" for path, why in failed.items()]
+    try:
+        left_out = [*settled.conflicts, *failed]
+        problems += _not_pulled(runner, remote, target, config, before, left_out)
+    except pulltree.ListingFailed as exc:
+        return _failed(exc.stderr, exc.code, segment, source, config, target, runner)
+    # After the files, so the records are at least as new as what they describe.
+    sidecars = sidecars_path(drive_root, segment.user, segment.name)
+    meta = runner.run(_sync_argv(f"{remote}/{_META}", sidecars, config, 1, ()), env=rclone_env())
+    if meta.returncode not in (0, 3):  # 3, "directory not found": no device wrote one yet
+        return _failed(
+            meta.stderr.decode("utf-8", "replace"),
+            meta.returncode,
+            segment,
+            source,
+            config,
+            target,
+            runner,
         )
-        if proc.returncode == 3:  # "directory not found": no device has written one yet
-            return FilesResult(segment, True, "up to date")
-    if proc.returncode == 0:
-        return FilesResult(segment, True, _put_back(target, sidecars))
-    failure = classify_rclone(proc.stderr.decode("utf-8", "replace"), segment, proc.returncode)
+    message = _put_back(target, sidecars) if meta.returncode == 0 else "up to date"
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        return FilesResult(
+            segment,
+            False,
+            f"{segment.key}: the rest was pulled, but not: " + "; ".join(problems[:3]) + more,
+        )
+    return FilesResult(segment, True, message)
+
+
+def _list(runner: Runner, remote: str, config: Path, links: bool) -> pulltree.Listing:
+    proc = runner.run(pulltree.listing_argv(remote, config, FILTERS, links), env=rclone_env())
+    if proc.returncode != 0:
+        raise pulltree.ListingFailed(proc.stderr.decode("utf-8", "replace"), proc.returncode)
+    return pulltree.parse_listing(proc.stdout)
+
+
+def _entries_failed(stderr: str) -> dict[str, str]:
+    """The entries rclone could not copy, each with why, from the error records that name one
+    (once each: rclone's retries repeat them); the rest of the segment was still pulled."""
+    found: dict[str, str] = {}
+    for line in stderr.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or record.get("level") != "error":
+            continue
+        # A record about a whole tree ("*local.Fs": "not deleting files") names no entry.
+        if record.get("object") and not str(record.get("objectType", "")).endswith(".Fs"):
+            found.setdefault(str(record["object"]), str(record.get("msg", "")).strip())
+    return found
+
+
+def _not_pulled(
+    runner: Runner,
+    remote: str,
+    target: Path,
+    config: Path,
+    before: pulltree.Listing,
+    left_out: list[str],
+) -> list[str]:
+    """The cloud's entries the drive does not hold after the sync, each with why; an entry
+    counts only if the cloud still has it (the cloud is live: it may have gone meanwhile)."""
+    gone = pulltree.missing(before, _list(runner, str(target), config, links=True), left_out)
+    if not gone:
+        return []
+    now = _list(runner, remote, config, links=False)
+    still = [p for p in gone if p in now and now[p] == before[p]]
+    return [f"{_shown(p)}: on the cloud, not on the drive" for p in still]
+
+
+def _shown(path: str) -> str:
+    return f"{path[: -len(pulltree.LINK)]} (a link)" if path.endswith(pulltree.LINK) else path
+
+
+def _failed(
+    stderr: str,
+    code: int,
+    segment: Segment,
+    source: Source,
+    config: Path,
+    target: Path,
+    runner: Runner,
+) -> FilesResult:
+    failure = classify_rclone(stderr, segment, code)
     if isinstance(failure, DriveFull):
         raise DriveFull(f"{failure}: {_space_needed(source, segment, config, target, runner)}")
-    if isinstance(failure, CloudUnreachable | CloudRefused | DriveError):
+    if isinstance(failure, FATAL):
         raise failure
     return FilesResult(segment, False, str(failure))
 
@@ -240,8 +338,20 @@ def _space_needed(
         total = None
     if total is None:
         return f"{free_text}; how much more is needed is unknown"
-    present = sum(p.lstat().st_size for p in target.rglob("*") if p.is_file())
+    present = _size_on_drive(target)
     return f"{free_text}, about {max(0, total - present) / 1e6:.1f} MB more needed"
+
+
+def _size_on_drive(target: Path) -> int:
+    """The bytes of the regular files under `target`; a link is never followed (its target may
+    be anywhere on the Pi)."""
+    total = 0
+    for folder, _, names in os.walk(target):  # os.walk does not descend into links
+        for name in names:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(folder, name))  # noqa: PTH118
+                total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
 
 
 def rclone_messages(stderr: str) -> list[str]:

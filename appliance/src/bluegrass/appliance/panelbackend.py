@@ -5,8 +5,9 @@ cloud's, so it is no DeviceAdmin):
 
 - accounts: the panel's sign-ins live in STATE/state.sqlite (web_accounts, argon2id, see
   bluegrass.appliance.webaccounts); every account administers the whole appliance and sees
-  every segment on the drive. The first-run setup can enroll the appliance with a code, through
-  the same code as `bluegrass-appliance enroll`;
+  every segment on the drive. The first-run setup takes the Pi's one-time setup code
+  (bluegrass.appliance.setupcode) and can enroll an appliance that is not enrolled yet,
+  through the same code as `bluegrass-appliance enroll`;
 - data: every mirror on the drive, DRIVE/bluegrass/USER/SEGMENT.git, opened read-only as a
   bluegrass.core.store Repository; the drive is where the daemon says it is ready;
 - the dashboard: what the daemon publishes (drive, cloud, next jobs, per-segment results,
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
-from bluegrass.appliance import drive, health, settings, webaccounts
+from bluegrass.appliance import drive, health, settings, setupcode, webaccounts
 from bluegrass.appliance.context import Appliance as App
 from bluegrass.appliance.enroll import enroll
 from bluegrass.appliance.mirror import mirror_path
@@ -107,12 +108,20 @@ class PiBackend(SignIns):
     # -- first run and accounts -----------------------------------------------------------
 
     def setup_code_required(self) -> bool:
-        return False  # the panel is on the home LAN only; setup takes no code
+        # Reaching the home network is not owning the Pi (decision 110): whoever sets up the
+        # panel reads every mirrored file, so setup takes a code read off the Pi itself.
+        return True
 
     def check_setup_code(self, code: str) -> bool:
-        return False
+        return setupcode.matches(self.app, code)
 
     def complete_setup(self, name: str, password: str, enrollment_code: str | None) -> Account:
+        if enrollment_code is not None and os.path.lexists(self.app.paths.enrollment):
+            # The enrollment says whose files this Pi keeps; changing it takes root on the Pi.
+            raise BackendError(
+                "This appliance is enrolled already; leave the enrollment code empty. To "
+                "enroll it again, run `bluegrass-appliance enroll CODE` on the Pi itself."
+            )
         try:
             webaccounts.check_name(name)
             digest = webaccounts.hash_password(password)
@@ -131,6 +140,7 @@ class PiBackend(SignIns):
                     enroll(self.app, enrollment_code)
                 except (BluegrassError, OSError) as exc:
                     raise BackendError(f"The enrollment could not be saved: {exc}") from exc
+        setupcode.finish(self.app)  # it worked once; never again
         found = self.account(name)
         if found is None:
             raise BackendError("Setup did not complete; try again.")

@@ -8,6 +8,7 @@ STATE (default /var/lib/bluegrass-appliance, else $BLUEGRASS_APPLIANCE_STATE or 
     rclone.conf, known_hosts   written before each file pull from the enrollment, 0600
     job.lock                   one job at a time, daemon or command line
     panel-secret.key           signs the panel's session cookies, 0600 (made by `run`)
+    panel-setup-code           the panel's one-time setup code while setup is pending, 0600
 """
 
 from __future__ import annotations
@@ -186,6 +187,15 @@ SCHEMA = Table(
                     is_port,
                     doc="The panel's port. Below 1024 (80) needs root, as the daemon has on a Pi.",
                 ),
+                "console_issue": Field(
+                    str,
+                    "",
+                    "an absolute path, or empty",
+                    _is_abs_or_empty,
+                    doc="Where `run` writes the panel's setup code for the login console while "
+                    "setup is pending (the image: /etc/issue.d/bluegrass-setup.issue); empty: "
+                    "nowhere.",
+                ),
             },
             doc="The web panel on the home network.",
         ),
@@ -244,6 +254,10 @@ class Paths:
     @property
     def panel_secret(self) -> Path:
         return self.state / "panel-secret.key"
+
+    @property
+    def setup_code(self) -> Path:
+        return self.state / "panel-setup-code"
 
     def ensure(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True, mode=0o700)

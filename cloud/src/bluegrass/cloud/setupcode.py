@@ -7,42 +7,32 @@ shown in groups of five, kept in DATA/run/web-setup-code (0600). `run` makes it 
 while setup is pending and logs it; `web setup-code` prints it (making it if needed). A
 successful setup deletes it; once an administrator exists (also one made with `user
 password NAME --admin`) no code is accepted, and `run` or `web setup-code` deletes a stale file.
+
+The code itself (making, reading, comparing) is bluegrass.panel.backendkit's, shared with the
+Pi's setup; this module says where the cloud keeps it and when setup is pending.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hmac
-import secrets
 from pathlib import Path
 
 from bluegrass.cloud.accounts import Accounts
-from bluegrass.core import secrets_file
-from bluegrass.core.errors import BluegrassError
+from bluegrass.panel import backendkit
+from bluegrass.panel.backendkit import new_setup_code as new_code
+from bluegrass.panel.backendkit import normalize_setup_code as normalize
+
+__all__ = [
+    "ensure_setup_code",
+    "new_code",
+    "normalize",
+    "read_setup_code",
+    "remove_setup_code",
+    "setup_code_matches",
+    "setup_code_path",
+    "setup_pending",
+]
 
 SETUP_CODE_FILE = Path("run") / "web-setup-code"
-# Crockford's base32: no I, L, O or U, so nothing is read as another character.
-ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-GROUPS = 4
-GROUP = 5  # 4 x 5 characters x 5 bits = 100 bits
-_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
-
-
-def new_code() -> str:
-    """Return a fresh code: 20 random characters of the alphabet, in groups of five."""
-    chars = "".join(secrets.choice(ALPHABET) for _ in range(GROUPS * GROUP))
-    return "-".join(chars[i : i + GROUP] for i in range(0, len(chars), GROUP))
-
-
-def normalize(text: str) -> str:
-    """Given what a person typed, return it as the code's characters: case, spaces and dashes
-    do not count, and O, I and L are read as the digits they look like."""
-    kept = "".join(c for c in text.upper() if not c.isspace() and c != "-")
-    return kept.translate(_READ_AS)
-
-
-def _well_formed(code: str) -> bool:
-    return len(code) == GROUPS * GROUP and all(c in ALPHABET for c in code)
 
 
 def setup_code_path(data_root: Path) -> Path:
@@ -57,50 +47,22 @@ def setup_pending(data_root: Path) -> bool:
 
 
 def read_setup_code(data_root: Path) -> str | None:
-    """Given a data root, return its current code as shown (groups of five), or None if there
-    is none (or it is not a code: then ensure_setup_code makes a new one)."""
-    try:
-        text = setup_code_path(data_root).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    plain = normalize(text)
-    if not _well_formed(plain):
-        return None
-    return "-".join(plain[i : i + GROUP] for i in range(0, len(plain), GROUP))
+    """Given a data root, return its current code as shown (groups of five), or None."""
+    return backendkit.read_setup_code(setup_code_path(data_root))
 
 
 def ensure_setup_code(data_root: Path) -> str:
-    """Given a data root, return its current code, made first if there is none
-    (bluegrass.core.secrets_file: owner-only, and two processes at once agree on one code).
-    Raise BluegrassError if it cannot be written."""
-    found = read_setup_code(data_root)
-    if found is not None:
-        return found
-    path = setup_code_path(data_root)
-    path.parent.mkdir(mode=0o700, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        if path.exists() or path.is_symlink():
-            path.unlink()  # not a code (empty, damaged): replaced
-    secrets_file.read_or_create(path, new_code())
-    found = read_setup_code(data_root)
-    if found is None:
-        raise BluegrassError(f"{path}: could not write the web setup code")
-    return found
+    """Given a data root, return its current code, made first if there is none. Raise
+    BluegrassError if it cannot be written."""
+    return backendkit.ensure_setup_code(setup_code_path(data_root))
 
 
 def setup_code_matches(data_root: Path, given: str) -> bool:
     """Given a data root and what a person typed, return whether it is the current code;
     compared in constant time."""
-    expected = read_setup_code(data_root)
-    typed = normalize(given)
-    if expected is None:
-        # Compared all the same, so that "no code" takes as long as a wrong one.
-        hmac.compare_digest(typed.encode(), new_code().encode())
-        return False
-    return hmac.compare_digest(typed.encode(), normalize(expected).encode())
+    return backendkit.setup_code_matches(setup_code_path(data_root), given)
 
 
 def remove_setup_code(data_root: Path) -> None:
     """Given a data root, delete its setup code if there is one: it works once."""
-    with contextlib.suppress(FileNotFoundError):
-        setup_code_path(data_root).unlink()
+    backendkit.remove_setup_code(setup_code_path(data_root))

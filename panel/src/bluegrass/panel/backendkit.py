@@ -1,5 +1,6 @@
 """What every backend does the same way, once: admin checks, times, sizes, the session secret,
-restore paths and folders, and the scan of recent snapshots for suspicious ones.
+the first-run setup code, restore paths and folders, and the scan of recent snapshots for
+suspicious ones.
 
 Plain functions over the panel's data types (no Flask), for bluegrass.panel.reference, the
 cloud's CloudBackend and the Pi's PiBackend alike.
@@ -7,6 +8,8 @@ cloud's CloudBackend and the Pi's PiBackend alike.
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import re
 import secrets
 from datetime import UTC, datetime
@@ -21,6 +24,12 @@ from bluegrass.panel.accounts import Account
 from bluegrass.panel.backend import BackendError, Forbidden, Problem, Severity
 
 RECENT = 30  # snapshots looked at for suspicious ones
+# The setup code: Crockford's base32 (no I, L, O or U, so nothing is read as another
+# character), 4 groups of 5 characters x 5 bits = 100 bits (decision 52).
+SETUP_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+SETUP_GROUPS = 4
+SETUP_GROUP = 5
+_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 # A new folder for a restore: a plain name, no path, not hidden.
 FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")
 MIN_SECRET = 32
@@ -57,6 +66,71 @@ def session_secret(path: Path) -> str:
     if len(key) < MIN_SECRET:
         raise BluegrassError(f"{path}: the web session key is too short; delete it to make one")
     return key
+
+
+# -- the one-time setup code of the first-run setup (the cloud's and the Pi's) --------------
+
+
+def new_setup_code() -> str:
+    """Return a fresh setup code: 20 random characters of the alphabet, in groups of five."""
+    chars = "".join(secrets.choice(SETUP_ALPHABET) for _ in range(SETUP_GROUPS * SETUP_GROUP))
+    return "-".join(chars[i : i + SETUP_GROUP] for i in range(0, len(chars), SETUP_GROUP))
+
+
+def normalize_setup_code(text: str) -> str:
+    """Given what a person typed, return it as the code's characters: case, spaces and dashes
+    do not count, and O, I and L are read as the digits they look like."""
+    kept = "".join(c for c in text.upper() if not c.isspace() and c != "-")
+    return kept.translate(_READ_AS)
+
+
+def read_setup_code(path: Path) -> str | None:
+    """Given the file that holds a setup code, return the code as shown (groups of five), or
+    None if there is none (or it is not a code: ensure_setup_code then makes a new one)."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    plain = normalize_setup_code(text)
+    if len(plain) != SETUP_GROUPS * SETUP_GROUP or any(c not in SETUP_ALPHABET for c in plain):
+        return None
+    return "-".join(plain[i : i + SETUP_GROUP] for i in range(0, len(plain), SETUP_GROUP))
+
+
+def ensure_setup_code(path: Path) -> str:
+    """Given the file for a setup code, return its code, made first if there is none
+    (bluegrass.core.secrets_file: owner-only, and two processes at once agree on one code).
+    Raise BluegrassError if it cannot be written."""
+    found = read_setup_code(path)
+    if found is not None:
+        return found
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if path.exists() or path.is_symlink():
+            path.unlink()  # not a code (empty, damaged): replaced
+    secrets_file.read_or_create(path, new_setup_code())
+    found = read_setup_code(path)
+    if found is None:
+        raise BluegrassError(f"{path}: could not write the setup code")
+    return found
+
+
+def setup_code_matches(path: Path, given: str) -> bool:
+    """Given the file of the pending setup code and what a person typed, return whether it is
+    that code; compared in constant time."""
+    expected = read_setup_code(path)
+    typed = normalize_setup_code(given)
+    if expected is None:
+        # Compared all the same, so that "no code" takes as long as a wrong one.
+        hmac.compare_digest(typed.encode(), new_setup_code().encode())
+        return False
+    return hmac.compare_digest(typed.encode(), normalize_setup_code(expected).encode())
+
+
+def remove_setup_code(path: Path) -> None:
+    """Given the file of a setup code, delete it if it is there: a code works once."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def restore_path(path: bytes) -> bytes:

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import sys
 
+from bluegrass.appliance import setupcode
 from bluegrass.appliance.context import Appliance
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import UsageError
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     with app.state.transaction() as db:
         created = db.execute("SELECT 1 FROM web_accounts WHERE name = ?", (name,)).fetchone()
         webaccounts.set_password(db, name, digest)
+    setupcode.finish(app)  # an administrator exists: the first-run setup's code is void
     if args.json:
         emit_json({"name": name, "created": created is None})
     else:

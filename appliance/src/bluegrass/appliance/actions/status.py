@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import psutil
+from bluegrass.appliance import setupcode
 from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.state import iso
 from bluegrass.core.cli import emit_json
@@ -63,6 +64,7 @@ def collect(app: Appliance) -> dict[str, object]:
             "message": cloud.get("message", ""),
         },
         "panel": _panel(state.get("panel"), alive),
+        "panel_setup": _panel_setup(app),
         "last_jobs": last,
         "segments": [
             {k: v for k, v in r.items() if not k.endswith("_ts")} for r in state.segment_results()
@@ -85,6 +87,12 @@ def _panel(found: dict[str, object] | None, alive: bool) -> dict[str, object] | 
         "since": iso(found.get("since")),  # type: ignore[arg-type]
         "message": found.get("message", ""),
     }
+
+
+def _panel_setup(app: Appliance) -> dict[str, object] | None:
+    # Shown to whoever can read the Pi's state (root): the owner, not the network.
+    found = setupcode.current(app)
+    return {"setup_code": found.code, "file": str(found.file)} if found else None
 
 
 def _health(found: dict[str, object] | None) -> dict[str, object] | None:
@@ -139,6 +147,13 @@ def render(found: dict) -> list[str]:
         else:
             detail = f": {panel['message']}" if panel["message"] else ""
             lines.append(f"Panel: {panel['state'].upper()} since {panel['since']}{detail}")
+    setup = found.get("panel_setup")
+    if setup:
+        where = f"{panel['url']}setup" if panel and panel.get("url") else "the panel's /setup"
+        lines.append(
+            f"Panel: no administrator yet; open {where} and type the setup code "
+            f"{setup['setup_code']} (it works once)"
+        )
     cloud = found["cloud"]
     if cloud["state"] == "not-enrolled":
         lines.append(f"Cloud: not enrolled yet ({cloud['message']})")
