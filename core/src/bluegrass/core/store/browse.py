@@ -187,6 +187,11 @@ def resolve(repo: Repository, at: str | None) -> SnapshotInfo:
         commit = repo.resolve(at)
     except GitError as exc:
         raise RepositoryError(str(exc)) from exc
+    except RepositoryError:
+        first = first_snapshot(repo) if when is not None else None
+        if first is not None and when is not None and when < first.date:
+            raise before_first(when, first) from None
+        raise
     found = snapshot_info(repo, commit)
     if (
         when is not None
