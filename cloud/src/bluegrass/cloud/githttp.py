@@ -85,10 +85,12 @@ class GitHTTP:
         path = environ.get("PATH_INFO", "")
         creds = _credentials(environ)
         client = environ.get("REMOTE_ADDR", "")
+        # Every name goes to the check, valid or not, so that every refusal is logged and
+        # counted for its source; an invalid one is never accepted there.
         if (
             creds is None
-            or not names.is_valid(creds[0])
             or not self.authenticate(creds[0], creds[1], client)
+            or not names.is_valid(creds[0])
         ):
             return _plain(
                 start,
