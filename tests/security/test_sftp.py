@@ -295,8 +295,8 @@ def test_old_format_lines_are_skipped_not_misread(cloud: Cloud) -> None:
     log = cloud.data / "logs" / "auth.log"
     log.parent.mkdir(exist_ok=True)
     log.write_text(
-        "2026-01-01T00:00:00+00:00 accepted user=alice client_ip=1.2.3.4 method=password\n"
         '2026-01-02T00:00:00+00:00 refused user="x accepted user=alice y" client_ip=1.2.3.4\n'
+        "2026-01-01T00:00:00+00:00 accepted user=alice client_ip=1.2.3.4 method=password\n"
     )
     backend = CloudBackend(DataRoot(cloud.data))
     assert backend.last_login("alice") is None
