@@ -77,6 +77,12 @@ class Gate:
         self._lock = threading.Lock()
         self._pending = 0
 
+    @property
+    def pending(self) -> int:
+        """Checks running or waiting now."""
+        with self._lock:
+            return self._pending
+
     def _done(self, _future: Future[bool]) -> None:
         with self._lock:
             self._pending -= 1
