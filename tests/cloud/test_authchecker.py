@@ -5,6 +5,7 @@ grouped by source, and the auth log's escaping (decisions 120–123)."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -85,3 +86,30 @@ def test_a_log_record_is_one_escaped_line(tmp_path: Path) -> None:
     record = json.loads(text)
     assert record["user"] == request["user"][: authclient.LOG_USER]
     assert record["user_length"] == 700 and record["outcome"] == "refused"
+
+
+def test_a_second_checker_on_the_same_data_root_is_refused(tmp_path: Path) -> None:
+    from bluegrass.cloud.authserver import LoginChecker
+    from bluegrass.core.errors import BluegrassError
+
+    said: list[str] = []
+    first = LoginChecker(tmp_path, said.append)
+    first.start()
+    try:
+        with pytest.raises(BluegrassError, match="another `bluegrass-cloud run`"):
+            LoginChecker(tmp_path, said.append).start()
+        # The first still answers, and the probe was not taken for a login.
+        answer = authclient.ask(str(tmp_path), {"client_ip": "10.0.0.1", "via": "sftp"})
+        assert answer["accepted"] is False and answer["reason"] == "no user name"
+        records = [json.loads(line) for line in (tmp_path / authclient.LOG).open()]
+        assert [r["reason"] for r in records] == ["no user name"]
+    finally:
+        first.stop()
+    # A socket left by a checker that is gone is replaced.
+    stale = tmp_path / authclient.SOCKET
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as orphan:
+        orphan.bind(str(stale))
+    second = LoginChecker(tmp_path, said.append)
+    second.start()
+    second.stop()
+    assert said == []

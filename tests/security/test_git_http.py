@@ -128,7 +128,7 @@ def test_a_locked_address_gets_no_more_checks(cloud: Cloud) -> None:
     for n in range(5):
         assert cloud.basic("alice", f"d0000000{n}.guess", "127.0.41.1") == 401
     # Locked: even alice's real secret from there is refused unchecked, as it was never
-    # verified by this worker...
+    # verified by the login checker...
     assert cloud.basic("alice", cloud.alice.password, "127.0.41.1") == 401
     assert "rate-limited" in str(cloud.entries()[-1]["reason"])
     # ...while from her own address it passes.

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bluegrass.cloud import authclient, authproxy
+from bluegrass.core.errors import BluegrassError
 
 MAX_REQUEST = 64 << 10  # the client has shortened every field already
 READ_TIMEOUT = 5.0
@@ -88,6 +89,11 @@ class LoginChecker:
     def start(self) -> None:
         self.path.parent.mkdir(mode=0o700, exist_ok=True)
         if self.path.is_socket():
+            if _answers(self.data_root):
+                # Replacing it would cut the running checker off from every login.
+                raise BluegrassError(
+                    f"{self.path}: another `bluegrass-cloud run` is serving this data root"
+                )
             self.path.unlink()  # left by a `run` that was killed
         with _short_path(self.path) as address:
             self._server = _Server(address, _Handler, bind_and_activate=True)
@@ -111,6 +117,8 @@ class LoginChecker:
             raw = _read_line(conn)
         except OSError:
             return  # the client went away or stalled: nothing was asked
+        if not raw.strip():
+            return  # connected and closed: a probe (is a checker running?), not a login
         now = time.time()
         try:
             request = json.loads(raw)
@@ -156,6 +164,17 @@ class LoginChecker:
             answer["backend"] = decision.backend()
         with contextlib.suppress(OSError):
             conn.sendall(json.dumps(answer).encode() + b"\n")
+
+
+def _answers(data_root: Path) -> bool:
+    """Whether a checker is listening on the data root's socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(2.0)
+        try:
+            authclient.connect(conn, str(data_root))
+        except OSError:
+            return False
+    return True
 
 
 def _read_line(conn: socket.socket) -> bytes:
