@@ -4,6 +4,7 @@ grouped by source, and the auth log's escaping (decisions 120–123)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -113,3 +114,25 @@ def test_a_second_checker_on_the_same_data_root_is_refused(tmp_path: Path) -> No
     second.start()
     second.stop()
     assert said == []
+
+
+def test_git_over_http_says_busy_not_wrong_password_without_a_checker(tmp_path: Path) -> None:
+    from bluegrass.cloud.githttp import GitHTTP
+    from bluegrass.cloud.webapp import DeviceLogin
+
+    (tmp_path / "repos").mkdir()
+    app = GitHTTP(tmp_path / "repos", DeviceLogin(tmp_path))
+    token = base64.b64encode(b"alice:d12345678.secret").decode()
+    environ = {
+        "PATH_INFO": "/api/v1/segments",
+        "REQUEST_METHOD": "GET",
+        "REMOTE_ADDR": "10.0.0.3",
+        "HTTP_AUTHORIZATION": f"Basic {token}",
+    }
+    answered: list[tuple[str, list[tuple[str, str]]]] = []
+    body = b"".join(app(environ, lambda status, headers: answered.append((status, headers))))
+    status, headers = answered[0]
+    assert status == "503 Service Unavailable" and ("Retry-After", "10") in headers
+    assert b"login checker is not running" in body
+    record = json.loads((tmp_path / authclient.LOG).read_text())
+    assert record["via"] == "http" and record["client_ip"] == "10.0.0.3"

@@ -128,8 +128,9 @@ def test_a_locked_address_gets_no_more_checks(cloud: Cloud) -> None:
     for n in range(5):
         assert cloud.basic("alice", f"d0000000{n}.guess", "127.0.41.1") == 401
     # Locked: even alice's real secret from there is refused unchecked, as it was never
-    # verified by the login checker...
-    assert cloud.basic("alice", cloud.alice.password, "127.0.41.1") == 401
+    # verified by the login checker, and said so: 429, not a 401 that reads as "revoked"...
+    assert cloud.basic("alice", cloud.alice.password, "127.0.41.1") == 429
+    assert cloud.basic("alice", "d00000009.guess", "127.0.41.1") == 429
     assert "rate-limited" in str(cloud.entries()[-1]["reason"])
     # ...while from her own address it passes.
     assert cloud.basic("alice", cloud.alice.password, "127.0.41.2") == 200

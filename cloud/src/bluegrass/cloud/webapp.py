@@ -27,12 +27,17 @@ from typing import Any
 
 from bluegrass.cloud import authclient
 from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.authproxy import WINDOW
 from bluegrass.cloud.datadir import STATUS_FILE
-from bluegrass.cloud.githttp import GitHTTP, StartResponse
+from bluegrass.cloud.githttp import GitHTTP, LoginDeferred, StartResponse
 
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _REMEMBER = 60.0
+# Retry-After, in seconds: a lock-out ends at most a window after the last attempt; a busy
+# checker within its queue's wait.
+_RETRY_LOCKED = int(WINDOW)
+_RETRY_BUSY = 10
 
 
 class DeviceLogin:
@@ -61,9 +66,15 @@ class DeviceLogin:
         try:
             answer = authclient.ask(str(self.data_root), request)
         except (OSError, ValueError) as exc:
-            authclient.no_checker(str(self.data_root), request, "http", exc)
-            return False
+            reason = authclient.no_checker(str(self.data_root), request, "http", exc)
+            raise LoginDeferred("503 Service Unavailable", reason, _RETRY_BUSY) from None
         if answer.get("accepted") is not True:
+            # Not a 401 unless the credentials themselves were refused (issue 13, finding 3).
+            reason = str(answer.get("reason") or "")
+            if reason.startswith("rate-limited"):
+                raise LoginDeferred("429 Too Many Requests", reason, _RETRY_LOCKED)
+            if reason.startswith("busy"):
+                raise LoginDeferred("503 Service Unavailable", reason, _RETRY_BUSY)
             return False
         with self._lock:
             self._seen[key] = (now, revision)
