@@ -30,6 +30,7 @@ MAX_KEY = 16384  # a 16384-bit RSA key is under 3 KB in base64
 MAX_REPLY = 1 << 20
 LOG_USER = 100  # characters of a user name that reach the log
 TIMEOUT = 30.0  # the checker answers within its own queue wait (10 s) or refuses
+CONNECT_WAIT = 5.0  # for room in the checker's listen queue
 
 
 def shorten(value: object, limit: int) -> str:
@@ -113,11 +114,29 @@ def connect(conn: socket.socket, data_root: str) -> None:
         os.close(fd)
 
 
+def _connected(data_root: str, timeout: float) -> socket.socket:
+    # A full listen queue fails a Unix socket's connect() at once (EAGAIN) rather than
+    # waiting: try again, on a fresh socket, for a while, then give up as busy.
+    deadline = time.monotonic() + CONNECT_WAIT
+    while True:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(timeout)
+        try:
+            connect(conn, data_root)
+            return conn
+        except BlockingIOError:
+            conn.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        except BaseException:
+            conn.close()
+            raise
+
+
 def ask(data_root: str, request: dict[str, object], timeout: float = TIMEOUT) -> dict[str, object]:
     """The checker's answer; OSError or ValueError when there is none."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(timeout)
-        connect(conn, data_root)
+    with _connected(data_root, timeout) as conn:
         conn.sendall(json.dumps(request).encode() + b"\n")
         reply = b""
         while not reply.endswith(b"\n") and len(reply) < MAX_REPLY:
@@ -133,9 +152,12 @@ def ask(data_root: str, request: dict[str, object], timeout: float = TIMEOUT) ->
 
 def no_checker(data_root: str, request: dict[str, object], via: str, exc: Exception) -> str:
     """Log a login refused because the checker did not answer; the reason."""
-    gone = isinstance(exc, (FileNotFoundError, ConnectionRefusedError))
-    why = "the login checker is not running" if gone else "the login checker did not answer"
-    reason = f"{why} ({type(exc).__name__}); is `bluegrass-cloud run` up?"
+    if isinstance(exc, BlockingIOError):
+        reason = f"busy: the login checker's queue stayed full for {CONNECT_WAIT:g} s"
+    else:
+        gone = isinstance(exc, (FileNotFoundError, ConnectionRefusedError))
+        why = "the login checker is not running" if gone else "the login checker did not answer"
+        reason = f"{why} ({type(exc).__name__}); is `bluegrass-cloud run` up?"
     try:
         append_log(data_root, log_entry("refused", request, via, time.time(), reason=reason))
     except OSError:

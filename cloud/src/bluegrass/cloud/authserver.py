@@ -57,6 +57,9 @@ class CheckerStats:
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
+    # listen()'s backlog: socketserver's 5 made a client's connect() fail at once
+    # (EAGAIN on a Unix socket) when 40 logins arrived together.
+    request_queue_size = 4 * MAX_CONNECTIONS
     checker: LoginChecker
 
     def server_bind(self) -> None:
