@@ -196,8 +196,9 @@ def decide(
         if isinstance(unreadable, str) or not isinstance(user, str):
             decision = Decision(False, method, str(unreadable or "no user name"), counts=True)
         else:
+            login = _Login(user, request, method, source, parts)
             decision = _locked_or_checked(
-                accounts, data_root, user, request, method, now, serve_files, verified, gate
+                accounts, data_root, login, now, serve_files, verified, gate
             )
         if decision.accepted and parts and verified is not None and isinstance(user, str):
             verified.remember(user, parts[0], parts[1])
@@ -207,22 +208,30 @@ def decide(
     return decision
 
 
+@dataclass(frozen=True)
+class _Login:
+    user: str
+    request: dict[str, object]
+    method: str
+    source: str
+    parts: tuple[str, str] | None  # (device, secret) of a password of that form
+
+    @property
+    def device(self) -> str:
+        return self.parts[0][:64] if self.parts else ""
+
+
 def _locked_or_checked(
     accounts: Accounts,
     data_root: Path,
-    user: str,
-    request: dict[str, object],
-    method: str,
+    login: _Login,
     now: float,
     serve_files: bool,
     verified: Verified | None,
     gate: Gate | None,
 ) -> Decision:
-    parts = _password_parts(request)
-    device = parts[0][:64] if parts else ""
-    by_source, by_device = accounts.recent_failures(
-        source_of(str(request.get("client_ip") or "")), device, now - WINDOW
-    )
+    user, method, parts, device = login.user, login.method, login.parts, login.device
+    by_source, by_device = accounts.recent_failures(login.source, device, now - WINDOW)
     minutes = int(WINDOW // 60)
     locked = ""
     if by_source >= MAX_FAILURES:
@@ -244,7 +253,7 @@ def _locked_or_checked(
             return _serve(data_root, user, method, parts[0], serve_files)
         return Decision(False, method, f"rate-limited: {locked}", device=device)
     try:
-        return _check(accounts, data_root, user, request, method, serve_files, gate)
+        return _check(accounts, data_root, user, login.request, method, serve_files, gate)
     except Busy as exc:
         return Decision(False, method, str(exc), device=device)
 
