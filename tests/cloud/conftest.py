@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -70,9 +71,11 @@ class Site:
     alice: Enrolled
     bob: Enrolled
 
-    def auth_log(self) -> list[str]:
+    def auth_log(self) -> list[dict[str, object]]:
+        """The auth log's records: every line must be one JSON object (decision 122)."""
         path = self.data / "logs" / "auth.log"
-        return path.read_text().splitlines() if path.exists() else []
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines]
 
 
 @pytest.fixture

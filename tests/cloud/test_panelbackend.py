@@ -421,13 +421,13 @@ def test_the_dashboard_reports_what_needs_attention(
     login = datetime.now().astimezone().replace(microsecond=0) - timedelta(minutes=7)
     log = root.path / authproxy.LOG
     log.parent.mkdir(exist_ok=True)
-    log.write_text(
-        f"{login.isoformat()} accepted user=alice client_ip=127.0.0.1 method=password device=d1\n"
-        f"{(login + timedelta(minutes=1)).isoformat()} refused user=alice client_ip=x "
-        'method=password reason="wrong secret"\n'
-        f"{(login + timedelta(minutes=2)).isoformat()} accepted user=bob client_ip=x "
-        "method=password device=d2\n"
-    )
+    records = [
+        {"at": login.timestamp(), "outcome": "accepted", "user": "alice", "device": "d1"},
+        {"at": login.timestamp() + 60, "outcome": "refused", "user": "alice"},
+        {"at": login.timestamp() + 90, "outcome": "accepted", "user": "alice", "via": "http"},
+        {"at": login.timestamp() + 120, "outcome": "accepted", "user": "bob", "device": "d2"},
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
     with Accounts.open(root.path) as accounts:
         from bluegrass.cloud.jobhistory import Job
 
@@ -629,8 +629,8 @@ def test_each_part_of_the_database_opens_alone_on_the_same_rows(tmp_path: Path) 
     with Credentials.open(tmp_path) as credentials, credentials.transaction():
         credentials.add_user("alice")
     with LoginFailures.open(tmp_path) as failures:
-        failures.record_failure("alice", "10.0.0.1", "wrong secret", 1000.0, 60.0)
+        failures.record_failure("10.0.0.1", "d1", "alice", "wrong secret", 1000.0, 60.0)
     with Accounts.open(tmp_path) as accounts:
         assert accounts.users() == ["alice"]
         assert accounts.last_job("commit", "alice", "docs") == job
-        assert accounts.recent_failures("alice", "10.0.0.2", 999.0) == (1, 0)
+        assert accounts.recent_failures("10.0.0.2", "d1", 999.0) == (0, 1)

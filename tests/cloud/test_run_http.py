@@ -72,4 +72,7 @@ def test_device_clones_only_its_users_history_until_revoked(site: Site, tmp_path
         clone(site, "alice", site.alice.password, "alice", tmp_path / "again.git").returncode != 0
     )
     assert segments(site, "alice", site.alice.password)[0] == 401
-    assert any("method=password" in line and "refused" in line for line in site.auth_log())
+    assert any(
+        e["method"] == "password" and e["outcome"] == "refused" and e["via"] == "http"
+        for e in site.auth_log()
+    )

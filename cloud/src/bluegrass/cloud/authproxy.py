@@ -1,51 +1,135 @@
-"""`bluegrass-cloud-authproxy`: decides each login to the sync endpoint.
+"""Deciding each device login, for the sync endpoint and for git over HTTP.
 
-rclone serve sftp runs this program (its --auth-proxy) once per new login, with JSON on stdin:
-{"user", "pass" | "public_key", "client_ip"}. On success we print the backend rclone should
-serve to that login, the user's own folder, and exit 0; on failure we exit 1 and rclone
-refuses the login. The data root comes from --data or $BLUEGRASS_DATA (`run` sets it).
+`decide()` is the whole decision; the resident login checker (bluegrass.cloud.authserver,
+started by `bluegrass-cloud run`) calls it for every login, of rclone serve sftp's per-login
+program (bluegrass.cloud.authclient) and of git over HTTP alike. On success the sftp login is
+served `Decision.backend()`, the user's own folder.
 
 - The password is "<device>.<secret>" (bluegrass.core.enrollment); the device must belong to
   the user, not be revoked, and its argon2 hash must match. A public key must be registered
   for a live device of that user (the SSH layer then checks the client holds the private key).
-- Every decision is one line in DATA/logs/auth.log: time, outcome, user, client address,
-  method, device or reason. Never the password.
-- Once MAX_FAILURES password logins for one user name, or from one address, have failed
-  within WINDOW seconds, every further login of that user or from that address is refused
-  unchecked until the window holds fewer. Refusals for that reason do not count themselves,
-  so the lock-out ends WINDOW after the last real attempt. Unknown keys are logged but not
-  counted: a key is not a guess at a secret, and SSH clients offer every key they hold, one
-  call each.
+- Every decision is one JSON line in DATA/logs/auth.log (bluegrass.cloud.authclient.log_entry):
+  time, outcome, user, client address, method, device or reason. Never the password.
+- Failures are counted per source (an address, or an IPv6 /64) and per device id, never per
+  user name, which anyone can know (decision 120). A source with MAX_FAILURES failures within
+  WINDOW seconds is locked, and so is a device id with as many for a source that has failed at
+  least once. A locked login gets no argon2 check: it passes only with a secret this checker
+  verified before for that live device (`Verified`), else it is refused and not counted, so
+  the lock ends WINDOW after the last real attempt. Keys are always checked: a key check costs
+  no argon2, a key is not a guess at a secret, and SSH clients offer every key they hold.
+- argon2 checks run through a `Gate`: a few at a time, a few more waiting, the rest refused
+  as "busy" and not counted (decision 121).
 - The served root is DATA/files/<user> with symlinks neither listed nor followed. rclone's
   local backend still walks through a symlinked folder in the middle of a path when writing
   (a link to another user's folder would let writes land there), so a tree that holds a
   symlink to a folder, or a dangling one, is refused until an administrator removes it.
   Symlinks to files are harmless: they are hidden, and an upload replaces the link itself.
+
+`python -m bluegrass.cloud.authproxy` is the old in-process proxy, one Python with all of
+this per login and no bound: kept only so that `make bench` can compare the two.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
+import ipaddress
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
+from bluegrass.cloud import authclient
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.core import enrollment, names
 
 MAX_FAILURES = 5
 WINDOW = 600.0
-LOG = Path("logs") / "auth.log"
-_MAX_INPUT = 65536
-_PLAIN = re.compile(r"[A-Za-z0-9._:@/+=-]{1,100}")
+LOG = Path(authclient.LOG)
+
+
+class Busy(Exception):
+    """No argon2 check could start in time: the login is refused, not counted."""
+
+
+class Gate:
+    """At most `slots` argon2 checks at a time, on `slots` threads of its own, and `waiting`
+    more queued, each for at most `wait` seconds; anything beyond is refused at once. A check
+    takes 19 MiB and ~70 ms of a core: a burst of logins cannot take the server's memory or
+    CPU. Own threads, not the callers': glibc keeps a freed 19 MiB block in the arena of the
+    thread that used it, and 40 connection threads held 180 MB that way."""
+
+    def __init__(self, slots: int = 2, waiting: int = 8, wait: float = 10.0) -> None:
+        self.slots = slots
+        self.waiting = waiting
+        self.wait = wait
+        self._pool = ThreadPoolExecutor(slots, thread_name_prefix="argon2")
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        """Checks running or waiting now."""
+        with self._lock:
+            return self._pending
+
+    def _done(self, _future: Future[bool]) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def run(self, check: Callable[[], bool]) -> bool:
+        with self._lock:
+            if self._pending >= self.slots + self.waiting:
+                raise Busy(f"busy: {self.slots} checks running and {self.waiting} waiting")
+            self._pending += 1
+        future = self._pool.submit(check)
+        future.add_done_callback(self._done)
+        try:
+            return future.result(timeout=self.wait)
+        except FutureTimeout:
+            if future.cancel():
+                raise Busy(f"busy: no check could start within {self.wait:g} s") from None
+            return future.result()  # started just now: it ends within a check's time
+
+
+class Verified:
+    """Secrets this process has verified, as SHA-256 digests by (user, device), in memory only.
+
+    A device's secret is 256 random bits, so its plain digest is as hard to reverse as its
+    argon2 hash; it lets a device that has logged in before pass without an argon2 check while
+    its address or device id is locked. Whether the device is still live is asked each time.
+    """
+
+    def __init__(self, most: int = 10000) -> None:
+        self.most = most
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+
+    @staticmethod
+    def _digest(secret: str) -> bytes:
+        return hashlib.sha256(secret.encode()).digest()
+
+    def remember(self, user: str, device: str, secret: str) -> None:
+        with self._lock:
+            self._seen[(user, device)] = self._digest(secret)
+            self._seen.move_to_end((user, device))
+            while len(self._seen) > self.most:
+                self._seen.popitem(last=False)
+
+    def knows(self, user: str, device: str, secret: str) -> bool:
+        with self._lock:
+            known = self._seen.get((user, device))
+        return known is not None and hmac.compare_digest(known, self._digest(secret))
 
 
 @dataclass(frozen=True)
@@ -70,29 +154,108 @@ class Decision:
         }
 
 
+def source_of(client_ip: str) -> str:
+    """What failures are counted by: the address, or its /64 for IPv6, where one subscriber
+    commonly holds a whole /64 and could otherwise rotate through 2**64 addresses."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _password_parts(request: dict[str, object]) -> tuple[str, str] | None:
+    password = request.get("pass")
+    return enrollment.split_password(password) if isinstance(password, str) else None
+
+
 def decide(
-    data_root: Path, request: dict[str, object], now: float, *, serve_files: bool = True
+    data_root: Path,
+    request: dict[str, object],
+    now: float,
+    *,
+    serve_files: bool = True,
+    verified: Verified | None = None,
+    gate: Gate | None = None,
 ) -> Decision:
-    """Accept or refuse one login; `serve_files` adds the checks for serving the user's tree."""
+    """Accept or refuse one login; `serve_files` adds the checks for serving the user's tree.
+
+    `verified` lets secrets verified before pass a lock-out; `gate` bounds the argon2 checks
+    (None: unbounded, for one-shot callers)."""
     user = request.get("user")
-    client_ip = str(request.get("client_ip") or "")
+    source = source_of(str(request.get("client_ip") or ""))
     method = "password" if "pass" in request else "key" if "public_key" in request else "none"
-    if not isinstance(user, str):
-        return Decision(False, method, "no user name", counts=True)
+    parts = _password_parts(request)
+    device = parts[0][:64] if parts else ""
+    unreadable = request.get("unreadable")
     with Accounts.open(data_root) as accounts:
-        by_user, by_ip = accounts.recent_failures(user, client_ip, now - WINDOW)
-        if by_user >= MAX_FAILURES or by_ip >= MAX_FAILURES:
-            which = "user" if by_user >= MAX_FAILURES else "address"
-            return Decision(
-                False,
-                method,
-                f"rate-limited: {max(by_user, by_ip)} failed logins for this {which} "
-                f"in the last {int(WINDOW // 60)} minutes",
+        if isinstance(unreadable, str) or not isinstance(user, str):
+            decision = Decision(False, method, str(unreadable or "no user name"), counts=True)
+        else:
+            login = _Login(user, request, method, source, parts)
+            decision = _locked_or_checked(
+                accounts, data_root, login, now, serve_files, verified, gate
             )
-        decision = _check(accounts, data_root, user, request, method, serve_files)
+        if decision.accepted and parts and verified is not None and isinstance(user, str):
+            verified.remember(user, parts[0], parts[1])
         if not decision.accepted and decision.counts:
-            accounts.record_failure(user, client_ip, decision.reason, now, keep=WINDOW)
+            shown = authclient.shorten(user, authclient.LOG_USER)
+            accounts.record_failure(source, device, shown, decision.reason, now, keep=WINDOW)
     return decision
+
+
+@dataclass(frozen=True)
+class _Login:
+    user: str
+    request: dict[str, object]
+    method: str
+    source: str
+    parts: tuple[str, str] | None  # (device, secret) of a password of that form
+
+    @property
+    def device(self) -> str:
+        return self.parts[0][:64] if self.parts else ""
+
+
+def _locked_or_checked(
+    accounts: Accounts,
+    data_root: Path,
+    login: _Login,
+    now: float,
+    serve_files: bool,
+    verified: Verified | None,
+    gate: Gate | None,
+) -> Decision:
+    user, method, parts, device = login.user, login.method, login.parts, login.device
+    by_source, by_device = accounts.recent_failures(login.source, device, now - WINDOW)
+    minutes = int(WINDOW // 60)
+    locked = ""
+    if by_source >= MAX_FAILURES:
+        locked = f"{by_source} failed logins from this address in the last {minutes} minutes"
+    elif by_device >= MAX_FAILURES and by_source >= 1:
+        locked = (
+            f"{by_device} failed logins for device {device} in the last {minutes} minutes, "
+            "and this address has failed too"
+        )
+    if locked and method != "key":
+        # No argon2 check here: only a secret verified before passes (decision 120).
+        if (
+            parts is not None
+            and verified is not None
+            and names.is_valid(user)
+            and verified.knows(user, parts[0], parts[1])
+            and accounts.is_live_device(user, parts[0])
+        ):
+            return _serve(data_root, user, method, parts[0], serve_files)
+        return Decision(False, method, f"rate-limited: {locked}", device=device)
+    try:
+        return _check(accounts, data_root, user, login.request, method, serve_files, gate)
+    except Busy as exc:
+        return Decision(False, method, str(exc), device=device)
 
 
 def _check(
@@ -102,6 +265,7 @@ def _check(
     request: dict[str, object],
     method: str,
     serve_files: bool,
+    gate: Gate | None = None,
 ) -> Decision:
     if not names.is_valid(user):
         return Decision(False, method, "invalid user name", counts=True)
@@ -111,7 +275,7 @@ def _check(
         if parts is None:
             return Decision(False, method, "password not of the form DEVICE.SECRET", counts=True)
         device, secret = parts
-        why = accounts.check_secret(user, device, secret)
+        why = accounts.check_secret(user, device, secret, gate.run if gate else None)
         if why is not None:
             return Decision(False, method, why, device=device, counts=True)
     elif method == "key":
@@ -122,6 +286,10 @@ def _check(
         device = found
     else:
         return Decision(False, method, "no password or key", counts=True)
+    return _serve(data_root, user, method, device, serve_files)
+
+
+def _serve(data_root: Path, user: str, method: str, device: str, serve_files: bool) -> Decision:
     root = data_root / "files" / user
     if not serve_files:
         return Decision(True, method, device=device, root=root)
@@ -152,71 +320,47 @@ def _unsafe_tree(root: Path) -> str | None:
     return None
 
 
-def _show(value: str) -> str:
-    # User names and addresses come from the network: never let one break a log line.
-    return value if _PLAIN.fullmatch(value) else json.dumps(value[:100])
-
-
-def log_line(decision: Decision, request: dict[str, object], at: float) -> str:
-    when = datetime.fromtimestamp(at).astimezone().isoformat(timespec="seconds")
-    fields = [
-        when,
+def log_entry(
+    decision: Decision, request: dict[str, object], at: float, via: str
+) -> dict[str, object]:
+    return authclient.log_entry(
         "accepted" if decision.accepted else "refused",
-        f"user={_show(str(request.get('user', '')))}",
-        f"client_ip={_show(str(request.get('client_ip') or '-'))}",
-        f"method={decision.method}",
-    ]
-    if decision.device:
-        fields.append(f"device={_show(decision.device)}")
-    if decision.reason:
-        fields.append(f"reason={json.dumps(decision.reason)}")
-    return " ".join(fields) + "\n"
+        request,
+        via,
+        at,
+        method=decision.method,
+        device=authclient.shorten(decision.device, 64),
+        reason=decision.reason,
+    )
 
 
-def write_log(data_root: Path, line: str) -> None:
-    path = data_root / LOG
-    path.parent.mkdir(mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line.encode())  # one write of one line: concurrent logins do not interleave
-    finally:
-        os.close(fd)
+def write_log(data_root: Path, entry: dict[str, object]) -> None:
+    authclient.append_log(str(data_root), entry)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The old in-process proxy: one whole Python per login, no bound. Benchmarks only."""
     parser = argparse.ArgumentParser(
-        prog="bluegrass-cloud-authproxy",
-        description="rclone serve sftp's --auth-proxy for Bluegrass: reads a login as JSON on "
-        "stdin, prints the user's backend and exits 0, or exits 1 to refuse it.",
+        prog="python -m bluegrass.cloud.authproxy",
+        description="The in-process auth proxy, kept for benchmarks: `run` never uses it.",
     )
     parser.add_argument("--data", metavar="DIR", help="the data root (default: $BLUEGRASS_DATA)")
     args = parser.parse_args(argv)
     chosen = args.data or os.environ.get("BLUEGRASS_DATA")
     if not chosen:
-        sys.stderr.write(
-            "bluegrass-cloud-authproxy: error: no data root (--data or $BLUEGRASS_DATA)\n"
-        )
+        sys.stderr.write("authproxy: error: no data root (--data or $BLUEGRASS_DATA)\n")
         return 2
     data_root = Path(chosen).absolute()
     now = time.time()
-    try:
-        request = json.loads(sys.stdin.read(_MAX_INPUT))
-        if not isinstance(request, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
-        sys.stderr.write(f"bluegrass-cloud-authproxy: refused: unreadable request: {exc}\n")
-        return 1
+    request = authclient.request_from(sys.stdin.buffer.read(authclient.MAX_INPUT + 1))
     try:
         decision = decide(data_root, request, now)
     except Exception as exc:  # fail closed, and say why in rclone's log
-        sys.stderr.write(f"bluegrass-cloud-authproxy: refused: internal error: {exc}\n")
+        sys.stderr.write(f"authproxy: refused: internal error: {exc}\n")
         return 1
-    try:
-        write_log(data_root, log_line(decision, request, now))
-    except OSError as exc:
-        sys.stderr.write(f"bluegrass-cloud-authproxy: cannot write {LOG}: {exc}\n")
+    write_log(data_root, log_entry(decision, request, now, "sftp"))
     if not decision.accepted:
-        sys.stderr.write(f"bluegrass-cloud-authproxy: refused: {decision.reason}\n")
+        sys.stderr.write(f"authproxy: refused: {json.dumps(decision.reason)}\n")
         return 1
     sys.stdout.write(json.dumps(decision.backend()) + "\n")
     return 0

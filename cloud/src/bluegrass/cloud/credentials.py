@@ -19,6 +19,7 @@ import hashlib
 import secrets
 import sqlite3
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
@@ -230,22 +231,41 @@ class Credentials(Database):
 
     # -- logins -----------------------------------------------------------------------------
 
-    def check_secret(self, user: str, device_id: str, secret: str) -> str | None:
-        """None when `secret` opens this user's device, else why not (for the auth log)."""
+    def check_secret(
+        self,
+        user: str,
+        device_id: str,
+        secret: str,
+        run: Callable[[Callable[[], bool]], bool] | None = None,
+    ) -> str | None:
+        """None when `secret` opens this user's device, else why not (for the auth log).
+        `run` runs the argon2 verification (the login checker's bounded pool), else here."""
         row = self.db.execute(
             "SELECT secret_hash, revoked FROM devices WHERE id = ? AND user = ?",
             (device_id, user),
         ).fetchone()
         stored = row[0] if row else _DUMMY_HASH
-        try:
-            ok = _HASHER.verify(stored, secret)
-        except (VerificationError, InvalidHashError):
-            ok = False
+
+        def verify() -> bool:
+            try:
+                return bool(_HASHER.verify(stored, secret))
+            except (VerificationError, InvalidHashError):
+                return False
+
+        ok = run(verify) if run is not None else verify()
         if row is None:
             return "unknown device for this user"
         if row[1] is not None:
             return "device revoked"
         return None if ok else "wrong secret"
+
+    def is_live_device(self, user: str, device_id: str) -> bool:
+        """Whether `device_id` is a device of `user` and not revoked (no secret checked)."""
+        row = self.db.execute(
+            "SELECT 1 FROM devices WHERE id = ? AND user = ? AND revoked IS NULL",
+            (device_id, user),
+        ).fetchone()
+        return row is not None
 
     def check_key(self, user: str, blob: str) -> tuple[str | None, str | None]:
         """(device id, None) when `blob` is a key of a live device of `user`, else (None, why)."""

@@ -127,8 +127,14 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX web_sessions_name ON web_sessions (name)",
     ],
+    # 5: the sync endpoint counts failures per source and per device id, never per user name
+    # (decision 120); old rows, counted by name, are dropped rather than guessed at.
+    [
+        "DELETE FROM login_failures",
+        "ALTER TABLE login_failures ADD COLUMN device TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX login_failures_by_source ON login_failures(client_ip, at)",
+    ],
 ]
-SCHEMA_VERSION = len(MIGRATIONS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,4 +1,8 @@
-"""The sync endpoint: `rclone serve sftp` with our auth proxy, as a supervised child process."""
+"""The sync endpoint: `rclone serve sftp` with our auth proxy, as a supervised child process.
+
+Each login runs `authproxy_command()`, a small client of the resident login checker
+(bluegrass.cloud.authserver), which `run` starts before the endpoint.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,10 @@ import threading
 from pathlib import Path
 
 from bluegrass.cloud import hostkey
-from bluegrass.core import config, gunicorn, rclone, scripts
+from bluegrass.core import config, gunicorn, rclone
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.supervise import Child, Log
 
-PROXY_NAME = "bluegrass-cloud-authproxy"
 # A directory cache of 100 ms, not rclone's 5 minutes: rclone keeps a separate VFS, with its
 # own listing cache, for each device's login, so a write through one laptop's login stays
 # invisible to another laptop for that long, and a bisync run in that window overwrites the
@@ -24,17 +27,23 @@ READY = re.compile(r"SFTP server listening on")
 STOP_TIMEOUT = 10.0
 
 
-def authproxy_program() -> Path:
-    """Our proxy's console script, beside this Python like rclone itself."""
-    candidate = scripts.installed(PROXY_NAME)
-    # rclone splits --auth-proxy on white space to allow arguments; a path with a space in it
-    # cannot be given at all.
-    if any(ch.isspace() for ch in str(candidate)):
+def authproxy_command() -> list[str]:
+    """What rclone runs for each login: this Python, isolated (-I: no PYTHON* variables, no
+    user site, no script folder on sys.path) and without site (-S: no .pth files, no
+    site-packages), on the standard-library-only client of the resident login checker."""
+    import sys
+
+    from bluegrass.cloud import authclient
+
+    argv = [sys.executable, "-I", "-S", str(Path(authclient.__file__).absolute())]
+    # rclone splits --auth-proxy on white space (strings.Fields in cmd/serve/proxy/proxy.go),
+    # with no quoting: a path with a space in it cannot be given at all.
+    if any(ch.isspace() for ch in "".join(argv)):
         raise BluegrassError(
-            f"{candidate}: rclone cannot run an auth proxy whose path holds white space; "
+            f"{' '.join(argv)}: rclone cannot run an auth proxy whose path holds white space; "
             "install Bluegrass under a path without spaces"
         )
-    return candidate
+    return argv
 
 
 def command(data_root: Path, bind: str, port: int) -> list[str]:
@@ -47,7 +56,7 @@ def command(data_root: Path, bind: str, port: int) -> list[str]:
         "--key",
         str(hostkey.ensure(data_root)),
         "--auth-proxy",
-        str(authproxy_program()),
+        " ".join(authproxy_command()),
         "--dir-cache-time",
         DIR_CACHE_TIME,
         # Polling is for remotes that report changes; it must also stay below the cache time.
@@ -65,8 +74,9 @@ def command(data_root: Path, bind: str, port: int) -> list[str]:
 
 def environment(data_root: Path) -> dict[str, str]:
     # RCLONE_* variables would change the server's behaviour behind our back (RCLONE_LINKS
-    # turns on symlink translation in the local backend, for one); the proxy finds the data
-    # root through BLUEGRASS_DATA because rclone splits --auth-proxy on spaces.
+    # turns on symlink translation in the local backend, for one); the per-login client finds
+    # the data root, and so the checker's socket, through BLUEGRASS_DATA because rclone
+    # splits --auth-proxy on spaces.
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
     env["BLUEGRASS_DATA"] = str(data_root)
     return env

@@ -25,6 +25,19 @@ from bluegrass.core.store.git import git_env
 Authenticate = Callable[[str, str, str], bool]  # (user, password, client address) -> ok
 StartResponse = Callable[..., Any]
 
+
+class LoginDeferred(Exception):
+    """Raised by an `Authenticate` for a login decided on something other than its
+    credentials: its address is locked out, or the login checker is busy or down. Answered
+    429 or 503 with Retry-After, never 401, which a device takes for a revoked password."""
+
+    def __init__(self, status: str, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 _GIT_PATH = re.compile(
     r"/git/(?P<user>[a-z0-9][a-z0-9-]{0,62})/(?P<segment>[a-z0-9][a-z0-9-]{0,62})\.git"
     r"(?P<rest>/info/refs|/git-upload-pack)"
@@ -85,11 +98,18 @@ class GitHTTP:
         path = environ.get("PATH_INFO", "")
         creds = _credentials(environ)
         client = environ.get("REMOTE_ADDR", "")
-        if (
-            creds is None
-            or not names.is_valid(creds[0])
-            or not self.authenticate(creds[0], creds[1], client)
-        ):
+        # Every name goes to the check, valid or not, so that every refusal is logged and
+        # counted for its source; an invalid one is never accepted there.
+        try:
+            accepted = (
+                creds is not None
+                and self.authenticate(creds[0], creds[1], client)
+                and names.is_valid(creds[0])
+            )
+        except LoginDeferred as exc:
+            retry = [("Retry-After", str(exc.retry_after))]
+            return _plain(start, exc.status, exc.reason, retry)
+        if not accepted or creds is None:
             return _plain(
                 start,
                 "401 Unauthorized",

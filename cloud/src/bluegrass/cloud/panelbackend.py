@@ -129,6 +129,25 @@ class _Scan:
                 continue
 
 
+def _accepted_at(line: bytes, user: str, wanted: bytes) -> datetime | None:
+    """The time of an accepted sync endpoint login of `user` on this auth log line, or None."""
+    if wanted not in line or b'"accepted"' not in line:
+        return None
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    if (
+        not isinstance(entry, dict)
+        or entry.get("outcome") != "accepted"
+        or entry.get("user") != user
+        or entry.get("via", "sftp") != "sftp"  # git over HTTP is not a sync
+        or not isinstance(entry.get("at"), (int, float))
+    ):
+        return None
+    return datetime.fromtimestamp(entry["at"]).astimezone()
+
+
 class CloudBackend(SignIns):
     mode: Mode = "cloud"
 
@@ -244,34 +263,34 @@ class CloudBackend(SignIns):
 
         Every sync logs in (rclone reuses a login for a few minutes), and so does a Pi
         pulling files; a login says a device reached the server, not which segment it synced.
+        Each line is a JSON record (bluegrass.cloud.authclient.log_entry), read as such and
+        never searched as text: a user name holds whatever a client sent. Lines that are not
+        such records (the free-text format before decision 122) are skipped.
         """
         path = self.root.path / authproxy.LOG
-        marker = f" accepted user={user} ".encode()
+        # A cheap filter before parsing: the record's own spelling of the name.
+        wanted = json.dumps(user, ensure_ascii=True).encode()
         tail = b""
         try:
             with path.open("rb") as log:
-                end = log.seek(0, os.SEEK_END)
+                end = size = log.seek(0, os.SEEK_END)
                 # Backwards from the end, a chunk at a time: the answer is usually near it.
-                while end > 0 and len(tail) < AUTH_LOG_TAIL:
+                while end > 0 and size - end < AUTH_LOG_TAIL:
                     start = max(0, end - AUTH_LOG_CHUNK)
                     log.seek(start)
                     tail = log.read(end - start) + tail
                     end = start
-                    at = tail.rfind(marker)
-                    # A match counts once its whole line is read (or the file's start is).
-                    if at >= 0 and (tail.rfind(b"\n", 0, at) >= 0 or end == 0):
-                        break
+                    lines = tail.split(b"\n")
+                    # The first line may be cut by the chunk's start, unless the file starts.
+                    complete = lines if end == 0 else lines[1:]
+                    for line in reversed(complete):
+                        found = _accepted_at(line, user, wanted)
+                        if found is not None:
+                            return found
+                    tail = b"" if end == 0 else lines[0]
         except OSError:
             return None
-        at = tail.rfind(marker)
-        if at < 0:
-            return None
-        line_start = tail.rfind(b"\n", 0, at) + 1
-        stamp = tail[line_start:at].decode("ascii", "replace")
-        try:
-            return datetime.fromisoformat(stamp)
-        except ValueError:
-            return None
+        return None
 
     def _next_commit(self, accounts: Accounts, cfg: Config, ref: SegmentRef) -> str:
         clock = settings.commit_at(cfg, ref.user, ref.segment)

@@ -7,10 +7,11 @@
     everything else              the web interface: the panel in cloud mode, signed in with
                                  web accounts (bluegrass.cloud.panelbackend)
 
-Device logins go through the same checks, log and rate limit as the sync endpoint's
-(bluegrass.cloud.authproxy.decide). A successful check is remembered briefly per worker, keyed
-by a hash of the password and the accounts' credentials revision, so a git fetch's several
-requests cost one argon2 verification, and a revocation takes effect on the next request.
+Device logins are decided by the resident login checker, the sync endpoint's
+(bluegrass.cloud.authserver): the same checks, log, lock-outs and bound on argon2 checks. A
+successful check is remembered briefly per worker, keyed by a hash of the password and the
+accounts' credentials revision, so a git fetch's several requests cost one check, and a
+revocation takes effect on the next request.
 """
 
 from __future__ import annotations
@@ -24,17 +25,26 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bluegrass.cloud import authproxy
+from bluegrass.cloud import authclient
 from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.authproxy import WINDOW
 from bluegrass.cloud.datadir import STATUS_FILE
-from bluegrass.cloud.githttp import GitHTTP, StartResponse
+from bluegrass.cloud.githttp import GitHTTP, LoginDeferred, StartResponse
 
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _REMEMBER = 60.0
+# Retry-After, in seconds: a lock-out ends at most a window after the last attempt; a busy
+# checker within its queue's wait.
+_RETRY_LOCKED = int(WINDOW)
+_RETRY_BUSY = 10
 
 
 class DeviceLogin:
+    """Git over HTTP's device check: asks the resident login checker (authserver), so that
+    its argon2 checks share the sync endpoint's bound, memory of verified secrets and lock-out
+    rules. No checker, no login: it fails closed, and logs why."""
+
     def __init__(self, data_root: Path) -> None:
         self.data_root = data_root
         self._lock = threading.Lock()
@@ -49,12 +59,22 @@ class DeviceLogin:
             seen = self._seen.get(key)
             if seen is not None and seen[1] == revision and now - seen[0] < _REMEMBER:
                 return True
-        request = {"user": user, "pass": password, "client_ip": client}
-        decision = authproxy.decide(self.data_root, request, time.time(), serve_files=False)
-        if not decision.accepted:
-            authproxy.write_log(
-                self.data_root, authproxy.log_line(decision, {**request, "pass": ""}, time.time())
-            )
+        request = authclient.request_from(
+            json.dumps({"user": user, "pass": password, "client_ip": client}).encode()
+        )
+        request["via"] = "http"
+        try:
+            answer = authclient.ask(str(self.data_root), request)
+        except (OSError, ValueError) as exc:
+            reason = authclient.no_checker(str(self.data_root), request, "http", exc)
+            raise LoginDeferred("503 Service Unavailable", reason, _RETRY_BUSY) from None
+        if answer.get("accepted") is not True:
+            # Not a 401 unless the credentials themselves were refused (issue 13, finding 3).
+            reason = str(answer.get("reason") or "")
+            if reason.startswith("rate-limited"):
+                raise LoginDeferred("429 Too Many Requests", reason, _RETRY_LOCKED)
+            if reason.startswith("busy"):
+                raise LoginDeferred("503 Service Unavailable", reason, _RETRY_BUSY)
             return False
         with self._lock:
             self._seen[key] = (now, revision)

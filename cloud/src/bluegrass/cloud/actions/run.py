@@ -21,8 +21,9 @@ from types import FrameType
 
 from bluegrass.cloud import hostkey, settings, setupcode
 from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.authserver import LoginChecker
 from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
-from bluegrass.cloud.endpoint import Endpoint, WebServer, authproxy_program
+from bluegrass.cloud.endpoint import Endpoint, WebServer, authproxy_command
 from bluegrass.cloud.scheduler import Scheduler
 from bluegrass.core import rclone
 from bluegrass.core.errors import BluegrassError, UsageError
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     hostkey.ensure(root.path)
     Accounts.open(root.path).close()
     rclone.binary()
-    authproxy_program()
+    authproxy_command()
     from bluegrass.cloud.panelbackend import secret_key  # Flask, only for `run`
 
     secret_key(root.path)  # made once here, before the web server's workers look for it
@@ -154,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    # Every device login is decided by this thread, the web server's and the endpoint's alike.
+    # A failed start below exits the process, thread and all; its socket is replaced next time.
+    checker = LoginChecker(root.path, log)
+    checker.start()
     status = _Status(root.path, sync_endpoint="starting")
     web = WebServer(root.path, bind, http_port, log)
     web_ready = threading.Event()
@@ -187,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         if scheduler.is_alive():
             log("waiting for the scheduler to finish its current job")
             scheduler.join(60)
+        checker.stop()
     log("stopped")
     return 0
 
