@@ -194,7 +194,7 @@ def test_over_quota_the_laptop_says_so_then_deletes_to_get_under_and_syncs_again
     (world.folder / "d.bin").write_bytes(os.urandom(50 * KB))
     code, out = world.sync()
     assert code != 0, out
-    assert any("quota" in line and "500.0 KB" in line for line in out.splitlines()), out
+    assert any("quota" in line and "500.0 kB" in line for line in out.splitlines()), out
     assert not (tree / "d.bin").exists()
 
     # Delete until under: the deletions reach the cloud although alice is over quota.

@@ -114,8 +114,20 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE web_accounts DROP COLUMN password_changed",
         "ALTER TABLE web_login_failures RENAME COLUMN client_ip TO ip",
     ],
+    # 4: storage quotas (bluegrass.cloud.quota, decision 130). A user's quota in bytes, NULL
+    # for none; the last measured use of each user with its time, and whether the sync
+    # endpoint was last told to serve them restricted (a change of that restarts it).
+    [
+        "ALTER TABLE users ADD COLUMN quota INTEGER",
+        """CREATE TABLE usage (
+            user TEXT PRIMARY KEY REFERENCES users(name) ON DELETE CASCADE,
+            files INTEGER NOT NULL,
+            history INTEGER NOT NULL,
+            measured REAL NOT NULL,
+            restricted INTEGER NOT NULL DEFAULT 0
+        )""",
+    ],
 ]
-SCHEMA_VERSION = len(MIGRATIONS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

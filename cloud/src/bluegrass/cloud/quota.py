@@ -1,0 +1,198 @@
+"""Per-user storage quotas (decisions 130-134).
+
+An administrator gives a user a quota (`bluegrass-cloud user quota NAME SIZE|none`). What
+counts is everything the user occupies on this server: their live files (DATA/files/<user>/)
+and their histories (DATA/repos/<user>/), because both are this disk's bytes and the histories
+grow with every changed version. Use is measured by a walk of both (lstat sizes, links not
+followed) and remembered in the database with its time.
+
+A user at or over their quota is served by the sync endpoint through a union whose only
+writable upstream takes no new files (rclone's `:nc`): they can still list, download, delete
+and rename, but a new file, an upload through a temporary name, a new folder or a server-side
+copy is refused (`Decision.backend()` in bluegrass.cloud.authproxy). rclone keeps a login's
+backend for minutes, so whenever a user's restriction changes the credentials revision is
+bumped and `run` restarts the endpoint (decision 12's mechanism).
+
+Domain code: returns dataclasses; `actions/user.py` prints them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bluegrass.cloud.credentials import Credentials, StoredUsage
+from bluegrass.core.errors import UsageError
+from bluegrass.panel.backendkit import human_size
+
+# A remembered use older than this is measured again when asked for (the dashboard, the
+# scheduler's round). Logins and the device API measure afresh, so the decisions that let
+# bytes in never rest on this old a number. A walk costs ~0.4 s per 140k files with a warm
+# cache (decision 131).
+MAX_AGE = 300.0
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+EXPECTED = "a size such as 500M, 50G or 2T (decimal units: K, M, G, T), or none"
+
+
+def parse_size(text: str) -> int | None:
+    """Given "50G", "500M", "1.5T", "1000" (bytes) or "none", return bytes or None (no
+    quota). Raise UsageError naming what was expected."""
+    if text.strip().lower() == "none":
+        return None
+    found = _SIZE.fullmatch(text.strip())
+    if found is None:
+        raise UsageError(f"invalid size {text!r}: expected {EXPECTED}")
+    size = int(float(found[1]) * _UNITS[found[2].upper()])
+    if size <= 0:
+        raise UsageError(f"invalid size {text!r}: expected {EXPECTED}, more than zero")
+    return size
+
+
+@dataclass(frozen=True)
+class Usage:
+    files: int
+    history: int
+    measured: float
+
+    @property
+    def total(self) -> int:
+        return self.files + self.history
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    user: str
+    quota: int | None  # bytes; None: no quota
+    usage: Usage
+
+    @property
+    def used(self) -> int:
+        return self.usage.total
+
+    @property
+    def over(self) -> bool:
+        """At or over the quota: the endpoint takes no new bytes from this user."""
+        return self.quota is not None and self.used >= self.quota
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.quota is None else max(0, self.quota - self.used)
+
+    def text(self) -> str:
+        """ "812.3 KB of 500.0 KB (over)", or "812.3 KB (no quota)"."""
+        if self.quota is None:
+            return f"{human_size(self.used)} (no quota)"
+        over = " (over)" if self.over else ""
+        return f"{human_size(self.used)} of {human_size(self.quota)}{over}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "user": self.user,
+            "quota": self.quota,
+            "used": self.used,
+            "files": self.usage.files,
+            "history": self.usage.history,
+            "remaining": self.remaining,
+            "over": self.over,
+            "measured": self.usage.measured,
+        }
+
+
+def _bytes_under(folder: Path) -> int:
+    """Bytes of every file under `folder` (lstat sizes; links are neither followed nor
+    counted beyond their own entry). Entries that vanish while walking are skipped."""
+    total = 0
+    stack = [os.fspath(folder)]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    continue
+    return total
+
+
+def measure(data_root: Path, user: str) -> Usage:
+    """Walk the user's live files and histories now."""
+    return Usage(
+        _bytes_under(data_root / "files" / user),
+        _bytes_under(data_root / "repos" / user),
+        time.time(),
+    )
+
+
+def status(db: Credentials, data_root: Path, user: str, *, max_age: float = MAX_AGE) -> QuotaStatus:
+    """Given the accounts, the data root and a user, return their use against their quota,
+    measured afresh when the remembered one is older than `max_age` seconds. When a fresh
+    measure changes whether the user is over, the sync endpoint is restarted (see above)."""
+    quota = db.quota(user)
+    stored = db.stored_usage(user)
+    fresh = stored is None or time.time() - stored.measured >= max_age
+    if stored is None or fresh:
+        usage = measure(data_root, user)
+    else:
+        usage = Usage(stored.files, stored.history, stored.measured)
+    found = QuotaStatus(user, quota, usage)
+    # Compared even on a remembered use: a login may have measured it since (and a login
+    # leaves the restriction as it was).
+    was = stored.restricted if stored is not None else False
+    if fresh or was != found.over:
+        db.store_usage(user, _stored(found), restart=was != found.over)
+    return found
+
+
+def restricted_at_login(db: Credentials, data_root: Path, user: str) -> bool:
+    """Whether a new login of `user` must be served without new bytes: measured now, for a
+    user who has a quota (nobody else is walked). The remembered restriction is left as it
+    was: it says what logins rclone may still hold, which only `status` and `set_quota`
+    settle, by restarting the endpoint."""
+    quota = db.quota(user)
+    if quota is None:
+        return False
+    usage = measure(data_root, user)
+    stored = db.stored_usage(user)
+    was = stored.restricted if stored is not None else False
+    db.store_usage(user, StoredUsage(usage.files, usage.history, usage.measured, was))
+    return usage.total >= quota
+
+
+def set_quota(db: Credentials, data_root: Path, user: str, quota: int | None) -> QuotaStatus:
+    """Set (or with None, remove) a known user's quota and return their use against it. The
+    sync endpoint restarts, so the new quota holds for logins already made too."""
+    if not db.has_user(user):
+        raise UsageError(f"unknown user {user!r} (see: bluegrass-cloud user list)")
+    found = QuotaStatus(user, quota, measure(data_root, user))
+    with db.transaction():
+        db.set_quota(user, quota)
+    db.store_usage(user, _stored(found))
+    return found
+
+
+def statuses(
+    db: Credentials, data_root: Path, users: list[str], *, max_age: float = MAX_AGE
+) -> dict[str, QuotaStatus]:
+    return {user: status(db, data_root, user, max_age=max_age) for user in users}
+
+
+def refresh(db: Credentials, data_root: Path) -> list[QuotaStatus]:
+    """The scheduler's round: re-measure users with a quota whose use is older than MAX_AGE,
+    so that a restriction changed by uploads or deletions through a login rclone still holds
+    (another device's, a raw client's) is settled within minutes."""
+    return [status(db, data_root, user) for user, quota in db.quotas().items() if quota is not None]
+
+
+def _stored(found: QuotaStatus) -> StoredUsage:
+    usage = found.usage
+    return StoredUsage(usage.files, usage.history, usage.measured, found.over)
