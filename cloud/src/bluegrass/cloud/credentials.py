@@ -158,7 +158,9 @@ class Credentials(Database):
     def add_user(self, user: str) -> None:
         """Inside a transaction. An existing row (a user made before accounts) is kept."""
         names.check("user", user)
-        self.db.execute("INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)", (user, now_text()))
+        self.db.execute(
+            "INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)", (user, now_text())
+        )
 
     def remove_user(self, user: str) -> int:
         """Delete the user's rows (devices and keys cascade); returns how many devices."""
