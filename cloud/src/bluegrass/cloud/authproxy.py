@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from bluegrass.cloud import quota
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.core import enrollment, names
 
@@ -56,11 +57,12 @@ class Decision:
     device: str = ""
     counts: bool = False  # whether a refusal counts towards the rate limit
     root: Path | None = None
+    restricted: bool = False  # at or over their quota: served without new bytes (cloud.quota)
 
     def backend(self) -> dict[str, str]:
         assert self.root is not None
         # rclone reads these into a map of strings: every value must be a JSON string.
-        return {
+        served = {
             "type": "local",
             "_root": str(self.root),
             "links": "false",
@@ -68,6 +70,7 @@ class Decision:
             "skip_links": "true",
             "one_file_system": "true",
         }
+        return quota.without_new_bytes(served) if self.restricted else served
 
 
 def decide(
@@ -128,7 +131,9 @@ def _check(
     problem = _unsafe_tree(root)
     if problem:
         return Decision(False, method, problem, device=device)
-    return Decision(True, method, device=device, root=root)
+    restricted = quota.restricted_at_login(accounts, data_root, user)
+    note = quota.RESTRICTED if restricted else ""  # for the auth log
+    return Decision(True, method, note, device=device, root=root, restricted=restricted)
 
 
 def _unsafe_tree(root: Path) -> str | None:

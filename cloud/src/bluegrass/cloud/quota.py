@@ -18,6 +18,7 @@ Domain code: returns dataclasses; `actions/user.py` prints them.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -26,7 +27,6 @@ from pathlib import Path
 
 from bluegrass.cloud.credentials import Credentials, StoredUsage
 from bluegrass.core.errors import UsageError
-from bluegrass.panel.backendkit import human_size
 
 # A remembered use older than this is measured again when asked for (the dashboard, the
 # scheduler's round). Logins and the device API measure afresh, so the decisions that let
@@ -35,7 +35,18 @@ from bluegrass.panel.backendkit import human_size
 MAX_AGE = 300.0
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", re.IGNORECASE)
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+# What the auth log says of a login served without new bytes.
+RESTRICTED = "over quota: served without new bytes"
 EXPECTED = "a size such as 500M, 50G or 2T (decimal units: K, M, G, T), or none"
+
+
+def size_text(size: int) -> str:
+    """Bytes for a person, in the panel's decimal units ("812.3 KB"). Not the panel's own
+    function: importing the panel would cost every login's proxy process ~50 ms."""
+    if size < 1000:
+        return f"{size} bytes"
+    exponent = min(4, int(math.log10(size) // 3))
+    return f"{size / 1000**exponent:.1f} {('KB', 'MB', 'GB', 'TB')[exponent - 1]}"
 
 
 def parse_size(text: str) -> int | None:
@@ -85,9 +96,9 @@ class QuotaStatus:
     def text(self) -> str:
         """ "812.3 KB of 500.0 KB (over)", or "812.3 KB (no quota)"."""
         if self.quota is None:
-            return f"{human_size(self.used)} (no quota)"
+            return f"{size_text(self.used)} (no quota)"
         over = " (over)" if self.over else ""
-        return f"{human_size(self.used)} of {human_size(self.quota)}{over}"
+        return f"{size_text(self.used)} of {size_text(self.quota)}{over}"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -137,6 +148,9 @@ def status(db: Credentials, data_root: Path, user: str, *, max_age: float = MAX_
     """Given the accounts, the data root and a user, return their use against their quota,
     measured afresh when the remembered one is older than `max_age` seconds. When a fresh
     measure changes whether the user is over, the sync endpoint is restarted (see above)."""
+    if not db.has_user(user):
+        # A folder made before the database knew users: no quota, and nowhere to remember.
+        return QuotaStatus(user, None, measure(data_root, user))
     quota = db.quota(user)
     stored = db.stored_usage(user)
     fresh = stored is None or time.time() - stored.measured >= max_age
@@ -151,6 +165,29 @@ def status(db: Credentials, data_root: Path, user: str, *, max_age: float = MAX_
     if fresh or was != found.over:
         db.store_usage(user, _stored(found), restart=was != found.over)
     return found
+
+
+def for_device(db: Credentials, data_root: Path, user: str) -> QuotaStatus:
+    """What the device API answers (httpspec.QUOTA_PATH): a user with a quota is measured now,
+    as their laptop asks before a sync (may it send this much?) and after one that changed
+    something (has the restriction changed?); a user without one gets the remembered use."""
+    max_age = MAX_AGE if db.quota(user) is None else 0.0
+    return status(db, data_root, user, max_age=max_age)
+
+
+def without_new_bytes(backend: dict[str, str]) -> dict[str, str]:
+    """Given the local backend a login is served (bluegrass.cloud.authproxy), return a union
+    whose one writable upstream is that folder tagged `:nc` (no create): listing, reading,
+    deleting and renaming work; a new file, an upload through a temporary name, a new folder
+    or a server-side copy is sftp's "permission denied" (decision 132). A union needs two
+    upstreams: the other is an empty, read-only in-memory one."""
+    assert backend["type"] == "local"
+    settings = {k: v for k, v in backend.items() if k != "type" and not k.startswith("_")}
+    options = ",".join(f"{key}={value}" for key, value in settings.items())
+    folder = f":local,{options}:{backend['_root']}:nc"
+    # The list is split on spaces, CSV style: quoting keeps a data root with spaces whole.
+    quoted = '"' + folder.replace('"', '""') + '"'
+    return {"type": "union", "_root": "", "upstreams": f"{quoted} :memory::ro"}
 
 
 def restricted_at_login(db: Credentials, data_root: Path, user: str) -> bool:
