@@ -57,7 +57,7 @@ class Decision:
     device: str = ""
     counts: bool = False  # whether a refusal counts towards the rate limit
     root: Path | None = None
-    restricted: bool = False  # at or over their quota: served without new bytes (cloud.quota)
+    restricted: int = 0  # at or over their quota: how they are served (cloud.quota)
 
     def backend(self) -> dict[str, str]:
         assert self.root is not None
@@ -70,7 +70,7 @@ class Decision:
             "skip_links": "true",
             "one_file_system": "true",
         }
-        return quota.without_new_bytes(served) if self.restricted else served
+        return quota.without_new_bytes(served, self.restricted) if self.restricted else served
 
 
 def decide(
@@ -132,7 +132,7 @@ def _check(
     if problem:
         return Decision(False, method, problem, device=device)
     restricted = quota.restricted_at_login(accounts, data_root, user)
-    note = quota.RESTRICTED if restricted else ""  # for the auth log
+    note = quota.RESTRICTED.get(restricted, "")  # for the auth log
     return Decision(True, method, note, device=device, root=root, restricted=restricted)
 
 

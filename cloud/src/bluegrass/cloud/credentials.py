@@ -135,7 +135,8 @@ class StoredUsage:
     files: int  # bytes in DATA/files/<user>/
     history: int  # bytes in DATA/repos/<user>/
     measured: float  # when, in seconds since the epoch
-    restricted: bool  # whether the sync endpoint was last told to refuse new bytes
+    restricted: int  # how the sync endpoint was last told to serve them (quota.OPEN, …)
+    floor: int | None = None  # the fewest `files` bytes seen since restricted
 
 
 @dataclass(frozen=True)
@@ -295,19 +296,21 @@ class Credentials(Database):
 
     def stored_usage(self, user: str) -> StoredUsage | None:
         row = self.db.execute(
-            "SELECT files, history, measured, restricted FROM usage WHERE user = ?", (user,)
+            "SELECT files, history, measured, restricted, floor FROM usage WHERE user = ?",
+            (user,),
         ).fetchone()
-        return None if row is None else StoredUsage(row[0], row[1], row[2], bool(row[3]))
+        return None if row is None else StoredUsage(*row)
 
     def store_usage(self, user: str, usage: StoredUsage, *, restart: bool = False) -> None:
         """Remember `usage`; with `restart`, also bump the credentials revision, so that `run`
         restarts the sync endpoint and every login cached with the old restriction goes."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO usage VALUES (?, ?, ?, ?, ?) ON CONFLICT(user) DO UPDATE SET "
+                "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(user) DO UPDATE SET "
                 "files = excluded.files, history = excluded.history, "
-                "measured = excluded.measured, restricted = excluded.restricted",
-                (user, usage.files, usage.history, usage.measured, int(usage.restricted)),
+                "measured = excluded.measured, restricted = excluded.restricted, "
+                "floor = excluded.floor",
+                (user, usage.files, usage.history, usage.measured, usage.restricted, usage.floor),
             )
             if restart:
                 self._bump_revision()

@@ -116,7 +116,8 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 4: storage quotas (bluegrass.cloud.quota, decision 130). A user's quota in bytes, NULL
     # for none; the last measured use of each user with its time, and whether the sync
-    # endpoint was last told to serve them restricted (a change of that restarts it).
+    # endpoint was last told to serve them restricted, and how (a change of that restarts it):
+    # 0 not, 1 no new files, 2 read-only; `floor`, the fewest live bytes seen while restricted.
     [
         "ALTER TABLE users ADD COLUMN quota INTEGER",
         """CREATE TABLE usage (
@@ -124,7 +125,8 @@ MIGRATIONS: list[list[str]] = [
             files INTEGER NOT NULL,
             history INTEGER NOT NULL,
             measured REAL NOT NULL,
-            restricted INTEGER NOT NULL DEFAULT 0
+            restricted INTEGER NOT NULL DEFAULT 0,
+            floor INTEGER
         )""",
     ],
 ]

@@ -358,7 +358,14 @@ class CloudBackend(SignIns):
             stuck = stuck_commits(self.root, accounts, cfg)
             use = quota.status(accounts, self.root.path, user)
         board.storage = StorageUse(use.used, use.quota)
-        if use.over:
+        if use.restriction == quota.READ_ONLY:
+            text = (
+                f"You use {use.text()}, and your files grew while over it (overwritten in "
+                "place): your devices can only download until the administrator sets your "
+                "quota again."
+            )
+            board.problems.append(Problem(Severity.ERROR, text))
+        elif use.over:
             text = (
                 f"You use {use.text()}: your devices can no longer add files, only download, "
                 "delete and rename them. Delete what you no longer need, or ask the "

@@ -9,9 +9,12 @@ followed) and remembered in the database with its time.
 A user at or over their quota is served by the sync endpoint through a union whose only
 writable upstream takes no new files (rclone's `:nc`): they can still list, download, delete
 and rename, but a new file, an upload through a temporary name, a new folder or a server-side
-copy is refused (`Decision.backend()` in bluegrass.cloud.authproxy). rclone keeps a login's
-backend for minutes, so whenever a user's restriction changes the credentials revision is
-bumped and `run` restarts the endpoint (decision 12's mechanism).
+copy is refused (`Decision.backend()` in bluegrass.cloud.authproxy). That union still lets an
+existing file be overwritten in place, which no laptop does: a user whose live files grow by
+more than GROWTH while restricted is served read-only until an administrator sets their quota
+again (decision 132). rclone keeps a login's backend for minutes, so whenever a user's
+restriction changes the credentials revision is bumped and `run` restarts the endpoint
+(decision 12's mechanism).
 
 Domain code: returns dataclasses; `actions/user.py` prints them.
 """
@@ -35,8 +38,16 @@ from bluegrass.core.errors import UsageError
 MAX_AGE = 300.0
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", re.IGNORECASE)
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-# What the auth log says of a login served without new bytes.
-RESTRICTED = "over quota: served without new bytes"
+# How the sync endpoint serves a user (the `restricted` column of `usage`).
+OPEN, NO_NEW_FILES, READ_ONLY = 0, 1, 2
+# What the auth log says of a restricted login.
+RESTRICTED = {
+    NO_NEW_FILES: "over quota: served without new files",
+    READ_ONLY: "over quota and grown since: served read-only",
+}
+# How much a restricted user's live files may grow (in-place overwrites, a restore from the
+# web) before they are served read-only.
+GROWTH = 16 * 10**6
 EXPECTED = "a size such as 500M, 50G or 2T (decimal units: K, M, G, T), or none"
 
 
@@ -79,6 +90,8 @@ class QuotaStatus:
     user: str
     quota: int | None  # bytes; None: no quota
     usage: Usage
+    restriction: int = OPEN  # how the sync endpoint serves them now
+    floor: int | None = None  # the fewest live bytes seen since restricted
 
     @property
     def used(self) -> int:
@@ -97,8 +110,10 @@ class QuotaStatus:
         """ "812.3 KB of 500.0 KB (over)", or "812.3 KB (no quota)"."""
         if self.quota is None:
             return f"{size_text(self.used)} (no quota)"
-        over = " (over)" if self.over else ""
-        return f"{size_text(self.used)} of {size_text(self.quota)}{over}"
+        shown = f"{size_text(self.used)} of {size_text(self.quota)}"
+        if self.restriction == READ_ONLY:
+            return shown + " (over, read-only)"
+        return shown + " (over)" if self.over else shown
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -109,6 +124,7 @@ class QuotaStatus:
             "history": self.usage.history,
             "remaining": self.remaining,
             "over": self.over,
+            "read_only": self.restriction == READ_ONLY,
             "measured": self.usage.measured,
         }
 
@@ -147,24 +163,39 @@ def measure(data_root: Path, user: str) -> Usage:
 def status(db: Credentials, data_root: Path, user: str, *, max_age: float = MAX_AGE) -> QuotaStatus:
     """Given the accounts, the data root and a user, return their use against their quota,
     measured afresh when the remembered one is older than `max_age` seconds. When a fresh
-    measure changes whether the user is over, the sync endpoint is restarted (see above)."""
+    measure changes how the user must be served, the sync endpoint is restarted (see above)."""
     if not db.has_user(user):
         # A folder made before the database knew users: no quota, and nowhere to remember.
         return QuotaStatus(user, None, measure(data_root, user))
-    quota = db.quota(user)
     stored = db.stored_usage(user)
     fresh = stored is None or time.time() - stored.measured >= max_age
     if stored is None or fresh:
         usage = measure(data_root, user)
     else:
         usage = Usage(stored.files, stored.history, stored.measured)
-    found = QuotaStatus(user, quota, usage)
+    found = _standing(user, db.quota(user), usage, stored)
     # Compared even on a remembered use: a login may have measured it since (and a login
     # leaves the restriction as it was).
-    was = stored.restricted if stored is not None else False
-    if fresh or was != found.over:
-        db.store_usage(user, _stored(found), restart=was != found.over)
+    was = stored.restricted if stored is not None else OPEN
+    if stored is None or fresh or was != found.restriction or stored.floor != found.floor:
+        db.store_usage(user, _stored(found), restart=was != found.restriction)
     return found
+
+
+def _standing(
+    user: str, quota: int | None, usage: Usage, stored: StoredUsage | None
+) -> QuotaStatus:
+    """How `user` must be served, given their quota, their use now and what was remembered."""
+    found = QuotaStatus(user, quota, usage)
+    if not found.over:
+        return found
+    was = stored.restricted if stored is not None else OPEN
+    if stored is None or was == OPEN or stored.floor is None:
+        return QuotaStatus(user, quota, usage, NO_NEW_FILES, usage.files)
+    floor = min(stored.floor, usage.files)
+    # Read-only stays until `set_quota`: getting under by deleting is what it takes away.
+    grown = was == READ_ONLY or usage.files > floor + GROWTH
+    return QuotaStatus(user, quota, usage, READ_ONLY if grown else NO_NEW_FILES, floor)
 
 
 def for_device(db: Credentials, data_root: Path, user: str) -> QuotaStatus:
@@ -175,34 +206,38 @@ def for_device(db: Credentials, data_root: Path, user: str) -> QuotaStatus:
     return status(db, data_root, user, max_age=max_age)
 
 
-def without_new_bytes(backend: dict[str, str]) -> dict[str, str]:
+def without_new_bytes(backend: dict[str, str], restriction: int) -> dict[str, str]:
     """Given the local backend a login is served (bluegrass.cloud.authproxy), return a union
     whose one writable upstream is that folder tagged `:nc` (no create): listing, reading,
     deleting and renaming work; a new file, an upload through a temporary name, a new folder
-    or a server-side copy is sftp's "permission denied" (decision 132). A union needs two
-    upstreams: the other is an empty, read-only in-memory one."""
+    or a server-side copy is sftp's "permission denied" (decision 132). READ_ONLY tags it
+    `:ro` instead: nothing changes. A union needs two upstreams: the other is an empty,
+    read-only in-memory one."""
     assert backend["type"] == "local"
     settings = {k: v for k, v in backend.items() if k != "type" and not k.startswith("_")}
     options = ",".join(f"{key}={value}" for key, value in settings.items())
-    folder = f":local,{options}:{backend['_root']}:nc"
+    tag = "ro" if restriction == READ_ONLY else "nc"
+    folder = f":local,{options}:{backend['_root']}:{tag}"
     # The list is split on spaces, CSV style: quoting keeps a data root with spaces whole.
     quoted = '"' + folder.replace('"', '""') + '"'
     return {"type": "union", "_root": "", "upstreams": f"{quoted} :memory::ro"}
 
 
-def restricted_at_login(db: Credentials, data_root: Path, user: str) -> bool:
-    """Whether a new login of `user` must be served without new bytes: measured now, for a
-    user who has a quota (nobody else is walked). The remembered restriction is left as it
-    was: it says what logins rclone may still hold, which only `status` and `set_quota`
+def restricted_at_login(db: Credentials, data_root: Path, user: str) -> int:
+    """How a new login of `user` must be served (OPEN, NO_NEW_FILES, READ_ONLY): measured now,
+    for a user who has a quota (nobody else is walked). The remembered restriction is left as
+    it was: it says what logins rclone may still hold, which only `status` and `set_quota`
     settle, by restarting the endpoint."""
     quota = db.quota(user)
     if quota is None:
-        return False
+        return OPEN
     usage = measure(data_root, user)
     stored = db.stored_usage(user)
-    was = stored.restricted if stored is not None else False
-    db.store_usage(user, StoredUsage(usage.files, usage.history, usage.measured, was))
-    return usage.total >= quota
+    found = _standing(user, quota, usage, stored)
+    was = stored.restricted if stored is not None else OPEN
+    floor = found.floor if was != OPEN else None
+    db.store_usage(user, StoredUsage(usage.files, usage.history, usage.measured, was, floor))
+    return found.restriction
 
 
 def set_quota(db: Credentials, data_root: Path, user: str, quota: int | None) -> QuotaStatus:
@@ -210,7 +245,8 @@ def set_quota(db: Credentials, data_root: Path, user: str, quota: int | None) ->
     sync endpoint restarts, so the new quota holds for logins already made too."""
     if not db.has_user(user):
         raise UsageError(f"unknown user {user!r} (see: bluegrass-cloud user list)")
-    found = QuotaStatus(user, quota, measure(data_root, user))
+    # A fresh start: whatever growth made them read-only is the administrator's to weigh.
+    found = _standing(user, quota, measure(data_root, user), None)
     with db.transaction():
         db.set_quota(user, quota)
     db.store_usage(user, _stored(found))
@@ -232,4 +268,4 @@ def refresh(db: Credentials, data_root: Path) -> list[QuotaStatus]:
 
 def _stored(found: QuotaStatus) -> StoredUsage:
     usage = found.usage
-    return StoredUsage(usage.files, usage.history, usage.measured, found.over)
+    return StoredUsage(usage.files, usage.history, usage.measured, found.restriction, found.floor)

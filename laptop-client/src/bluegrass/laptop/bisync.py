@@ -286,8 +286,17 @@ class SegmentSync:
     def _beyond_quota(self) -> Outcome | None:
         """Stop before sending anything when this sync would take the user past their quota:
         a login made under it is not restricted by the cloud (decision 133). Over it already,
-        the sync runs: the cloud refuses new bytes itself, and deletions must get through."""
+        the sync runs: the cloud refuses new bytes itself, and deletions must get through;
+        unless the cloud takes no changes at all (read-only), which only its administrator
+        can lift."""
         found = quota.Quota.from_answer(CloudHTTP(self.settings).quota())
+        if found is not None and found.read_only:
+            return Outcome(
+                NEEDS_USER,
+                "over the cloud's quota, and files there grew while over it: the cloud takes "
+                f"no changes now: {found.line()}; nothing was synced",
+                action=quota.ACTION_READ_ONLY,
+            )
         if found is None or found.over:
             return None
         listing_file = guard.prior_listing(self.files.workdir, "path1")
@@ -729,6 +738,14 @@ class SegmentSync:
                 RETRY,
                 f"the cloud refused new files while over its quota; under it now: "
                 f"{found.line()}; will retry",
+                exit_code=seen.code,
+            )
+        if found.read_only:
+            return Outcome(
+                NEEDS_USER,
+                f"over the cloud's quota, and files there grew while over it: the cloud "
+                f"takes no changes now, only downloads: {found.line()}",
+                action=quota.ACTION_READ_ONLY,
                 exit_code=seen.code,
             )
         return Outcome(

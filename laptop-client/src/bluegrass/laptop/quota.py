@@ -23,6 +23,10 @@ ACTION = (
     "Delete files you no longer need from the segment (deletions still reach the cloud), or "
     "ask the cloud's administrator for a bigger quota"
 )
+ACTION_READ_ONLY = (
+    "Ask the cloud's administrator to set your quota again (bluegrass-cloud user quota): "
+    "files grew on the cloud while over it, so it takes no changes, not even deletions"
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Quota:
     quota: int
     used: int
     history: int
+    read_only: bool = False  # files grew there while over it: nothing changes until reset
 
     @classmethod
     def from_answer(cls, answer: dict[str, Any] | None) -> Quota | None:
@@ -40,7 +45,7 @@ class Quota:
         fields = (answer.get("quota"), answer.get("used"), answer.get("history", 0))
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in fields):
             return None
-        return cls(str(answer.get("user")), *fields)
+        return cls(str(answer.get("user")), *fields, answer.get("read_only") is True)
 
     @property
     def over(self) -> bool:
