@@ -296,3 +296,53 @@ def test_over_quota_the_dashboard_says_so_in_a_browser(world: World, tmp_path: P
                 context.close()
         finally:
             browser.close()
+
+
+def test_over_quota_growing_files_in_place_makes_the_endpoint_read_only(world: World) -> None:
+    """The union that takes no new files still lets an existing file be overwritten in place
+    (sftp open with truncate). A raw client that grows one that way is found by the next
+    measure: alice is then served read-only until an administrator sets her quota again."""
+    tree = world.data / "files" / "alice" / SEGMENT
+    before = world.restarts()
+    world.cloud("user", "quota", "alice", "100K")  # over it: no new files
+    world.server.wait_log("restarting the sync endpoint", count=before + 1)
+    world.server.wait_log("sync endpoint ready", count=before + 2)
+
+    def sftp(*args: str) -> tuple[int, str]:
+        proc = world.client.rclone(
+            "alice", *args, password=world.alice.password, source="127.0.0.16"
+        )
+        return proc.returncode, proc.stdout + proc.stderr
+
+    big = world.client.tmp / "big.bin"
+    big.write_bytes(os.urandom(20_000 * KB))
+    code, out = sftp("copyto", "--inplace", str(big), f":sftp:{SEGMENT}/e.bin")
+    assert code == 0, out  # what `:nc` cannot refuse
+    assert (tree / "e.bin").stat().st_size == 20_000 * KB
+
+    # The laptop's next question is a measure: the growth is seen, the endpoint restarts.
+    code, out = world.sync()
+    assert code != 0, out
+    assert any("quota" in line and "no changes" in line for line in out.splitlines()), out
+    assert world.users()["alice"]["used"] > 20_000 * KB
+    world.server.wait_log("restarting the sync endpoint", count=before + 2)
+    world.server.wait_log("sync endpoint ready", count=before + 3)
+
+    code, out = sftp("copyto", "--inplace", str(big), f":sftp:{SEGMENT}/b-renamed.bin")
+    assert code != 0, out
+    assert (tree / "b-renamed.bin").stat().st_size < 20_000 * KB
+    code, out = sftp("deletefile", f":sftp:{SEGMENT}/e.bin")
+    assert code != 0, out
+    assert (tree / "e.bin").is_file()
+    fetched = world.client.tmp / "fetched-e.bin"
+    code, out = sftp("copyto", f":sftp:{SEGMENT}/e.bin", str(fetched))
+    assert code == 0, out
+    assert fetched.read_bytes() == (tree / "e.bin").read_bytes()
+
+    # The administrator sets the quota again: back to "no new files", deletions work.
+    world.cloud("user", "quota", "alice", "100K")
+    world.server.wait_log("restarting the sync endpoint", count=before + 3)
+    world.server.wait_log("sync endpoint ready", count=before + 4)
+    code, out = sftp("deletefile", f":sftp:{SEGMENT}/e.bin")
+    assert code == 0, out
+    assert not (tree / "e.bin").exists()
