@@ -346,3 +346,23 @@ def test_over_quota_growing_files_in_place_makes_the_endpoint_read_only(world: W
     code, out = sftp("deletefile", f":sftp:{SEGMENT}/e.bin")
     assert code == 0, out
     assert not (tree / "e.bin").exists()
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [("500M", 500_000_000), ("1.5T", 1_500_000_000_000), ("50 gb", 50_000_000_000), ("1000", 1000)],
+)
+def test_sizes_are_decimal(world: World, size: str, expected: int) -> None:
+    shown = json.loads(world.cloud("user", "quota", "bob", size, "--json").stdout)
+    assert shown["quota"] == expected == world.users()["bob"]["quota"]
+    world.cloud("user", "quota", "bob", "none")
+
+
+@pytest.mark.parametrize("size", ["0", "-1M", "1e9", "5P", ""])
+def test_a_bad_size_is_one_line_and_changes_nothing(world: World, size: str) -> None:
+    before = world.users()["bob"]["quota"]
+    bad = world.cloud("user", "quota", "bob", size, check=False)
+    assert bad.returncode == 2, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert world.users()["bob"]["quota"] == before
+    world.cloud("user", "quota", "bob", "none")
