@@ -131,7 +131,7 @@ def _check(
     problem = _unsafe_tree(root)
     if problem:
         return Decision(False, method, problem, device=device)
-    restricted = quota.restricted_at_login(accounts, data_root, user)
+    restricted = quota.restricted_at_login(data_root, user)
     note = quota.RESTRICTED.get(restricted, "")  # for the auth log
     return Decision(True, method, note, device=device, root=root, restricted=restricted)
 

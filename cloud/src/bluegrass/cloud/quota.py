@@ -223,20 +223,22 @@ def without_new_bytes(backend: dict[str, str], restriction: int) -> dict[str, st
     return {"type": "union", "_root": "", "upstreams": f"{quoted} :memory::ro"}
 
 
-def restricted_at_login(db: Credentials, data_root: Path, user: str) -> int:
+def restricted_at_login(data_root: Path, user: str) -> int:
     """How a new login of `user` must be served (OPEN, NO_NEW_FILES, READ_ONLY): measured now,
     for a user who has a quota (nobody else is walked). The remembered restriction is left as
     it was: it says what logins rclone may still hold, which only `status` and `set_quota`
-    settle, by restarting the endpoint."""
-    quota = db.quota(user)
-    if quota is None:
-        return OPEN
-    usage = measure(data_root, user)
-    stored = db.stored_usage(user)
-    found = _standing(user, quota, usage, stored)
-    was = stored.restricted if stored is not None else OPEN
-    floor = found.floor if was != OPEN else None
-    db.store_usage(user, StoredUsage(usage.files, usage.history, usage.measured, was, floor))
+    settle, by restarting the endpoint. Its own connection: the login checker's may be in any
+    state, and this needs nothing of it."""
+    with Credentials.open(data_root) as db:
+        quota = db.quota(user)
+        if quota is None:
+            return OPEN
+        usage = measure(data_root, user)
+        stored = db.stored_usage(user)
+        found = _standing(user, quota, usage, stored)
+        was = stored.restricted if stored is not None else OPEN
+        floor = found.floor if was != OPEN else None
+        db.store_usage(user, StoredUsage(usage.files, usage.history, usage.measured, was, floor))
     return found.restriction
 
 
