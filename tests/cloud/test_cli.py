@@ -151,10 +151,11 @@ def test_user_add_list_remove(cloud: Run, data: Path) -> None:
     make_user(cloud, data)
     cloud("user", "add", "bob")
     users = json.loads(cloud("user", "list", "--json").stdout)["users"]
-    assert users == [
-        {"user": "alice", "segments": ["docs"], "web": None},  # no web login yet
-        {"user": "bob", "segments": [], "web": None},
-    ]
+    # No quota unless an administrator sets one; "used" is what each occupies, in bytes.
+    assert [{**u, "used": type(u["used"])} for u in users] == [
+        {"user": "alice", "segments": ["docs"], "web": None, "quota": None, "used": int},
+        {"user": "bob", "segments": [], "web": None, "quota": None, "used": int},
+    ]  # no web login yet
     cloud("user", "remove", "bob")
     (data / "files" / "alice" / "docs" / "x").write_text("x")
     refused = cloud("user", "remove", "alice", check=False)

@@ -49,7 +49,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
-from bluegrass.cloud import authclient
+from bluegrass.cloud import authclient, quota
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.core import enrollment, names
 
@@ -140,11 +140,12 @@ class Decision:
     device: str = ""
     counts: bool = False  # whether a refusal counts towards the rate limit
     root: Path | None = None
+    restricted: int = 0  # at or over their quota: how they are served (cloud.quota)
 
     def backend(self) -> dict[str, str]:
         assert self.root is not None
         # rclone reads these into a map of strings: every value must be a JSON string.
-        return {
+        served = {
             "type": "local",
             "_root": str(self.root),
             "links": "false",
@@ -152,6 +153,7 @@ class Decision:
             "skip_links": "true",
             "one_file_system": "true",
         }
+        return quota.without_new_bytes(served, self.restricted) if self.restricted else served
 
 
 def source_of(client_ip: str) -> str:
@@ -296,7 +298,9 @@ def _serve(data_root: Path, user: str, method: str, device: str, serve_files: bo
     problem = _unsafe_tree(root)
     if problem:
         return Decision(False, method, problem, device=device)
-    return Decision(True, method, device=device, root=root)
+    restricted = quota.restricted_at_login(data_root, user)
+    note = quota.RESTRICTED.get(restricted, "")  # for the auth log
+    return Decision(True, method, note, device=device, root=root, restricted=restricted)
 
 
 def _unsafe_tree(root: Path) -> str | None:

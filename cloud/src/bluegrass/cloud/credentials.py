@@ -130,6 +130,17 @@ class Device:
 
 
 @dataclass(frozen=True)
+class StoredUsage:
+    """A user's measured use, as remembered in the database (bluegrass.cloud.quota)."""
+
+    files: int  # bytes in DATA/files/<user>/
+    history: int  # bytes in DATA/repos/<user>/
+    measured: float  # when, in seconds since the epoch
+    restricted: int  # how the sync endpoint was last told to serve them (quota.OPEN, …)
+    floor: int | None = None  # the fewest `files` bytes seen since restricted
+
+
+@dataclass(frozen=True)
 class NewDevice:
     device: Device
     secret: str  # shown once, in the enrollment code; never stored
@@ -149,7 +160,9 @@ class Credentials(Database):
     def add_user(self, user: str) -> None:
         """Inside a transaction. An existing row (a user made before accounts) is kept."""
         names.check("user", user)
-        self.db.execute("INSERT OR IGNORE INTO users VALUES (?, ?)", (user, now_text()))
+        self.db.execute(
+            "INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)", (user, now_text())
+        )
 
     def remove_user(self, user: str) -> int:
         """Delete the user's rows (devices and keys cascade); returns how many devices."""
@@ -285,6 +298,42 @@ class Credentials(Database):
                     return device_id, None
                 revoked = True
         return None, "key of a revoked device" if revoked else "key not registered"
+
+    # -- quotas (bluegrass.cloud.quota decides; these only read and write) -----------------
+
+    def quota(self, user: str) -> int | None:
+        row = self.db.execute("SELECT quota FROM users WHERE name = ?", (user,)).fetchone()
+        return None if row is None else row[0]
+
+    def quotas(self) -> dict[str, int | None]:
+        return dict(self.db.execute("SELECT name, quota FROM users ORDER BY name").fetchall())
+
+    def set_quota(self, user: str, quota: int | None) -> None:
+        """Inside a transaction. Bumps the credentials revision: `run` restarts the sync
+        endpoint, so no login cached under the old quota outlives the change."""
+        self.db.execute("UPDATE users SET quota = ? WHERE name = ?", (quota, user))
+        self._bump_revision()
+
+    def stored_usage(self, user: str) -> StoredUsage | None:
+        row = self.db.execute(
+            "SELECT files, history, measured, restricted, floor FROM usage WHERE user = ?",
+            (user,),
+        ).fetchone()
+        return None if row is None else StoredUsage(*row)
+
+    def store_usage(self, user: str, usage: StoredUsage, *, restart: bool = False) -> None:
+        """Remember `usage`; with `restart`, also bump the credentials revision, so that `run`
+        restarts the sync endpoint and every login cached with the old restriction goes."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(user) DO UPDATE SET "
+                "files = excluded.files, history = excluded.history, "
+                "measured = excluded.measured, restricted = excluded.restricted, "
+                "floor = excluded.floor",
+                (user, usage.files, usage.history, usage.measured, usage.restricted, usage.floor),
+            )
+            if restart:
+                self._bump_revision()
 
     # -- revision: lets `run` notice revocations ------------------------------------------
 

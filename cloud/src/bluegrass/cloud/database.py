@@ -114,7 +114,22 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE web_accounts DROP COLUMN password_changed",
         "ALTER TABLE web_login_failures RENAME COLUMN client_ip TO ip",
     ],
-    # 4: the panel's sessions, kept in its sign-in store so that signing out ends them
+    # 4: storage quotas (bluegrass.cloud.quota, decision 130). A user's quota in bytes, NULL
+    # for none; the last measured use of each user with its time, and whether the sync
+    # endpoint was last told to serve them restricted, and how (a change of that restarts it):
+    # 0 not, 1 no new files, 2 read-only; `floor`, the fewest live bytes seen while restricted.
+    [
+        "ALTER TABLE users ADD COLUMN quota INTEGER",
+        """CREATE TABLE usage (
+            user TEXT PRIMARY KEY REFERENCES users(name) ON DELETE CASCADE,
+            files INTEGER NOT NULL,
+            history INTEGER NOT NULL,
+            measured REAL NOT NULL,
+            restricted INTEGER NOT NULL DEFAULT 0,
+            floor INTEGER
+        )""",
+    ],
+    # 5: the panel's sessions, kept in its sign-in store so that signing out ends them
     # (decision 126); they go with the web login (ON DELETE CASCADE).
     # Written out, not taken from bluegrass.panel.accounts.SESSION_TABLES: a migration that
     # has run must never change.
@@ -127,7 +142,7 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX web_sessions_name ON web_sessions (name)",
     ],
-    # 5: the sync endpoint counts failures per source and per device id, never per user name
+    # 6: the sync endpoint counts failures per source and per device id, never per user name
     # (decision 120); old rows, counted by name, are dropped rather than guessed at.
     [
         "DELETE FROM login_failures",

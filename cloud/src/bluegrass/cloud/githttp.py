@@ -85,8 +85,15 @@ def _credentials(environ: dict[str, Any]) -> tuple[str, str] | None:
 class GitHTTP:
     """WSGI app serving DATA/repos read-only to authenticated devices."""
 
-    def __init__(self, repos: Path, authenticate: Authenticate, files: Path | None = None) -> None:
+    def __init__(
+        self,
+        repos: Path,
+        authenticate: Authenticate,
+        files: Path | None = None,
+        quota: Callable[[str], object] | None = None,
+    ) -> None:
         self.repos = repos.absolute()
+        self.quota = quota  # user -> their quota as JSON (httpspec.QUOTA_PATH), if served
         self.files = files.absolute() if files is not None else None
         self.authenticate = authenticate
         # One folder walk at a time per user in this worker: a device asking in a loop keeps
@@ -119,6 +126,13 @@ class GitHTTP:
         user = creds[0]
         if path == httpspec.SEGMENTS_PATH and environ.get("REQUEST_METHOD") == "GET":
             return self._segments(user, start)
+        if (
+            path == httpspec.QUOTA_PATH
+            and environ.get("REQUEST_METHOD") == "GET"
+            and self.quota is not None
+        ):
+            with self._walk_lock(user):  # the answer walks the user's files and histories
+                return _json(start, self.quota(user))
         state = _STATE_PATH.fullmatch(path)
         if state is not None and environ.get("REQUEST_METHOD") == "GET":
             return self._state(user, state["segment"], start)
@@ -158,18 +172,20 @@ class GitHTTP:
                 )
         return _json(start, {"user": user, "segments": listing})
 
+    def _walk_lock(self, user: str) -> threading.Lock:
+        with self._walking_guard:
+            return self._walking.setdefault(user, threading.Lock())
+
     def _state(self, user: str, segment: str, start: StartResponse) -> list[bytes]:
         """The live folder's state, from the authenticated user's own folders only (the names
         are checked by the pattern: no `..`, no slash)."""
         if self.files is None:
             return _plain(start, "404 Not Found", "not found")
         folder = self.files / user / segment
-        with self._walking_guard:
-            walking = self._walking.setdefault(user, threading.Lock())
         try:
             if folder.is_symlink() or not folder.is_dir():
                 return _plain(start, "404 Not Found", "not found")
-            with walking:
+            with self._walk_lock(user):
                 # The check file and the sidecars arrive by rename (rclone's partial uploads).
                 found = treestate.walk(folder, renamed_only=syncmeta.is_internal)
         except OSError:

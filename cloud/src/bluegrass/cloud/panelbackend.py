@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bluegrass.cloud import authproxy, settings, webjobs
+from bluegrass.cloud import authproxy, quota, settings, webjobs
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import BUSY, SegmentCommit, commit_one, is_busy, is_upload, walk_tree
 from bluegrass.cloud.commitwatch import stuck_commits
@@ -62,6 +62,7 @@ from bluegrass.panel.backend import (
     SegmentRef,
     SegmentStatus,
     Severity,
+    StorageUse,
     UserInfo,
 )
 from bluegrass.panel.backendkit import (
@@ -374,6 +375,22 @@ class CloudBackend(SignIns):
                 board.segments.append(status)
             jobs = accounts.web_jobs(user, 5)
             stuck = stuck_commits(self.root, accounts, cfg)
+            use = quota.status(accounts, self.root.path, user)
+        board.storage = StorageUse(use.used, use.quota)
+        if use.restriction == quota.READ_ONLY:
+            text = (
+                f"You use {use.text()}, and your files grew while over it (overwritten in "
+                "place): your devices can only download until the administrator sets your "
+                "quota again."
+            )
+            board.problems.append(Problem(Severity.ERROR, text))
+        elif use.over:
+            text = (
+                f"You use {use.text()}: your devices can no longer add files, only download, "
+                "delete and rename them. Delete what you no longer need, or ask the "
+                "administrator for a bigger quota."
+            )
+            board.problems.append(Problem(Severity.WARNING, text))
         for item in stuck:
             if item.user == user:
                 text = f"Snapshots of {item.name} are not being taken: {item.detail}"
@@ -538,6 +555,7 @@ class CloudBackend(SignIns):
             web = {a.name: a for a in accounts.web_accounts()}
             every = sorted(set(self.root.users()) | set(accounts.users()))
             devices = accounts.devices()
+            use = quota.statuses(accounts, self.root.path, every)
         out = []
         for name in every:
             login = web.get(name)
@@ -556,6 +574,7 @@ class CloudBackend(SignIns):
                         for d in devices
                         if d.user == name
                     ],
+                    StorageUse(use[name].used, use[name].quota),
                 )
             )
         return out

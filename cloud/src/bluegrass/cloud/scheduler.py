@@ -8,7 +8,8 @@ being uploaded into it (a laptop's sync: its first upload, say) waits until no u
 been seen in it for UPLOAD_QUIET seconds, looking every UPLOAD_POLL seconds, for at most
 `upload_wait_minutes`, so the day's snapshot is not of a tree half uploaded; after that it
 commits without the files in flight (they are reported, and wait for the next commit). Any
-other failure is logged and recorded, and waits for the next day.
+other failure is logged and recorded, and waits for the next day. Each tick also measures
+again the users with a storage quota whose use is older than quota.MAX_AGE.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bluegrass.cloud import settings
+from bluegrass.cloud import quota, settings
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import commit_one, is_busy, summary, upload_in_flight
 from bluegrass.cloud.database import now_text
@@ -117,6 +118,9 @@ class Scheduler(threading.Thread):
                 if self.stop.is_set():
                     return
                 self._maintain(accounts, user, segment)
+            # Uploads and deletions through logins rclone still holds (another device's, a
+            # raw client's) move a user across their quota unseen: measured every few minutes.
+            quota.refresh(accounts, self.root.path)
 
     def _commit(
         self, accounts: Accounts, cfg: Config, user: str, segment: str, occurrence: str

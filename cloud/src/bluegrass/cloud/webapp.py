@@ -4,6 +4,7 @@
                                  daily commits' state
     /api/v1/segments, /git/...   read-only git over HTTP for devices, and each live folder's
                                  state for laptops (bluegrass.cloud.githttp)
+    /api/v1/quota                the device's user's quota and use (bluegrass.cloud.quota)
     everything else              the web interface: the panel in cloud mode, signed in with
                                  web accounts (bluegrass.cloud.panelbackend)
 
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bluegrass.cloud import authclient
+from bluegrass.cloud import authclient, quota
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.authproxy import WINDOW
 from bluegrass.cloud.datadir import STATUS_FILE
@@ -93,7 +94,10 @@ class CloudApp:
 
         self.data_root = data_root.absolute()
         self.git: WSGIApp = GitHTTP(
-            self.data_root / "repos", DeviceLogin(self.data_root), self.data_root / "files"
+            self.data_root / "repos",
+            DeviceLogin(self.data_root),
+            self.data_root / "files",
+            quota=self._quota,
         )
         if settings.load(self.data_root).get("web.trust_proxy"):
             # Devices behind the same proxy: their login rate limit counts real addresses.
@@ -107,6 +111,11 @@ class CloudApp:
         if path.startswith(DEVICE_PREFIXES) or path in ("/git", "/api"):
             return self.git(environ, start)
         return self.panel(environ, start)
+
+    def _quota(self, user: str) -> dict[str, object]:
+        """GET /api/v1/quota for an authenticated device of `user` (httpspec)."""
+        with Accounts.open(self.data_root) as accounts:
+            return quota.for_device(accounts, self.data_root, user).to_json()
 
     def _health(self, start: StartResponse) -> list[bytes]:
         try:

@@ -13,6 +13,14 @@ as one that does not exist, so names do not leak.
          200 {"segment": "docs", "state": {"digest": "<64 hex>", "entries": 78000, "racy": false}}
          the live folder's state (bluegrass.core.treestate), which a laptop compares with the
          state at its last sync that found nothing to do; 404 if the folder does not exist
+    GET  /api/v1/quota
+         200 {"user": "alice", "quota": 500000|null, "used": 812345, "files": 800000,
+              "history": 12345, "remaining": 0|null, "over": true, "read_only": false,
+              "measured": <epoch s>}
+         the user's storage quota and their use against it (live files and histories, in
+         bytes), measured as the request is answered; `read_only`: files grew while over it,
+         so the sync endpoint takes no changes (decision 132); a laptop asks before and after
+         a sync that changed something (decision 133)
     GET  /git/<user>/<segment>.git/info/refs?service=git-upload-pack     (git smart HTTP,
     POST /git/<user>/<segment>.git/git-upload-pack                        read-only, protocol v2)
          git-receive-pack and dumb-HTTP file reads are refused (403).
@@ -23,6 +31,7 @@ from __future__ import annotations
 SEGMENTS_PATH = "/api/v1/segments"
 GIT_PREFIX = "/git/"
 STATE_SUFFIX = "/state"
+QUOTA_PATH = "/api/v1/quota"
 
 
 def state_path(segment: str) -> str:

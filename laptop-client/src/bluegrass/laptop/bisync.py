@@ -26,10 +26,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bluegrass.core.errors import BluegrassError
-from bluegrass.laptop import filters, guard, hidden, locking, paths, remote, scan, unchanged
+from bluegrass.laptop import filters, guard, hidden, locking, paths, quota, remote, scan, unchanged
+from bluegrass.laptop.cloudhttp import CloudHTTP
 from bluegrass.laptop.metadata import EXCLUDE as SIDECARS
 from bluegrass.laptop.metadata import SegmentSidecar
 from bluegrass.laptop.paths import Places
+from bluegrass.laptop.progress import human_bytes
 from bluegrass.laptop.runner import Interrupts, LogRecord, Rclone, RunResult
 from bluegrass.laptop.settings import Segment, Settings, write_atomic
 from bluegrass.laptop.state import LastRun, SegmentFiles, SegmentState, now_iso, parse_time
@@ -170,6 +172,10 @@ class SegmentSync:
                 last_check is None or datetime.now(UTC) - last_check >= LISTINGS_CHECK_EVERY
             )
             outcome = self._run(state, options)
+            if outcome.bisync and (outcome.files_transferred or outcome.deletes):
+                # The cloud measures the user's use as it answers, and if this sync moved
+                # them across their quota it lets the logins it holds go (decision 133).
+                CloudHTTP(self.settings).quota()
             if outcome.kind == OK and (self.check_listings or outcome.resync):
                 state.listings_checked = now_iso()
             state.settled = self._settled(outcome)
@@ -203,6 +209,10 @@ class SegmentSync:
         state.unsyncable = [f.to_json() for f in found.unsyncable]
         state.warnings = [f.to_json() for f in found.warnings]
         extra = found.excludes
+        if not options.restore:
+            too_much = self._beyond_quota()
+            if too_much is not None:
+                return too_much
 
         self.files.workdir.mkdir(parents=True, exist_ok=True)
         stale = self._clear_stale_lock()
@@ -272,6 +282,47 @@ class SegmentSync:
                 f"old version{'s are' if kept != 1 else ' is'} kept in {self.replaced}"
             )
         return outcome
+
+    def _beyond_quota(self) -> Outcome | None:
+        """Stop before sending anything when this sync would take the user past their quota:
+        a login made under it is not restricted by the cloud (decision 133). Over it already,
+        the sync runs: the cloud refuses new bytes itself, and deletions must get through;
+        unless the cloud takes no changes at all (read-only), which only its administrator
+        can lift."""
+        found = quota.Quota.from_answer(CloudHTTP(self.settings).quota())
+        if found is not None and found.read_only:
+            return Outcome(
+                NEEDS_USER,
+                "over the cloud's quota, and files there grew while over it: the cloud takes "
+                f"no changes now: {found.line()}; nothing was synced",
+                action=quota.ACTION_READ_ONLY,
+            )
+        if found is None or found.over:
+            return None
+        listing_file = guard.prior_listing(self.files.workdir, "path1")
+        adds = quota.growth(
+            self.segment.path, guard.read_listing(listing_file) if listing_file else {}
+        )
+        if adds <= found.remaining:
+            return None
+        return Outcome(
+            NEEDS_USER,
+            f"over the cloud's quota: this sync would add about {human_bytes(adds)}, and only "
+            f"{human_bytes(found.remaining)} is left: {found.line()}; nothing was sent",
+            action=quota.ACTION,
+        )
+
+    def _sidecar_over_quota(self) -> str | None:
+        """The sidecar goes up before bisync: refused while the user was over their quota,
+        even when this run's deletions then brought them under."""
+        found = quota.Quota.from_answer(CloudHTTP(self.settings).quota())
+        if found is None:
+            return None
+        now = "still over it" if found.over else "under it now"
+        return (
+            "files in sync; permission bits and times not sent: the cloud refused them while "
+            f"over its quota ({now}: {found.line()}); the next sync sends them"
+        )
 
     def _bisync_unless_unchanged(self, extra: list[str], options: Options) -> Outcome:
         if not (options.confirm_deletes or options.confirm_changes):
@@ -525,6 +576,8 @@ class SegmentSync:
             # The files are in sync but their bits and times are not: not a sync to settle on.
             outcome.kind = RETRY
             outcome.message = "files in sync; " + problems[0]
+            if sent.failed and quota.refused_upload(sent.problems):
+                outcome.message = self._sidecar_over_quota() or outcome.message
         return outcome
 
     def _reveal_hidden_edits(self, sidecar: SegmentSidecar) -> list[str]:
@@ -643,6 +696,7 @@ class SegmentSync:
                 )
             return Outcome(OK, "in sync", exit_code=seen.code)
         readings = (
+            self._over_quota,
             self._no_space,
             self._unreachable,
             self._too_many_deletes,
@@ -666,6 +720,39 @@ class SegmentSync:
         return Outcome(
             RETRY,
             f"the sync failed: {_last(seen.errors) or f'exit {seen.code}'}",
+            exit_code=seen.code,
+        )
+
+    def _over_quota(self, seen: _Seen) -> Outcome | None:
+        """An upload the cloud refused because the user is at or over their quota: sftp only
+        says "permission denied", so the cloud is asked (decision 133)."""
+        if not quota.refused_upload(seen.errors):
+            return None
+        found = quota.Quota.from_answer(CloudHTTP(self.settings).quota())
+        if found is None:
+            return None
+        if not found.over:
+            # Deletions in this very run brought the user under; the cloud, asked just now,
+            # lets the restricted login go, so the next sync sends what was refused.
+            return Outcome(
+                RETRY,
+                f"the cloud refused new files while over its quota; under it now: "
+                f"{found.line()}; will retry",
+                exit_code=seen.code,
+            )
+        if found.read_only:
+            return Outcome(
+                NEEDS_USER,
+                f"over the cloud's quota, and files there grew while over it: the cloud "
+                f"takes no changes now, only downloads: {found.line()}",
+                action=quota.ACTION_READ_ONLY,
+                exit_code=seen.code,
+            )
+        return Outcome(
+            NEEDS_USER,
+            f"over the cloud's quota: new files were refused: {found.line()}; downloads "
+            "and deletions still sync",
+            action=quota.ACTION,
             exit_code=seen.code,
         )
 

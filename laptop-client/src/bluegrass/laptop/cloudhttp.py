@@ -3,7 +3,8 @@
 Only what the sync itself may use, and only when it is safe to: the device's password goes
 in HTTP Basic, so it is never sent over plain http beyond this machine or a home network
 (enrollment.in_clear_beyond_lan); a cloud reached that way answers nothing here and syncs
-simply run in full. Every failure is None: these answers only ever let a sync skip work.
+simply run in full. Every failure is None: these answers only ever let a sync skip work, or
+(the quota, decision 133) stop one before it sends what the cloud would refuse.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class CloudHTTP:
         if not isinstance(data, dict) or data.get("segment") != segment:
             return None
         return TreeState.from_json(data.get("state"))
+
+    def quota(self) -> dict[str, Any] | None:
+        """This user's storage quota and use on the cloud, in bytes (httpspec.QUOTA_PATH)."""
+        data = self._get_json(httpspec.QUOTA_PATH)
+        return data if isinstance(data, dict) and data.get("user") == self.user else None
 
     def _get_json(self, path: str) -> Any:
         if not self.usable():

@@ -95,6 +95,24 @@ class HealthItem:
 
 
 @dataclass(frozen=True)
+class StorageUse:
+    """What a user occupies on the server (live files and histories) against their quota."""
+
+    used: int  # bytes
+    quota: int | None = None  # bytes; None: no quota
+
+    @property
+    def over(self) -> bool:
+        """At or over: the cloud's sync endpoint takes no new files from them."""
+        return self.quota is not None and self.used >= self.quota
+
+    @property
+    def share(self) -> float | None:
+        """Used / quota, at most 1, for a meter; None without a quota."""
+        return None if not self.quota else min(1.0, self.used / self.quota)
+
+
+@dataclass(frozen=True)
 class JobKind:
     kind: str  # an id the backend understands, e.g. "commit", "mirror", "verify"
     label: str  # "Snapshot now"
@@ -136,6 +154,7 @@ class Dashboard:
     health: list[HealthItem] = field(default_factory=list)
     jobs: list[JobKind] = field(default_factory=list)
     recent_jobs: list[JobStatus] = field(default_factory=list)
+    storage: StorageUse | None = None  # the signed-in user's; None where none is kept (Pi)
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,7 @@ class UserInfo:
     admin: bool
     segments: list[str] = field(default_factory=list)
     devices: list[DeviceInfo] = field(default_factory=list)
+    storage: StorageUse | None = None
 
 
 RestoreTarget = Literal["live", "drive"]

@@ -1,4 +1,5 @@
-"""`bluegrass-cloud user add|list|remove|password`: the people whose files this server keeps."""
+"""`bluegrass-cloud user add|list|remove|password|quota`: the people whose files this server
+keeps."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import getpass
 import shutil
 import sys
 
+from bluegrass.cloud import quota
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.actions.device import print_code
 from bluegrass.cloud.commits import is_busy
@@ -81,6 +83,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     pw.add_argument("--json", action="store_true", help="print the result as JSON")
     pw.set_defaults(handler=run_password, admin=None)
+    qu = usub.add_parser(
+        "quota",
+        help="set or remove a user's storage quota",
+        description="Set NAME's storage quota: what their live files and their histories may "
+        "occupy on this server, in decimal units (500M, 50G, 2T), or none. A user at or over "
+        "their quota can still download, delete and rename through the sync endpoint, but "
+        "not add bytes; their laptops say so. The change applies at once (the sync endpoint "
+        "restarts, dropping open sessions).",
+    )
+    qu.add_argument("name", metavar="NAME")
+    qu.add_argument("size", metavar="SIZE|none", help="e.g. 500M, 50G, or none for no quota")
+    qu.add_argument("--json", action="store_true", help="print the result as JSON")
+    qu.set_defaults(handler=run_quota)
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -108,11 +123,14 @@ def run_list(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
     with Accounts.open(root.path) as accounts:
         web = {a.name: a for a in accounts.web_accounts()}
+        use = quota.statuses(accounts, root.path, root.users())
     users = [
         {
             "user": u,
             "segments": root.segments(u),
             "web": {"admin": web[u].admin} if u in web else None,
+            "quota": use[u].quota,
+            "used": use[u].used,
         }
         for u in root.users()
     ]
@@ -122,7 +140,27 @@ def run_list(args: argparse.Namespace) -> int:
     for user in root.users():
         login = web.get(user)
         note = "" if login is None else "\tweb login (admin)" if login.admin else "\tweb login"
-        print(f"{user}\t{', '.join(root.segments(user)) or '(no segments)'}{note}")
+        segments = ", ".join(root.segments(user)) or "(no segments)"
+        print(f"{user}\t{segments}\t{use[user].text()}{note}")
+    return 0
+
+
+def run_quota(args: argparse.Namespace) -> int:
+    root = DataRoot.from_args(args.data).require()
+    name = names.check("user", args.name)
+    size = quota.parse_size(args.size)
+    root.user_dir(name)  # an unknown user is an error, named as every command names it
+    with Accounts.open(root.path) as accounts:
+        if not accounts.has_user(name):
+            with accounts.transaction():
+                accounts.add_user(name)  # a user made before accounts existed gets a row
+        found = quota.set_quota(accounts, root.path, name, size)
+    if args.json:
+        emit_json(found.to_json())
+    elif found.quota is None:
+        print(f"{name} has no quota now; uses {found.text()}")
+    else:
+        print(f"Quota of {name} set: uses {found.text()}")
     return 0
 
 
