@@ -14,6 +14,8 @@ from pathlib import Path
 
 from bluegrass.core import enrollment, rclone
 
+from tests.support.net import free_port
+
 from tests.conftest import VENV_BIN
 
 READY = "sync endpoint ready"
@@ -35,6 +37,9 @@ class Server:
     tmp: Path
     sftp_port: int
     http_port: int
+    # The devices' HTTPS port: every run serves one, so every harness gets a free port of its
+    # own (never the default 8443, which parallel runs would fight over).
+    device_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -53,6 +58,8 @@ class Server:
                 str(self.sftp_port),
                 "--http-port",
                 str(self.http_port),
+                "--device-port",
+                str(self.device_port),
                 *extra,
             ],
             stdin=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ import re
 import threading
 from pathlib import Path
 
-from bluegrass.cloud import hostkey
+from bluegrass.cloud import hostkey, tlskey
 from bluegrass.core import config, gunicorn, rclone, scripts
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.supervise import Child, Log
@@ -126,6 +126,7 @@ class WebServer(Endpoint):
     """gunicorn serving bluegrass.cloud.webapp (health, segment list, git over HTTP)."""
 
     name = "http"
+    title = "HTTP server"
     ready_pattern = re.compile(r"Listening at: ")
 
     def argv(self) -> list[str]:
@@ -137,3 +138,21 @@ class WebServer(Endpoint):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RCLONE_", "GUNICORN_"))}
         env["BLUEGRASS_DATA"] = str(self.data_root)
         return env
+
+
+class DeviceServer(WebServer):
+    """The same app over TLS on the device port, with the key that enrollment codes pin
+    (bluegrass.cloud.tlskey): where devices send their passwords."""
+
+    name = "https"
+    title = "device HTTPS server"
+
+    def argv(self) -> list[str]:
+        files = tlskey.ensure(self.data_root)
+        return gunicorn.argv(
+            "bluegrass.cloud.webapp:from_environment()",
+            self.bind,
+            self.port,
+            threads=8,
+            tls=(files.cert, files.key),
+        )
