@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from bluegrass.core import httpspec
 from bluegrass.core.store.repository import BRANCH
 
+from tests.support import tls
+
 CHUNK = 64 * 1024
 
 
@@ -33,6 +35,11 @@ class FakeCloud:
         self.requests: list[str] = []
         handler = type("Handler", (_Handler,), {"cloud": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        # The cloud's device port is HTTPS with a pinned key: so is this one (the key every
+        # test enrollment pins, tests.appliance.conftest.enrollment).
+        self.server.socket = (
+            tls.shared().server_context().wrap_socket(self.server.socket, server_side=True)
+        )
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -42,7 +49,7 @@ class FakeCloud:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     def __enter__(self) -> FakeCloud:
         self.thread.start()

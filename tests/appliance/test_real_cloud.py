@@ -39,9 +39,7 @@ def running_cloud(tmp_path: Path) -> Iterator[tuple[Cloud, int]]:
     cloud("init")
     sftp, http, device = free_port(), free_port(), free_port()
     config = cloud.data / "bluegrass-cloud.toml"
-    config.write_text(
-        f"[server]\nsftp_port = {sftp}\nhttp_port = {http}\ndevice_port = {device}\n"
-    )
+    config.write_text(f"[server]\nsftp_port = {sftp}\nhttp_port = {http}\ndevice_port = {device}\n")
     log = (tmp_path / "cloud.log").open("wb")
     proc = subprocess.Popen(
         [str(VENV_BIN / "bluegrass-cloud"), "--data", str(cloud.data), "run"],

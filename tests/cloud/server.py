@@ -14,9 +14,8 @@ from pathlib import Path
 
 from bluegrass.core import enrollment, rclone
 
-from tests.support.net import free_port
-
 from tests.conftest import VENV_BIN
+from tests.support.net import free_port
 
 READY = "sync endpoint ready"
 

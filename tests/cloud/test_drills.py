@@ -284,7 +284,7 @@ def test_run_on_a_full_disk_says_where(full_disk_data: Path) -> None:
     fill(data)
 
     failed = cloud(
-"run",
+        "run",
         "--sftp-port",
         str(free_port()),
         "--http-port",

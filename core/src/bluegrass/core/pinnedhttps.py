@@ -193,4 +193,3 @@ def get(
         return Answer(response.status, response.read(limit))
     finally:
         connection.close()
-

@@ -26,7 +26,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bluegrass.core.errors import BluegrassError
-from bluegrass.laptop import filters, guard, hidden, locking, paths, remote, scan, unchanged
+from bluegrass.laptop import (
+    cloudhttp,
+    filters,
+    guard,
+    hidden,
+    locking,
+    paths,
+    remote,
+    scan,
+    unchanged,
+)
 from bluegrass.laptop.metadata import EXCLUDE as SIDECARS
 from bluegrass.laptop.metadata import SegmentSidecar
 from bluegrass.laptop.paths import Places
@@ -838,13 +848,7 @@ class SegmentSync:
                 exit_code=code,
             )
         if kind == remote.AUTH:
-            return Outcome(
-                NEEDS_USER,
-                remote.auth_message(server["user"]),
-                action="Get a new enrollment code",
-                command="bluegrass enroll --force CODE",
-                exit_code=code,
-            )
+            return self._auth_outcome(code)
         if kind in (remote.NETWORK, remote.OTHER):
             return Outcome(
                 RETRY,
@@ -853,6 +857,22 @@ class SegmentSync:
                 exit_code=code,
             )
         return None
+
+    def _auth_outcome(self, code: int) -> Outcome:
+        """A refused sftp login, worded by what the pinned HTTPS side says of the password."""
+        user = self.settings.server["user"]
+        verdict = cloudhttp.CloudHTTP(self.settings).credential()
+        if verdict.kind == cloudhttp.REFUSED:
+            return Outcome(
+                NEEDS_USER,
+                remote.auth_refused_message(user),
+                action="Get a new enrollment code",
+                command="bluegrass enroll --force CODE",
+                exit_code=code,
+            )
+        if verdict.kind == cloudhttp.ACCEPTED:
+            return Outcome(RETRY, remote.auth_busy_message(user), exit_code=code)
+        return Outcome(RETRY, remote.auth_unknown_message(user, verdict.why), exit_code=code)
 
     def _locked_out(self, detail: str) -> Outcome:
         return Outcome(

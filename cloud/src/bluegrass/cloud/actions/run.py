@@ -63,9 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bind", help="the address to listen on (default: [server] bind)")
     p.add_argument("--sftp-port", help="the sync endpoint's port (default: [server] sftp_port)")
     p.add_argument("--http-port", help="the HTTP port (default: [server] http_port)")
-    p.add_argument(
-        "--device-port", help="the devices' HTTPS port (default: [server] device_port)"
-    )
+    p.add_argument("--device-port", help="the devices' HTTPS port (default: [server] device_port)")
     p.set_defaults(handler=run)
 
 

@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         "device": enrollment.device,
         "host_key": enrollment.host_key,
         "url": enrollment.url,
+        "device_port": enrollment.device_port,
+        "tls_pin": enrollment.tls_pin,
     }
     settings.write_atomic(places.device_password, enrollment.password + "\n", private=True)
     current.save()
