@@ -13,7 +13,6 @@ import socket
 import socketserver
 import ssl
 import threading
-from pathlib import Path
 
 CHALLENGE = (
     b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="bluegrass"\r\n'
@@ -101,7 +100,7 @@ class Impostor:
                     {
                         "user": self.user,
                         "segments": [
-                            {"name": "docs", "git": f"/git/{self.user}/docs.git", "head": None}
+                            {"name": "docs", "git": f"/git/{self.user}/docs.git", "head": "ab" * 20}
                         ],
                     }
                 ).encode()
@@ -116,9 +115,3 @@ class Impostor:
             return  # a client that gave up (a pin mismatch closes right after the handshake)
         finally:
             conn.close()
-
-
-def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    return context

@@ -143,7 +143,8 @@ _SEGMENT = Table(
     }
 )
 
-OPTIONAL_SERVER_KEYS = ("url",)
+# Empty in files written before these existed, and in codes made before the cloud had them.
+OPTIONAL_SERVER_KEYS = ("url", "device_port", "tls_pin")
 
 SCHEMA = Table(
     {
@@ -238,6 +239,14 @@ def load(places: Places) -> Settings:
     for name, body in values["segments"].items():
         if not body["path"]:
             raise ConfigError(f"{where}: segments.{name}.path: expected an absolute folder path")
+    # Half a device side would be no side at all (Settings.device_side): say so instead.
+    port, pin = values["server"]["device_port"], values["server"]["tls_pin"]
+    if bool(port) != bool(pin):
+        empty, other = ("tls_pin", "device_port") if port else ("device_port", "tls_pin")
+        raise ConfigError(
+            f"{where}: server.{empty}: expected a value, as server.{other} has one (both come "
+            "from the enrollment code; enroll again to restore them)"
+        )
     return Settings(places, values)
 
 
