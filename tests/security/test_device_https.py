@@ -12,9 +12,12 @@ so the SSH side is right and only the HTTP side is impersonated.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import http.client
 import json
 import re
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -64,7 +67,9 @@ def start_site(tmp: Path) -> Site:
     data = tmp / "data"
     run = cli(data)
     run("init")
-    server = configured(data, tmp)  # the ports first: codes carry them
+    # The ports first: codes carry them. Behind a proxy on the web port (which devices never
+    # use), so that the device port's refusal of forwarded addresses shows.
+    server = configured(data, tmp, "\n[web]\ntrust_proxy = true\n")
     run("user", "add", USER)
     live = data / "files" / USER / SEGMENT
     live.mkdir(parents=True)
@@ -256,6 +261,51 @@ def test_the_right_cloud_serves_the_state_check_and_the_mirror_over_the_pinned_p
         check=True,
     ).stdout.strip()
     assert head == site.head()
+
+
+def test_the_code_pins_the_key_the_device_port_serves(site: Site, tmp_path: Path) -> None:
+    # The served certificate, read without our code, and its pin computed by openssl.
+    pem = ssl.get_server_certificate(("127.0.0.1", site.server.device_port))
+    (tmp_path / "served.pem").write_text(pem)
+    assert site.new_code("pin probe").tls_pin == tls.openssl_pin(tmp_path / "served.pem")
+    # The cloud keeps its key: codes made later pin the same one (devices would be locked out).
+    assert site.new_code("pin probe 2").tls_pin == site.new_code("pin probe 3").tls_pin
+
+
+def test_the_device_port_serves_devices_only_and_believes_no_forwarded_address(
+    site: Site,
+) -> None:
+    def ask(port: int, path: str, tls_on: bool, headers: dict[str, str]) -> int:
+        if tls_on:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                "127.0.0.1", port, timeout=30, context=context
+            )
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", path, headers=headers)
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    devices, web = site.server.device_port, site.server.http_port
+    # People's web interface is not on the port that is exposed directly, with its own key.
+    assert ask(web, "/login", False, {}) != 404
+    assert ask(devices, "/login", True, {}) == 404
+    # A wrong password with a forged X-Forwarded-For: the web port's proxy is trusted (the
+    # control), the device port is reached directly and logs the real address.
+    log = site.data / "logs" / "auth.log"
+    bad = "Basic " + base64.b64encode(f"{USER}:d000000000.{'y' * 43}".encode()).decode()
+    for port, tls_on, forged in ((web, False, "203.0.113.7"), (devices, True, "203.0.113.8")):
+        assert (
+            ask(port, "/api/v1/segments", tls_on, {"Authorization": bad, "X-Forwarded-For": forged})
+            == 401
+        )
+    wait_for(lambda: "203.0.113.7" in log.read_text(), 10, "the web port's refusal in the log")
+    assert "203.0.113.8" not in log.read_text()
 
 
 # -- codes made before the device port ---------------------------------------------------------

@@ -137,6 +137,7 @@ class WebServer(Endpoint):
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RCLONE_", "GUNICORN_"))}
         env["BLUEGRASS_DATA"] = str(self.data_root)
+        env.pop("BLUEGRASS_DEVICE_PORT", None)
         return env
 
 
@@ -156,3 +157,7 @@ class DeviceServer(WebServer):
             threads=8,
             tls=(files.cert, files.key),
         )
+
+    def env(self) -> dict[str, str]:
+        # Devices' routes only, and no proxy's forwarded addresses (bluegrass.cloud.webapp).
+        return {**super().env(), "BLUEGRASS_DEVICE_PORT": "1"}
