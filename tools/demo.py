@@ -1,7 +1,8 @@
 """`make demo`: the whole pipeline on one machine, from a laptop's folder to the Pi's panel.
 
 1. the cloud: a data root, a user `demo` with a web password, `bluegrass-cloud run` on
-   loopback (sync endpoint and HTTP on free ports), in the background;
+   loopback (sync endpoint, web port and the devices' TLS port on free ports), in the
+   background;
 2. a laptop with its own HOME: enrolled with the user's code, a sample folder as the segment
    `documents`, synced;
 3. the cloud's daily commit: one dated yesterday, then the laptop changes a few files, syncs,
