@@ -372,6 +372,10 @@ def test_a_refused_sftp_login_is_not_called_a_wrong_password_unless_https_says_s
     assert revoked["outcome"] == "needs-user", revoked
     assert "bluegrass enroll --force CODE" in revoked["message"], revoked
     assert "password is wrong" in revoked["message"], revoked
+    # Enrolling another computer with the revoked code: refused on both sides, named as such.
+    other = Laptop(tmp_path / "other")
+    line = one_line_error(other.run("enroll", code.encode(), check=False))
+    assert "refused the code's credentials" in line and "revoked" in line, line
 
     # The pinned side cannot be asked (another key answers there): it says it cannot tell.
     devices = free_port()

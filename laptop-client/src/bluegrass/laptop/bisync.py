@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bluegrass.core.errors import BluegrassError
 from bluegrass.laptop import (
-    cloudhttp,
+    credential,
     filters,
     guard,
     hidden,
@@ -861,8 +861,8 @@ class SegmentSync:
     def _auth_outcome(self, code: int) -> Outcome:
         """A refused sftp login, worded by what the pinned HTTPS side says of the password."""
         user = self.settings.server["user"]
-        verdict = cloudhttp.CloudHTTP(self.settings).credential()
-        if verdict.kind == cloudhttp.REFUSED:
+        verdict = credential.of_settings(self.settings)
+        if verdict.kind == credential.REFUSED:
             return Outcome(
                 NEEDS_USER,
                 remote.auth_refused_message(user),
@@ -870,7 +870,7 @@ class SegmentSync:
                 command="bluegrass enroll --force CODE",
                 exit_code=code,
             )
-        if verdict.kind == cloudhttp.ACCEPTED:
+        if verdict.kind == credential.ACCEPTED:
             return Outcome(RETRY, remote.auth_busy_message(user), exit_code=code)
         return Outcome(RETRY, remote.auth_unknown_message(user, verdict.why), exit_code=code)
 

@@ -116,7 +116,7 @@ def host_key_message(server: str, port: int) -> str:
 
 # A refused sftp login is not proof of a wrong password: the cloud also refuses logins while a
 # device or an address is locked out, or when it is busy. The pinned HTTPS side, asked with the
-# same password, tells those apart (bluegrass.laptop.cloudhttp.CloudHTTP.credential).
+# same password, tells those apart (bluegrass.laptop.credential).
 
 
 def auth_refused_message(user: str) -> str:
