@@ -3,7 +3,7 @@
 Writes, in the configuration folder: the [server] table of bluegrass.toml, `known_hosts` with
 the server's pinned host key, `rclone.conf` (mode 0600) with the sftp remote and the
 device's password, obscured, and `device-password` (mode 0600), the same password for the
-cloud's HTTP side (asked before a sync whether anything changed there). Before saving, it
+cloud's pinned device port (asked before a sync whether anything changed there). Before saving, it
 connects once with the new settings: a server that presents another host key, or refuses the
 password, is not enrolled with. A server that cannot be reached right now is: syncs will retry.
 A refused login is checked on the cloud's pinned HTTPS port before it is called a bad code: a
