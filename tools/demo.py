@@ -1,7 +1,8 @@
 """`make demo`: the whole pipeline on one machine, from a laptop's folder to the Pi's panel.
 
 1. the cloud: a data root, a user `demo` with a web password, `bluegrass-cloud run` on
-   loopback (sync endpoint and HTTP on free ports), in the background;
+   loopback (sync endpoint, web port and the devices' TLS port on free ports), in the
+   background;
 2. a laptop with its own HOME: enrolled with the user's code, a sample folder as the segment
    `documents`, synced;
 3. the cloud's daily commit: one dated yesterday, then the laptop changes a few files, syncs,
@@ -269,7 +270,7 @@ class Demo:
 
     def cloud(self) -> tuple[str, int, str]:
         print("\n== 1. The cloud: a data root, a user and a web login", flush=True)
-        sftp_port, http_port = free_port(), free_port()
+        sftp_port, http_port, device_port = free_port(), free_port(), free_port()
         self.run(self.cloud_args("init"))
         # Enrollment codes carry the address and ports: set them before the first code. The
         # daily commit is put 12 hours away, so the demo's own commits are the ones you see.
@@ -277,9 +278,13 @@ class Demo:
         config = self.data / "bluegrass-cloud.toml"
         config.write_text(
             f'[server]\naddress = "127.0.0.1"\nbind = "127.0.0.1"\nsftp_port = {sftp_port}\n'
-            f'http_port = {http_port}\n\n[schedule]\ncommit_at = "{later}"\n'
+            f"http_port = {http_port}\ndevice_port = {device_port}\n"
+            f'\n[schedule]\ncommit_at = "{later}"\n'
         )
-        print(f"(wrote {shown(config)}: loopback, ports {sftp_port} and {http_port})")
+        print(
+            f"(wrote {shown(config)}: loopback, ports {sftp_port} (sftp), {http_port} (web) and "
+            f"{device_port} (devices, HTTPS with a pinned key))"
+        )
         added = json.loads(
             self.run(self.cloud_args("user", "add", "demo", "--json"), quiet=True).stdout
         )

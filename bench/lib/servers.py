@@ -158,12 +158,15 @@ class Cloud:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.cli("init")
         self.sftp_port, self.http_port = free_port(), free_port()
+        # The devices' TLS port too: the default 8443 would be shared with anything else.
+        device_port = free_port()
         (self.data / "bluegrass-cloud.toml").write_text(
             "[server]\n"
             'address = "127.0.0.1"\n'
             'bind = "127.0.0.1"\n'
             f"sftp_port = {self.sftp_port}\n"
             f"http_port = {self.http_port}\n"
+            f"device_port = {device_port}\n"
         )
 
     def add_user(self, user: str) -> str:

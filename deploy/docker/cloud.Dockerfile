@@ -27,7 +27,8 @@ COPY deploy/docker/cloud-entrypoint.sh /usr/local/bin/bluegrass-cloud-entrypoint
 ENV PATH=/opt/bluegrass/bin:$PATH BLUEGRASS_DATA=/data
 USER bluegrass
 VOLUME /data
-# 2022: the sync endpoint (sftp); 8080: git over HTTP and the web UI (put TLS in front).
-EXPOSE 2022 8080
+# 2022: the sync endpoint (sftp); 8443: the devices' port (TLS with a pinned key); 8080: the
+# web UI (put TLS in front).
+EXPOSE 2022 8443 8080
 ENTRYPOINT ["/usr/local/bin/bluegrass-cloud-entrypoint"]
 CMD ["bluegrass-cloud", "--data", "/data", "run", "--bind", "0.0.0.0"]

@@ -27,6 +27,7 @@ from bluegrass.core.store import Repository, snapshot
 
 from tests.appliance.fakecloud import FakeCloud
 from tests.conftest import VENV_BIN, require_tool
+from tests.support import tls
 
 USER = "alice"
 PASSWORD_SECRET = "s3cret-s3cret-s3cret-1"
@@ -59,10 +60,13 @@ def git(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def enrollment(port: int, sftp_port: int = 2022, host_key: str | None = None) -> Enrollment:
+    """A code for a cloud whose device port is `port`, pinning the fake cloud's TLS key."""
     return Enrollment(
         server="127.0.0.1",
         sftp_port=sftp_port,
         http_port=port,
+        device_port=port,
+        tls_pin=tls.shared().pin,
         user=USER,
         device="d0a1b2c3d",
         secret=PASSWORD_SECRET,

@@ -9,8 +9,11 @@ drive at a known moment instead of racing the fetch.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import socket
+import ssl
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +22,8 @@ from urllib.parse import urlsplit
 
 from bluegrass.core import httpspec
 from bluegrass.core.store.repository import BRANCH
+
+from tests.support import tls
 
 CHUNK = 64 * 1024
 
@@ -32,7 +37,12 @@ class FakeCloud:
         self.resume = threading.Event()
         self.requests: list[str] = []
         handler = type("Handler", (_Handler,), {"cloud": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.server = _TLSServer(("127.0.0.1", port), handler)
+        # The cloud's device port is HTTPS with a pinned key: so is this one (the key every
+        # test enrollment pins, tests.appliance.conftest.enrollment).
+        self.server.socket = (
+            tls.shared().server_context().wrap_socket(self.server.socket, server_side=True)
+        )
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -42,7 +52,7 @@ class FakeCloud:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     def __enter__(self) -> FakeCloud:
         self.thread.start()
@@ -66,6 +76,17 @@ class FakeCloud:
             ).stdout.strip()
             found.append({"name": name, "git": httpspec.git_path(user, name), "head": head or None})
         return found
+
+
+class _TLSServer(ThreadingHTTPServer):
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        # A CGI answer has no length: its end is the close, which GnuTLS (git's libcurl) takes
+        # for a truncation unless TLS's close_notify comes first.
+        if isinstance(request, ssl.SSLSocket):
+            with contextlib.suppress(OSError, ValueError):
+                request.settimeout(5)
+                request.unwrap()
+        super().shutdown_request(request)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -26,24 +26,18 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_enroll_warns_when_the_password_would_cross_a_network_in_clear(
-    appliance: Appliance,
-) -> None:
-    public_http = dataclasses.replace(enrollment(8080), server="backup.example.org")
-    proc = appliance("enroll", public_http.encode())
-    assert "warning: the cloud's web side is plain http (http://backup.example.org:8080)" in (
-        proc.stderr
-    )
-    assert "public_url" in proc.stderr
-    # With the cloud's HTTPS address in the code, the appliance uses it and says nothing.
-    over_tls = dataclasses.replace(public_http, url="https://backup.example.org")
-    proc = appliance("enroll", over_tls.encode(), "--json")
+def test_enroll_warns_when_the_code_has_no_pinned_https_key(appliance: Appliance) -> None:
+    # A code made before the cloud had a device port: the appliance will send its password
+    # nowhere over HTTP, on a LAN or not, and says so at once.
+    unpinned = dataclasses.replace(enrollment(8443), device_port=0, tls_pin="")
+    proc = appliance("enroll", unpinned.encode(), "--json")
+    assert "warning: this code has no pinned HTTPS key" in proc.stderr
+    assert "bluegrass-cloud device add" in proc.stderr
+    assert json.loads(proc.stdout)["device_url"] is None
+    # A pinned code: nothing to warn about; the device side is the code's https port.
+    proc = appliance("enroll", enrollment(8443).encode(), "--json")
     assert proc.stderr == ""
-    assert json.loads(proc.stdout)["cloud_url"] == "https://backup.example.org"
-    # On this machine or a home network, plain http is fine.
-    for server in ("127.0.0.1", "192.168.1.20", "cloud.local"):
-        proc = appliance("enroll", dataclasses.replace(public_http, server=server).encode())
-        assert "warning" not in proc.stderr, server
+    assert json.loads(proc.stdout)["device_url"] == "https://127.0.0.1:8443"
 
 
 def test_enroll_stores_the_code_privately_and_status_shows_it(appliance: Appliance) -> None:
@@ -79,6 +73,10 @@ def test_bad_configuration_names_file_key_and_expectation(appliance: Appliance) 
     # No user:password@ in the cloud's address: the device signs in with its own credential.
     appliance.configure('[cloud]\nurl = "https://pi:secret@backup.example.org"\n')
     assert "cloud.url" in one_line_error(appliance("status", check=False))
+    # Nor plain http: the device password goes only to the pinned HTTPS port.
+    appliance.configure('[cloud]\nurl = "http://backup.example.org:8080"\n')
+    line = one_line_error(appliance("status", check=False))
+    assert "cloud.url" in line and '"https://HOST[:PORT]"' in line
 
 
 @pytest.mark.root

@@ -37,9 +37,9 @@ class Cloud:
 def running_cloud(tmp_path: Path) -> Iterator[tuple[Cloud, int]]:
     cloud = Cloud(tmp_path / "data")
     cloud("init")
-    sftp, http = free_port(), free_port()
+    sftp, http, device = free_port(), free_port(), free_port()
     config = cloud.data / "bluegrass-cloud.toml"
-    config.write_text(f"[server]\nsftp_port = {sftp}\nhttp_port = {http}\n")
+    config.write_text(f"[server]\nsftp_port = {sftp}\nhttp_port = {http}\ndevice_port = {device}\n")
     log = (tmp_path / "cloud.log").open("wb")
     proc = subprocess.Popen(
         [str(VENV_BIN / "bluegrass-cloud"), "--data", str(cloud.data), "run"],

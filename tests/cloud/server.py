@@ -15,6 +15,7 @@ from pathlib import Path
 from bluegrass.core import enrollment, rclone
 
 from tests.conftest import VENV_BIN
+from tests.support.net import free_port
 
 READY = "sync endpoint ready"
 
@@ -35,6 +36,9 @@ class Server:
     tmp: Path
     sftp_port: int
     http_port: int
+    # The devices' HTTPS port: every run serves one, so every harness gets a free port of its
+    # own (never the default 8443, which parallel runs would fight over).
+    device_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -53,6 +57,8 @@ class Server:
                 str(self.sftp_port),
                 "--http-port",
                 str(self.http_port),
+                "--device-port",
+                str(self.device_port),
                 *extra,
             ],
             stdin=subprocess.DEVNULL,

@@ -284,7 +284,14 @@ def test_run_on_a_full_disk_says_where(full_disk_data: Path) -> None:
     fill(data)
 
     failed = cloud(
-        "run", "--sftp-port", str(free_port()), "--http-port", str(free_port()), check=False
+        "run",
+        "--sftp-port",
+        str(free_port()),
+        "--http-port",
+        str(free_port()),
+        "--device-port",
+        str(free_port()),
+        check=False,
     )
 
     line = one_line_error(failed)

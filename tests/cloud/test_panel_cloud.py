@@ -448,7 +448,9 @@ def test_no_setup_code_once_an_administrator_exists(site: Cloud) -> None:
 
 
 def worker_pids(server: Server) -> list[int]:
-    return [int(p) for p in re.findall(r"Booting worker with pid: (\d+)", server.log())]
+    """The web port's gunicorn workers (the device port has its own: "https: ")."""
+    pattern = r"(?m)^\S+ http: .*Booting worker with pid: (\d+)"
+    return [int(p) for p in re.findall(pattern, server.log())]
 
 
 def test_sign_in_is_throttled_and_every_worker_knows(tmp_path: Path) -> None:

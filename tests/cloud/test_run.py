@@ -145,6 +145,7 @@ def test_each_segment_at_its_own_time(cloud: Run, data: Path) -> None:
         (["--sftp-port", "twenty"], "not a port number"),
         (["--bind", "not a host!"], "not an IP address or host name"),
         (["--sftp-port", "4000", "--http-port", "4000"], "cannot share port 4000"),
+        (["--http-port", "4001", "--device-port", "4001"], "device port 4001 must differ"),
     ],
 )
 def test_bad_options(cloud: Run, args: list[str], expected: str) -> None:
@@ -169,7 +170,8 @@ def test_port_in_use_fails_at_once(cloud: Run, data: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = cloud("run", "--sftp-port", str(port), "--http-port", str(free_port()), check=False)
+        ports = ["--http-port", str(free_port()), "--device-port", str(free_port())]
+        proc = cloud("run", "--sftp-port", str(port), *ports, check=False)
     # run logs as it starts; the failure is its last line, in the usual form.
     assert proc.returncode == 1
     line = proc.stderr.strip().splitlines()[-1]

@@ -143,7 +143,8 @@ def configured(data: Path, tmp: Path, extra: str = "") -> Server:
     far = (datetime.now() + timedelta(hours=12)).strftime("%H:%M")
     (data / "bluegrass-cloud.toml").write_text(
         f'[server]\naddress = "127.0.0.1"\nsftp_port = {server.sftp_port}\n'
-        f'http_port = {server.http_port}\n\n[schedule]\ncommit_at = "{far}"\n{extra}'
+        f"http_port = {server.http_port}\ndevice_port = {server.device_port}\n"
+        f'\n[schedule]\ncommit_at = "{far}"\n{extra}'
     )
     return server
 

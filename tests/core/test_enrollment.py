@@ -47,3 +47,36 @@ def test_the_public_url_survives_the_round_trip() -> None:
 def test_a_bad_public_url_is_refused(url: object) -> None:
     with pytest.raises(UsageError, match="bad 'url' field"):
         enrollment.decode(code_of({**FIELDS, "url": url}))
+
+
+PIN = "sha256//" + "q" * 43 + "="
+
+
+def test_a_code_made_before_the_device_port_has_no_device_side() -> None:
+    # Such a device sends its password over HTTP nowhere (decision 115).
+    found = enrollment.decode(code_of(FIELDS))
+    assert (found.device_port, found.tls_pin, found.device_side) == (0, "", None)
+
+
+def test_the_device_port_and_its_pin_survive_the_round_trip() -> None:
+    made = enrollment.decode(code_of({**FIELDS, "device_port": 8443, "tls_pin": PIN}))
+    assert enrollment.decode(made.encode()) == made
+    side = made.device_side
+    assert side is not None
+    assert (side.base, side.pin) == ("https://backup.example.org:8443", PIN)
+
+
+@pytest.mark.parametrize(
+    ("fields", "key"),
+    [
+        ({"device_port": 8443}, "tls_pin"),
+        ({"tls_pin": PIN}, "tls_pin"),
+        ({"device_port": 8443, "tls_pin": "sha256//short="}, "tls_pin"),
+        ({"device_port": 8443, "tls_pin": PIN.replace("sha256", "sha1")}, "tls_pin"),
+        ({"device_port": 70000, "tls_pin": PIN}, "device_port"),
+        ({"device_port": "8443", "tls_pin": PIN}, "device_port"),
+    ],
+)
+def test_a_bad_device_side_is_refused(fields: dict[str, object], key: str) -> None:
+    with pytest.raises(UsageError, match=f"bad '{key}' field"):
+        enrollment.decode(code_of({**FIELDS, **fields}))

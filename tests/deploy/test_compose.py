@@ -77,6 +77,8 @@ def test_cloud_service() -> None:
     assert cloud["stop_grace_period"] == "90s"
     ports = [json.dumps(p) for p in cloud["ports"]]
     assert any('"published": 2022' in p and '"target": 2022' in p for p in ports), ports
+    # The device port is TLS with a pinned key: published like the sync endpoint.
+    assert any('"published": 8443' in p and '"target": 8443' in p for p in ports), ports
     # The plain-HTTP side is only on loopback, for a TLS proxy, unless asked otherwise.
     assert "127.0.0.1:8080:8080/tcp" in cloud["ports"]
     exposed = compose_config("cloud", BLUEGRASS_HTTP_BIND="0.0.0.0")["services"]["cloud"]

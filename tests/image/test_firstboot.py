@@ -78,6 +78,7 @@ def test_open_network_and_hex_psk() -> None:
         ('[enroll]\ncode = "hello"', "starting with bg1-"),
         ('[enroll]\ncloud_url = "ftp://x"', "not an address like https://"),
         ('[enroll]\ncloud_url = "https://x/path?q"', "not an address like https://"),
+        ('[enroll]\ncloud_url = "http://x:8080"', "not an address like https://"),
         ('[ssh]\nauthorized_keys = ["my password"]', "is not a public key line"),
         ('[ssh]\nauthorized_keys = ["ssh-ed25519 AAAAB3NzaC1yc2E= x"]', "is damaged"),
         ('[ssh]\nauthorized_keys = ["ssh-ed25519 !!!"]', "is damaged"),
@@ -192,10 +193,10 @@ def test_cloud_url_added_to_the_shipped_settings_before_enrolling(tmp_path: Path
 
 def test_cloud_url_without_settings_file(tmp_path: Path) -> None:
     root, boot = fake_root(tmp_path)
-    (boot / "bluegrass.toml").write_text('[enroll]\ncloud_url = "http://10.1.2.3:8080"\n')
+    (boot / "bluegrass.toml").write_text('[enroll]\ncloud_url = "https://10.1.2.3:8443"\n')
     assert fb.main(["--boot", str(boot), "--root", str(root)], run=Recorder()) == 0
     config = root / "var/lib/bluegrass-appliance/bluegrass-appliance.toml"
-    assert config.read_text() == '[cloud]\nurl = "http://10.1.2.3:8080"\n'
+    assert config.read_text() == '[cloud]\nurl = "https://10.1.2.3:8443"\n'
     assert (config.parent.stat().st_mode & 0o777) == 0o700
 
 

@@ -27,6 +27,9 @@ def test_enroll_writes_config_and_a_pinned_sftp_remote(laptop: Laptop, cloud: Sf
         "device": "d1234abcd",
         "host_key": cloud.enrollment.host_key,
         "url": "",
+        # This test cloud's code is one made before the device port: no pinned HTTPS side.
+        "device_port": 0,
+        "tls_pin": "",
     }
     assert SECRET not in (laptop.config_dir / "bluegrass.toml").read_text()
     # The cloud's HTTP side gets the same password, from its own owner-only file.

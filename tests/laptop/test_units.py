@@ -14,6 +14,8 @@ from bluegrass.laptop import filters, paths, progress, scan, settings
 from bluegrass.laptop.bisync import LOCKED_OUT, NEEDS_USER, OK, RETRY, SegmentSync
 from bluegrass.laptop.runner import LogRecord, RunResult, parse_line
 
+PIN = "sha256//" + "q" * 43 + "="
+
 
 def test_platform_folders(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -101,6 +103,8 @@ def test_settings_render_round_trips(tmp_path):
         "device": "d00000001",
         "host_key": "ssh-ed25519 AAAA",
         "url": "https://backup.example/",
+        "device_port": 8443,
+        "tls_pin": PIN,
     }
     values["segments"]["docs"] = {
         "path": '/home/Ann "A"/back\\slash\ttab',
@@ -117,6 +121,8 @@ def test_settings_render_round_trips(tmp_path):
     seg = again.segments()["docs"]
     assert (seg.interval_minutes, seg.max_delete_percent, seg.max_change_percent) == (15, 20, 30)
     assert again.http_base == "https://backup.example"
+    assert again.device_side is not None
+    assert (again.device_side.base, again.device_side.pin) == ("https://h.example:8443", PIN)
 
 
 def test_settings_from_before_server_url_still_load(tmp_path):
@@ -129,6 +135,21 @@ def test_settings_from_before_server_url_still_load(tmp_path):
     loaded = settings.load(places)
     assert loaded.server["url"] == ""
     assert loaded.http_base == "http://h.example:8080"
+
+
+@pytest.mark.parametrize(
+    ("half", "named"),
+    [("device_port = 8443\n", "tls_pin"), (f'tls_pin = "{PIN}"\n', "device_port")],
+)
+def test_settings_refuse_half_a_device_side(tmp_path, half, named):
+    places = paths.Places(tmp_path, tmp_path)
+    places.config_file.write_text(
+        '[server]\nhost = "h.example"\nsftp_port = 2022\nhttp_port = 8080\nuser = "ann"\n'
+        f'device = "d00000001"\nhost_key = "ssh-ed25519 AAAA"\n{half}'
+    )
+    with pytest.raises(ConfigError) as caught:
+        settings.load(places)
+    assert f"server.{named}: expected a value" in str(caught.value)
 
 
 def test_settings_refuse_a_server_url_that_is_not_http(tmp_path):
@@ -202,9 +223,11 @@ def test_exit_7_is_a_lockout_only_without_listings(engine: SegmentSync):
             "host key does not match",
         ),
         (
+            # Enrolled without a pinned HTTPS side: whether the password is wrong cannot be
+            # told (tests/security/test_device_https.py covers the pinned verdicts).
             _result(1, ("critical", "NewFs: couldn't connect SSH: ssh: unable to authenticate")),
-            NEEDS_USER,
-            "refused this device's password",
+            RETRY,
+            "cannot be told whether the password is wrong",
         ),
         (
             _result(

@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from bluegrass.appliance import drive, readme, settings
 from bluegrass.appliance.errors import DriveMissing
 from bluegrass.appliance.source import HttpSource, LocalSource, Source
 from bluegrass.appliance.state import State
-from bluegrass.core import config, enrollment
+from bluegrass.core import config, enrollment, pinnedhttps
 from bluegrass.core.enrollment import Enrollment
 from bluegrass.core.errors import BluegrassError, ConfigError, UsageError
 
@@ -96,8 +97,13 @@ class Appliance:
                 "this appliance is not enrolled: run `bluegrass-appliance enroll CODE` with "
                 "the code `bluegrass-cloud user add` printed"
             )
-        base = url or found.http_base
-        return HttpSource(base, found, float(self.seconds("cloud.timeout")))
+        side = found.device_side
+        if url and side is not None:
+            # Another address of the device port (a port forward); the code's pin still
+            # decides whether the peer is the cloud. The schema allows https only here.
+            parts = urllib.parse.urlsplit(url)
+            side = pinnedhttps.DeviceSide(parts.hostname or "", parts.port or 443, side.pin)
+        return HttpSource(side, found, float(self.seconds("cloud.timeout")))
 
     # -- the drive --------------------------------------------------------------------------
 

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from bluegrass.appliance import settings
 from bluegrass.appliance.context import Appliance
-from bluegrass.core import enrollment
 from bluegrass.core.enrollment import Enrollment
 
 
-def cleartext_warning(base: str) -> str | None:
-    """Given the cloud's web address, return why this device's password would cross a network
-    in clear there, or None."""
-    if not enrollment.in_clear_beyond_lan(base):
+def unpinned_warning(found: Enrollment) -> str | None:
+    """Given a decoded code, return why the appliance will not mirror with it, or None."""
+    if found.device_side is not None:
         return None
     return (
-        f"the cloud's web side is plain http ({base}): this device's password would cross the "
-        "network in clear. Put a TLS proxy in front of it and set [server] public_url on the "
-        "cloud (docs/deploy.md), then enroll with a new code; or set [cloud] url here"
+        "this code has no pinned HTTPS key (it was made before the cloud had a device port): "
+        "the appliance will not send its password and mirrors nothing; make a new code with "
+        "`bluegrass-cloud device add USER` and enroll with it"
     )
 
 

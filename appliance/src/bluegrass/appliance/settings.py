@@ -52,9 +52,12 @@ def _is_abs_or_empty(value: str) -> bool:
 
 
 def _is_url(value: str) -> bool:
-    # http(s) as the enrollment's own url is checked (no user:password@, no path).
+    # https only, checked as the enrollment's own url is (no user:password@, no path): the
+    # device password goes only to the pinned HTTPS device port, never over plain http.
     return (
-        value == "" or config.is_http_base(value) or re.fullmatch(r"file:///\S*", value) is not None
+        value == ""
+        or (value.startswith("https://") and config.is_http_base(value))
+        or re.fullmatch(r"file:///\S*", value) is not None
     )
 
 
@@ -143,10 +146,12 @@ SCHEMA = Table(
                 "url": Field(
                     str,
                     "",
-                    'empty (use the enrollment), "http(s)://HOST[:PORT]" or "file:///DATA"',
+                    'empty (use the enrollment), "https://HOST[:PORT]" or "file:///DATA"',
                     _is_url,
-                    doc="Where histories come from; file:///DATA mirrors a cloud data root on "
-                    "this machine (the embedded setup).",
+                    doc="Where histories come from: empty for the cloud's device port named by "
+                    "the enrollment code; https://HOST:PORT for another address of that port "
+                    "(its key must still match the code's pin, so not a TLS proxy); "
+                    "file:///DATA mirrors a cloud data root on this machine (embedded setup).",
                 ),
                 "timeout": _duration("30s", "How long to wait for the cloud to answer."),
             },

@@ -3,24 +3,23 @@
 A Source lists segments, says where git fetches each one from (and with which credentials),
 and where rclone pulls its latest files from. The daemon does not care which one it has:
 
-- HttpSource: the cloud's contract (bluegrass.core.httpspec) plus its sync endpoint (sftp).
+- HttpSource: the cloud's contract (bluegrass.core.httpspec) on its pinned HTTPS device port,
+  plus its sync endpoint (sftp).
 - LocalSource: a cloud data root on this machine (file:///DATA), for the embedded setup.
 """
 
 from __future__ import annotations
 
-import base64
+import http.client
 import json
 import re
 import subprocess
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from bluegrass.appliance.errors import CloudRefused, CloudUnreachable
-from bluegrass.core import httpspec, names
+from bluegrass.core import httpspec, names, pinnedhttps
 from bluegrass.core.enrollment import Enrollment
 from bluegrass.core.errors import BluegrassError
 
@@ -55,43 +54,56 @@ class Source(Protocol):
 
 
 class HttpSource:
-    def __init__(self, base_url: str, enrollment: Enrollment, timeout: float) -> None:
-        self.base_url = base_url.rstrip("/")
+    """The cloud's device port: HTTPS with the key pinned by the enrollment code.
+
+    The device password goes in HTTP Basic, to the pinned side only: the segment list through
+    bluegrass.core.pinnedhttps (the key is checked before the request is written), git with
+    http.sslVerify off and http.pinnedPubkey on, both scoped to the cloud's URL. A code
+    without a pin (made before the cloud had a device port) gives `side` None: nothing is
+    sent, and every listing is refused with the way out.
+    """
+
+    def __init__(
+        self, side: pinnedhttps.DeviceSide | None, enrollment: Enrollment, timeout: float
+    ) -> None:
+        self.side = side
         self.enrollment = enrollment
         self.timeout = timeout
-        self.description = self.base_url
+        self.base_url = side.base if side is not None else ""
+        self.description = self.base_url or f"{enrollment.server} (no pinned HTTPS port)"
 
     def _authorization(self) -> str:
-        pair = f"{self.enrollment.user}:{self.enrollment.password}".encode()
-        return "Basic " + base64.b64encode(pair).decode()
+        return pinnedhttps.basic_authorization(self.enrollment.user, self.enrollment.password)
 
     def segments(self) -> list[Segment]:
-        url = self.base_url + httpspec.SEGMENTS_PATH
-        # The base URL is checked to be http(s) by the config schema or built from the
-        # enrollment; never a file: URL.
-        request = urllib.request.Request(  # noqa: S310
-            url, headers={"Authorization": self._authorization()}
-        )
+        if self.side is None:
+            raise CloudRefused(
+                "this appliance's enrollment code has no pinned HTTPS key (it was made before "
+                "the cloud had a device port), so its password is sent nowhere and nothing is "
+                "mirrored; enroll it again with a new code (`bluegrass-cloud device add USER`, "
+                "then `bluegrass-appliance enroll CODE`)"
+            )
+        headers = {"Authorization": self._authorization(), "Accept": "application/json"}
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                body = response.read(10 * 1024 * 1024)
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                raise CloudRefused(
-                    f"the cloud at {self.base_url} refused this device's credentials "
-                    f"(HTTP {exc.code}); was it revoked? enroll it again"
-                ) from None
-            if exc.code >= 500:
-                raise CloudUnreachable(
-                    f"the cloud at {self.base_url} failed (HTTP {exc.code})"
-                ) from None
+            answer = pinnedhttps.get(
+                self.side, httpspec.SEGMENTS_PATH, headers, self.timeout, limit=10 * 1024 * 1024
+            )
+        except pinnedhttps.PinMismatch as exc:
+            raise CloudRefused(str(exc)) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise CloudUnreachable(f"cannot reach the cloud at {self.base_url}: {exc}") from None
+        if answer.status in (401, 403):
+            raise CloudRefused(
+                f"the cloud at {self.base_url} refused this device's credentials "
+                f"(HTTP {answer.status}); was it revoked? enroll it again"
+            )
+        if answer.status >= 500:
+            raise CloudUnreachable(f"the cloud at {self.base_url} failed (HTTP {answer.status})")
+        if answer.status != 200:
             raise BluegrassError(
-                f"the cloud at {self.base_url} answered HTTP {exc.code} for the segment list"
-            ) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CloudUnreachable(f"cannot reach the cloud at {self.base_url}: {reason}") from None
-        return self._parse(body)
+                f"the cloud at {self.base_url} answered HTTP {answer.status} for the segment list"
+            )
+        return self._parse(answer.body)
 
     def _parse(self, body: bytes) -> list[Segment]:
         try:
@@ -117,10 +129,18 @@ class HttpSource:
         return found
 
     def git_config(self) -> dict[str, str]:
-        # Scoped to the cloud's URL, so the header never goes anywhere else; redirects are not
-        # followed for the same reason.
+        if self.side is None:
+            return {}
+        # All scoped to the cloud's URL, so the header never goes anywhere else and no other
+        # server's certificate checks are touched. git's libcurl checks the key against the
+        # pin after the handshake and before the request (curl's CURLOPT_PINNEDPUBLICKEY);
+        # sslVerify is off because the certificate is self-signed: the pin is the whole check.
+        # Redirects are not followed for the same reason.
+        scope = f"http.{self.base_url}/"
         return {
-            f"http.{self.base_url}/.extraHeader": "Authorization: " + self._authorization(),
+            f"{scope}.sslVerify": "false",
+            f"{scope}.pinnedPubkey": self.side.pin,
+            f"{scope}.extraHeader": "Authorization: " + self._authorization(),
             "http.followRedirects": "false",
         }
 

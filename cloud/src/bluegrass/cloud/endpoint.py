@@ -11,7 +11,7 @@ import re
 import threading
 from pathlib import Path
 
-from bluegrass.cloud import hostkey
+from bluegrass.cloud import hostkey, tlskey
 from bluegrass.core import config, gunicorn, rclone
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.supervise import Child, Log
@@ -136,6 +136,7 @@ class WebServer(Endpoint):
     """gunicorn serving bluegrass.cloud.webapp (health, segment list, git over HTTP)."""
 
     name = "http"
+    title = "HTTP server"
     ready_pattern = re.compile(r"Listening at: ")
 
     def argv(self) -> list[str]:
@@ -146,4 +147,27 @@ class WebServer(Endpoint):
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RCLONE_", "GUNICORN_"))}
         env["BLUEGRASS_DATA"] = str(self.data_root)
+        env.pop("BLUEGRASS_DEVICE_PORT", None)
         return env
+
+
+class DeviceServer(WebServer):
+    """The same app over TLS on the device port, with the key that enrollment codes pin
+    (bluegrass.cloud.tlskey): where devices send their passwords."""
+
+    name = "https"
+    title = "device HTTPS server"
+
+    def argv(self) -> list[str]:
+        files = tlskey.ensure(self.data_root)
+        return gunicorn.argv(
+            "bluegrass.cloud.webapp:from_environment()",
+            self.bind,
+            self.port,
+            threads=8,
+            tls=(files.cert, files.key),
+        )
+
+    def env(self) -> dict[str, str]:
+        # Devices' routes only, and no proxy's forwarded addresses (bluegrass.cloud.webapp).
+        return {**super().env(), "BLUEGRASS_DEVICE_PORT": "1"}

@@ -68,16 +68,24 @@ _SERVER = {
         int, 2022, _PORT, is_port, doc="The sync endpoint's port (rclone serve sftp)."
     ),
     "http_port": Field(
-        int, 8080, _PORT, is_port, doc="The web server's port (git over HTTP and the web UI)."
+        int, 8080, _PORT, is_port, doc="The web UI's port (plain http, or behind a TLS proxy)."
+    ),
+    "device_port": Field(
+        int,
+        8443,
+        _PORT,
+        is_port,
+        doc="The devices' port: the HTTP side over TLS with this server's own key, which "
+        "enrollment codes pin; devices send their passwords over HTTP only here.",
     ),
     "public_url": Field(
         str,
         "",
         'empty, or a base URL such as "https://backup.example.org" (no path)',
         lambda value: value == "" or config.is_http_base(value),
-        doc="The address devices use for git over HTTP and the web UI when a TLS proxy is in "
-        "front of http_port; it goes into enrollment codes, so a Pi sends its credentials over "
-        "HTTPS. Empty: http://ADDRESS:HTTP_PORT.",
+        doc="The web UI's address when a TLS proxy is in front of http_port; it goes into "
+        "enrollment codes for people to find the site. Devices never send their passwords "
+        "there (they use device_port). Empty: http://ADDRESS:HTTP_PORT.",
     ),
 }
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bluegrass.cloud import hostkey, settings
+from bluegrass.cloud import hostkey, settings, tlskey
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.credentials import NewDevice, check_device_name
 from bluegrass.cloud.datadir import DataRoot
@@ -20,7 +20,8 @@ from bluegrass.core.errors import UsageError
 
 def enrollment_code(root: DataRoot, new: NewDevice) -> str:
     """Given a data root and a new device, return the device's enrollment code: the server's
-    addresses and pinned host key from the settings, the device's credentials."""
+    addresses from the settings, its pinned SSH host key and TLS key, the device's
+    credentials."""
     cfg = settings.load(root.path)
     return Enrollment(
         server=cfg.get("server.address"),
@@ -31,6 +32,8 @@ def enrollment_code(root: DataRoot, new: NewDevice) -> str:
         secret=new.secret,
         host_key=hostkey.public_line(root.path),
         url=cfg.get("server.public_url"),
+        device_port=cfg.get("server.device_port"),
+        tls_pin=tlskey.pin(root.path),
     ).encode()
 
 
@@ -49,6 +52,7 @@ def add_device(root: DataRoot, user: str, name: str | None) -> AddedDevice:
         check_device_name(name)
     settings.load(root.path)  # a broken config must stop us before anything is written
     hostkey.ensure(root.path)
+    tlskey.ensure(root.path)
     with Accounts.open(root.path) as accounts:
         name = name or f"device {len(accounts.devices(user)) + 1}"
         with accounts.transaction():

@@ -8,6 +8,10 @@
     everything else              the web interface: the panel in cloud mode, signed in with
                                  web accounts (bluegrass.cloud.panelbackend)
 
+The same app serves the device port over TLS (`devices_only`, BLUEGRASS_DEVICE_PORT=1 from
+bluegrass.cloud.endpoint.DeviceServer) without the web interface, and believes no proxy's
+forwarded headers there: devices reach that port directly.
+
 Device logins are decided by the resident login checker, the sync endpoint's
 (bluegrass.cloud.authserver): the same checks, log, lock-outs and bound on argon2 checks. A
 successful check is remembered briefly per worker, keyed by a hash of the password and the
@@ -86,7 +90,7 @@ DEVICE_PREFIXES = ("/git/", "/api/")
 
 
 class CloudApp:
-    def __init__(self, data_root: Path) -> None:
+    def __init__(self, data_root: Path, *, devices_only: bool = False) -> None:
         # Imported here: DeviceLogin's users (and this module's importers) need no Flask.
         from bluegrass.cloud import settings
         from bluegrass.cloud.panelbackend import create_panel
@@ -99,10 +103,10 @@ class CloudApp:
             self.data_root / "files",
             quota=self._quota,
         )
-        if settings.load(self.data_root).get("web.trust_proxy"):
+        if not devices_only and settings.load(self.data_root).get("web.trust_proxy"):
             # Devices behind the same proxy: their login rate limit counts real addresses.
             self.git = ProxyFix(self.git, x_for=1, x_proto=1)  # type: ignore[arg-type]
-        self.panel: WSGIApp = create_panel(self.data_root)
+        self.panel: WSGIApp = _not_found if devices_only else create_panel(self.data_root)
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -154,6 +158,16 @@ class CloudApp:
             return len(stuck_commits(DataRoot(self.data_root), accounts, cfg))
 
 
+def _not_found(environ: dict[str, Any], start: StartResponse) -> list[bytes]:
+    body = b"not found: the web interface is on the HTTP port, not the device port\n"
+    start(
+        "404 Not Found",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
 def from_environment() -> CloudApp:
     """gunicorn's entry point: `bluegrass.cloud.webapp:from_environment()`."""
-    return CloudApp(Path(os.environ["BLUEGRASS_DATA"]))
+    devices_only = os.environ.get("BLUEGRASS_DEVICE_PORT") == "1"
+    return CloudApp(Path(os.environ["BLUEGRASS_DATA"]), devices_only=devices_only)

@@ -2,37 +2,41 @@
 
     bg1-<base64url of zlib-compressed JSON, no padding>
 
-The JSON (all keys required but `url`):
+The JSON (all keys required but `url`, `device_port` and `tls_pin`):
 
     {"v": 1,
      "server": "backup.example.org",      host name or address of the cloud
      "sftp_port": 2022,                   the sync endpoint (rclone serve sftp)
-     "http_port": 8080,                   git over HTTP and the web UI
+     "http_port": 8080,                   the web UI for people (plain http, or behind `url`)
+     "device_port": 8443,                 the device side: the same HTTP routes over TLS with
+                                          the cloud's own key; 0 in codes made before it
+     "tls_pin": "sha256//…",              that key, pinned: base64 of the SHA-256 of its
+                                          SubjectPublicKeyInfo (curl's pinnedPubkey form);
+                                          "" in codes made before it
      "user": "alice",
      "device": "d1a2b3c4e",               this device's id: revocable on its own
      "secret": "…",                       this device's secret (stored hashed on the server)
      "host_key": "ssh-ed25519 AAAA…",     the server's SSH host key, pinned by the client
-     "url": "https://backup.example.org"} the HTTP side's public address (a TLS proxy in front
-                                          of http_port), or "" for http://server:http_port;
-                                          optional when decoding (codes made before it)
+     "url": "https://backup.example.org"} the web UI's public address (a TLS proxy in front
+                                          of http_port), or "" for http://server:http_port
 
 The device logs in to the sync endpoint as `user` with the password `device.secret`
-(see `password`). The code is a credential: whoever has it can read and write the user's files.
+(see `password`), checking `host_key`; it sends the same password over HTTP only to
+https://server:device_port after checking `tls_pin` (bluegrass.core.pinnedhttps), never to
+`url` or `http_port`. A code without a pin gives no HTTP side at all (`device_side` is None).
+The code is a credential: whoever has it can read and write the user's files.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import ipaddress
 import json
 import re
-import urllib.parse
 import zlib
 from dataclasses import asdict, dataclass
 
-from bluegrass.core import config, names
+from bluegrass.core import config, names, pinnedhttps
 from bluegrass.core.errors import UsageError
 
 PREFIX = "bg1-"
@@ -51,11 +55,21 @@ class Enrollment:
     secret: str
     host_key: str
     url: str = ""
+    device_port: int = 0
+    tls_pin: str = ""
     v: int = 1
 
     @property
     def http_base(self) -> str:
         return http_base(self.url, self.server, self.http_port)
+
+    @property
+    def device_side(self) -> pinnedhttps.DeviceSide | None:
+        """Where this device may send its password over HTTP, or None (a code made before
+        the cloud had a device port: then it never does)."""
+        if not self.tls_pin or not self.device_port:
+            return None
+        return pinnedhttps.DeviceSide(self.server, self.device_port, self.tls_pin)
 
     @property
     def password(self) -> str:
@@ -96,6 +110,16 @@ def decode(code: str) -> Enrollment:
             "host_key",
         ),
         (isinstance(found.url, str) and (found.url == "" or config.is_http_base(found.url)), "url"),
+        (
+            isinstance(found.device_port, int) and 0 <= found.device_port < 65536,
+            "device_port",
+        ),
+        (
+            isinstance(found.tls_pin, str)
+            and (found.tls_pin == "" or pinnedhttps.is_pin(found.tls_pin)),
+            "tls_pin",
+        ),
+        (bool(found.tls_pin) == bool(found.device_port), "tls_pin"),
     ]
     for ok, key in checks:
         if not ok:
@@ -104,28 +128,9 @@ def decode(code: str) -> Enrollment:
 
 
 def http_base(url: str, server: str, http_port: int) -> str:
-    """Where git over HTTP and the web UI are reached: the public URL if the cloud set one,
-    else plain http on the server's address."""
+    """Where people reach the web UI: the public URL if the cloud set one, else plain http on
+    the server's address. Never where a device sends its password (`device_side`)."""
     return url.rstrip("/") or f"http://{server}:{http_port}"
-
-
-def in_clear_beyond_lan(base: str) -> bool:
-    """Whether a device password sent to `base` would cross a network in clear.
-
-    Plain http is fine on this machine or a home network (loopback, private, link-local
-    addresses, .local names); beyond that the cloud should set `[server] public_url` to its
-    HTTPS address (a TLS proxy), which enrollment codes then carry.
-    """
-    if not base.startswith("http://"):
-        return False
-    host = urllib.parse.urlsplit(base).hostname or ""
-    if host == "localhost" or host.endswith(".local"):
-        return False
-    with contextlib.suppress(ValueError):
-        address = ipaddress.ip_address(host)
-        if address.is_private or address.is_loopback or address.is_link_local:
-            return False
-    return True
 
 
 def split_password(password: str) -> tuple[str, str] | None:

@@ -14,8 +14,17 @@ def program() -> Path:
     return scripts.installed("gunicorn")
 
 
-def argv(app: str, bind: str, port: int, *, threads: int, timeout: int | None = None) -> list[str]:
-    """gunicorn serving the WSGI `app` ("module:factory()") on bind:port."""
+def argv(
+    app: str,
+    bind: str,
+    port: int,
+    *,
+    threads: int,
+    timeout: int | None = None,
+    tls: tuple[Path, Path] | None = None,
+) -> list[str]:
+    """gunicorn serving the WSGI `app` ("module:factory()") on bind:port; over TLS with
+    `tls` = (certificate, key) PEM files."""
     return [
         str(program()),
         "--bind",
@@ -36,5 +45,6 @@ def argv(app: str, bind: str, port: int, *, threads: int, timeout: int | None = 
         # gunicorn's control socket defaults to one path per user (~/.gunicorn/): two servers
         # of the same user would fight over it, and nothing here uses it.
         "--no-control-socket",
+        *(["--certfile", str(tls[0]), "--keyfile", str(tls[1])] if tls is not None else []),
         app,
     ]

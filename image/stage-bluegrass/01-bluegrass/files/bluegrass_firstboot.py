@@ -14,8 +14,9 @@ What it does, in this order, for the settings present in the file:
   cfg80211, and Wi-Fi unblocked;
 - `[ssh] authorized_keys`: the admin account's authorized_keys, fresh host keys, SSH enabled
   and started (SSH is off otherwise, and takes keys only);
-- `[enroll] cloud_url`: the appliance's `cloud.url` (the cloud's HTTPS address behind a TLS
-  proxy), written before enrolling;
+- `[enroll] cloud_url`: the appliance's `cloud.url` (another https address of the cloud's
+  device port, such as a port forward; its key must still match the code's pin), written
+  before enrolling;
 - `[enroll] code`: `bluegrass-appliance enroll CODE`.
 
 Then the file is overwritten with zeros and removed, a summary without secrets is left in
@@ -55,7 +56,8 @@ WIFI_COUNTRY = "etc/modprobe.d/bluegrass-wifi-country.conf"
 
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
-URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+# https only: the appliance sends its password nowhere else (it refuses http in [cloud] url).
+URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
 TIMEZONE_RE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
 KEY_TYPES = (
     "ssh-ed25519",

@@ -26,7 +26,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bluegrass.core.errors import BluegrassError
-from bluegrass.laptop import filters, guard, hidden, locking, paths, quota, remote, scan, unchanged
+from bluegrass.laptop import (
+    credential,
+    filters,
+    guard,
+    hidden,
+    locking,
+    paths,
+    quota,
+    remote,
+    scan,
+    unchanged,
+)
 from bluegrass.laptop.cloudhttp import CloudHTTP
 from bluegrass.laptop.metadata import EXCLUDE as SIDECARS
 from bluegrass.laptop.metadata import SegmentSidecar
@@ -925,13 +936,7 @@ class SegmentSync:
                 exit_code=code,
             )
         if kind == remote.AUTH:
-            return Outcome(
-                NEEDS_USER,
-                remote.auth_message(server["user"]),
-                action="Get a new enrollment code",
-                command="bluegrass enroll --force CODE",
-                exit_code=code,
-            )
+            return self._auth_outcome(code)
         if kind in (remote.NETWORK, remote.OTHER):
             return Outcome(
                 RETRY,
@@ -940,6 +945,22 @@ class SegmentSync:
                 exit_code=code,
             )
         return None
+
+    def _auth_outcome(self, code: int) -> Outcome:
+        """A refused sftp login, worded by what the pinned HTTPS side says of the password."""
+        user = self.settings.server["user"]
+        verdict = credential.of_settings(self.settings)
+        if verdict.kind == credential.REFUSED:
+            return Outcome(
+                NEEDS_USER,
+                remote.auth_refused_message(user),
+                action="Get a new enrollment code",
+                command="bluegrass enroll --force CODE",
+                exit_code=code,
+            )
+        if verdict.kind == credential.ACCEPTED:
+            return Outcome(RETRY, remote.auth_busy_message(user), exit_code=code)
+        return Outcome(RETRY, remote.auth_unknown_message(user, verdict.why), exit_code=code)
 
     def _locked_out(self, detail: str) -> Outcome:
         return Outcome(

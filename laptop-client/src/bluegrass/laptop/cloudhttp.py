@@ -1,21 +1,21 @@
 """The laptop's requests to the cloud's HTTP side (bluegrass.core.httpspec), as its device.
 
 Only what the sync itself may use, and only when it is safe to: the device's password goes
-in HTTP Basic, so it is never sent over plain http beyond this machine or a home network
-(enrollment.in_clear_beyond_lan); a cloud reached that way answers nothing here and syncs
-simply run in full. Every failure is None: these answers only ever let a sync skip work, or
-(the quota, decision 133) stop one before it sends what the cloud would refuse.
+in HTTP Basic, so it is sent only to the cloud's device port, after the peer's TLS key matched
+the enrollment code's pin (bluegrass.core.pinnedhttps), as the sync endpoint is trusted only
+after its SSH host key matched. A laptop enrolled with a code without a pin sends it nowhere
+over HTTP, and its syncs simply run in full. Every failure is None: these answers only ever
+let a sync skip work, or (the quota, decision 133) stop one before it sends what the cloud
+would refuse.
 """
 
 from __future__ import annotations
 
-import base64
+import http.client
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
-from bluegrass.core import enrollment, httpspec
+from bluegrass.core import httpspec, pinnedhttps
 from bluegrass.core.treestate import TreeState
 from bluegrass.laptop.settings import Settings
 
@@ -25,12 +25,12 @@ TIMEOUT = 30.0
 
 class CloudHTTP:
     def __init__(self, settings: Settings) -> None:
-        self.base = settings.http_base
+        self.side = settings.device_side
         self.user = settings.server["user"]
         self.password_file = settings.places.device_password
 
     def usable(self) -> bool:
-        return not enrollment.in_clear_beyond_lan(self.base) and self.password_file.is_file()
+        return self.side is not None and self.password_file.is_file()
 
     def segment_state(self, segment: str) -> TreeState | None:
         """The cloud's live folder of `segment`, as bluegrass.core.treestate sees it there."""
@@ -45,25 +45,21 @@ class CloudHTTP:
         return data if isinstance(data, dict) and data.get("user") == self.user else None
 
     def _get_json(self, path: str) -> Any:
-        if not self.usable():
+        if not self.usable() or self.side is None:
             return None
         try:
             password = self.password_file.read_text(encoding="utf-8").strip()
         except OSError:
             return None
-        token = base64.b64encode(f"{self.user}:{password}".encode()).decode()
-        # The base is http(s) only: the settings' schema checks it (config.is_http_base).
-        request = urllib.request.Request(  # noqa: S310
-            self.base + path,
-            headers={"Authorization": f"Basic {token}", "Accept": "application/json"},
-        )
-        # No proxy from the environment: the answer decides what a sync may skip, and the
-        # password is for the cloud alone.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        headers = {
+            "Authorization": pinnedhttps.basic_authorization(self.user, password),
+            "Accept": "application/json",
+        }
+        # Sent only if the peer has the pinned key; no proxy from the environment, no redirect.
         try:
-            with opener.open(request, timeout=TIMEOUT) as response:
-                if response.status != 200:
-                    return None
-                return json.loads(response.read(1 << 20))
-        except (urllib.error.URLError, OSError, ValueError):
+            answer = pinnedhttps.get(self.side, path, headers, TIMEOUT, limit=1 << 20)
+            if answer.status != 200:
+                return None
+            return json.loads(answer.body)
+        except (pinnedhttps.PinMismatch, OSError, http.client.HTTPException, ValueError):
             return None

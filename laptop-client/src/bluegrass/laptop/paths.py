@@ -76,7 +76,7 @@ class Places:
     @property
     def device_password(self) -> Path:
         """The device's password in clear (mode 0600, like rclone.conf, which holds it merely
-        obscured): for the cloud's HTTP side, which rclone does not talk to."""
+        obscured): for the cloud's pinned device port, which rclone does not talk to."""
         return self.config_dir / DEVICE_PASSWORD
 
     def segment_state(self, segment: str) -> Path:

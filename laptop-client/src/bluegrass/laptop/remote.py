@@ -114,8 +114,34 @@ def host_key_message(server: str, port: int) -> str:
     )
 
 
-def auth_message(user: str) -> str:
+# A refused sftp login is not proof of a wrong password: the cloud also refuses logins while a
+# device or an address is locked out, or when it is busy. The pinned HTTPS side, asked with the
+# same password, tells those apart (bluegrass.laptop.credential).
+
+
+def auth_refused_message(user: str) -> str:
+    """The sftp login and the pinned HTTPS side both refused the password."""
     return (
-        f"the server refused this device's password for user {user!r} (the device may have "
-        "been removed); ask for a new enrollment code and run `bluegrass enroll --force CODE`"
+        f"the server refused this device's password for user {user!r} (the device was "
+        "removed, or the password is wrong); ask for a new enrollment code and run "
+        "`bluegrass enroll --force CODE`"
+    )
+
+
+def auth_busy_message(user: str) -> str:
+    """The sftp login was refused, but the pinned HTTPS side accepted the same password."""
+    return (
+        f"the server refused this login for user {user!r} although this device's password is "
+        "still good (it may be busy, or have locked this device or address out for a while); "
+        "the next sync retries"
+    )
+
+
+def auth_unknown_message(user: str, why: str) -> str:
+    """The sftp login was refused, and whether the password is still good cannot be told."""
+    return (
+        f"the server refused this device's login for user {user!r}; it cannot be told whether "
+        f"the password is wrong or the server refused for another reason ({why}). The next "
+        "sync retries; if this keeps happening, ask for a new enrollment code and run "
+        "`bluegrass enroll --force CODE`"
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bluegrass.core import config, enrollment
+from bluegrass.core import config, enrollment, pinnedhttps
 from bluegrass.core.config import Field, Table, TableMap
 from bluegrass.core.errors import ConfigError
 from bluegrass.core.names import NAME_PATTERN
@@ -67,7 +67,22 @@ _SERVER = Table(
             "",
             'empty, or the cloud\'s web address such as "https://backup.example.org"',
             lambda v: v == "" or config.is_http_base(v),
-            doc="The cloud's HTTP side when it is not http://host:http_port (a TLS proxy).",
+            doc="The cloud's web UI when it is not http://host:http_port (a TLS proxy).",
+        ),
+        "device_port": Field(
+            int,
+            0,
+            "a port number from 1 to 65535, or 0 for none",
+            lambda v: 0 <= v < 65536,
+            doc="The cloud's HTTPS port for devices (0: enrolled with a code made before it).",
+        ),
+        "tls_pin": Field(
+            str,
+            "",
+            'empty, or "sha256//" and the base64 of a SHA-256 (44 characters)',
+            lambda v: v == "" or pinnedhttps.is_pin(v),
+            doc="The key the device port must present; the device password goes nowhere else "
+            "over HTTP.",
         ),
     },
     doc="The cloud this laptop is enrolled with (written by `bluegrass enroll`).",
@@ -128,7 +143,8 @@ _SEGMENT = Table(
     }
 )
 
-OPTIONAL_SERVER_KEYS = ("url",)
+# Empty in files written before these existed, and in codes made before the cloud had them.
+OPTIONAL_SERVER_KEYS = ("url", "device_port", "tls_pin")
 
 SCHEMA = Table(
     {
@@ -180,6 +196,14 @@ class Settings:
         return enrollment.http_base(s["url"], s["host"], s["http_port"])
 
     @property
+    def device_side(self) -> pinnedhttps.DeviceSide | None:
+        """The pinned HTTPS side, or None when this laptop was enrolled without a pin."""
+        s = self.server
+        if not s["tls_pin"] or not s["device_port"]:
+            return None
+        return pinnedhttps.DeviceSide(s["host"], s["device_port"], s["tls_pin"])
+
+    @property
     def sync(self) -> dict[str, Any]:
         return self.values["sync"]
 
@@ -215,6 +239,14 @@ def load(places: Places) -> Settings:
     for name, body in values["segments"].items():
         if not body["path"]:
             raise ConfigError(f"{where}: segments.{name}.path: expected an absolute folder path")
+    # Half a device side would be no side at all (Settings.device_side): say so instead.
+    port, pin = values["server"]["device_port"], values["server"]["tls_pin"]
+    if bool(port) != bool(pin):
+        empty, other = ("tls_pin", "device_port") if port else ("device_port", "tls_pin")
+        raise ConfigError(
+            f"{where}: server.{empty}: expected a value, as server.{other} has one (both come "
+            "from the enrollment code; enroll again to restore them)"
+        )
     return Settings(places, values)
 
 

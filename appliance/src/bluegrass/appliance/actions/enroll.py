@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from bluegrass.appliance.context import Appliance
-from bluegrass.appliance.enroll import cleartext_warning, enroll
+from bluegrass.appliance.enroll import enroll, unpinned_warning
 from bluegrass.core.cli import emit_json
 
 
@@ -26,9 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     app = Appliance.from_args(args)
     found = enroll(app, args.code)
-    clear = cleartext_warning(app.config.get("cloud.url") or found.http_base)
-    if clear:
-        print(f"bluegrass-appliance: warning: {clear}", file=sys.stderr)
+    unpinned = unpinned_warning(found)
+    if unpinned:
+        print(f"bluegrass-appliance: warning: {unpinned}", file=sys.stderr)
     if args.json:
         emit_json(
             {
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
                 "server": found.server,
                 "http_port": found.http_port,
                 "cloud_url": found.http_base,
+                "device_url": found.device_side.base if found.device_side else None,
                 "sftp_port": found.sftp_port,
                 "device": found.device,
                 "state": str(app.paths.state),

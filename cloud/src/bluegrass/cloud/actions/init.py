@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bluegrass.cloud import hostkey, settings
+from bluegrass.cloud import hostkey, settings, tlskey
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.datadir import MARKER, DataRoot
 from bluegrass.core.cli import emit_json
@@ -34,10 +34,14 @@ def run(args: argparse.Namespace) -> int:
     settings.load(root.path)  # an existing file must still be valid
     Accounts.open(root.path).close()  # creates or migrates the accounts database
     host_key = hostkey.public_line(root.path)
+    tls_pin = tlskey.pin(root.path)
     (root.path / MARKER).write_text("Bluegrass cloud data root, format 1\n")
     if args.json:
-        emit_json({"data": str(root.path), "created": created, "host_key": host_key})
+        emit_json(
+            {"data": str(root.path), "created": created, "host_key": host_key, "tls_pin": tls_pin}
+        )
     else:
         print(f"{'Created' if created else 'Already a'} data root at {root.path}")
         print(f"SSH host key (devices pin it through their enrollment codes): {host_key}")
+        print(f"Device port TLS key (pinned the same way): {tls_pin}")
     return 0

@@ -2,9 +2,10 @@
 
 It runs the sync endpoint (`rclone serve sftp` with our auth proxy) as a child and restarts
 it, with a growing delay, whenever it dies; runs the daily commits and `maintain`; answers
-on the HTTP port (gunicorn, also supervised) GET /health, the segment list and read-only git
-over HTTP for devices, and the web interface for people; and logs one line per event on
-stderr. SIGTERM or SIGINT stops everything and exits 0.
+on the HTTP port (gunicorn, also supervised) GET /health and the web interface for people;
+serves the same app over TLS on the device port (a second supervised gunicorn, with the key
+that enrollment codes pin), where devices ask for the segment list, segment states and git
+over HTTP; and logs one line per event on stderr. SIGTERM or SIGINT stops everything and exits 0.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from bluegrass.cloud import hostkey, settings, setupcode
+from bluegrass.cloud import hostkey, settings, setupcode, tlskey
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.authserver import LoginChecker
 from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
-from bluegrass.cloud.endpoint import Endpoint, WebServer, authproxy_command
+from bluegrass.cloud.endpoint import DeviceServer, Endpoint, WebServer, authproxy_command
 from bluegrass.cloud.scheduler import Scheduler
 from bluegrass.core import rclone
 from bluegrass.core.errors import BluegrassError, UsageError
@@ -53,8 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "run",
         help="run the cloud server in the foreground",
         description="Run the cloud role in the foreground: the sync endpoint (restarted if it "
-        "dies), the daily commits at [schedule] commit_at (or a segment's own), and the HTTP "
-        "port (GET /health, read-only git over HTTP for devices, and the web interface). Logs "
+        "dies), the daily commits at [schedule] commit_at (or a segment's own), the HTTP "
+        "port (GET /health and the web interface) and the device port (the same over TLS with "
+        "the pinned key: segment lists and read-only git over HTTP for devices). Logs "
         "one line per event on stderr; stop with SIGTERM "
         "or Ctrl-C. Options override [server] in the configuration for this run only; "
         "enrollment codes always carry the configured values.",
@@ -62,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bind", help="the address to listen on (default: [server] bind)")
     p.add_argument("--sftp-port", help="the sync endpoint's port (default: [server] sftp_port)")
     p.add_argument("--http-port", help="the HTTP port (default: [server] http_port)")
+    p.add_argument("--device-port", help="the devices' HTTPS port (default: [server] device_port)")
     p.set_defaults(handler=run)
 
 
@@ -106,7 +109,7 @@ def _keep_serving(
         server.start()
         if server.wait_ready(READY_TIMEOUT, stop):
             first_ready.set()
-            log(f"http: serving on {server.bind} port {server.port}")
+            log(f"{server.name}: serving on {server.bind} port {server.port}")
             while not stop.wait(1.0) and server.poll() is None:
                 pass
         if stop.is_set():
@@ -116,7 +119,7 @@ def _keep_serving(
             return
         code = server.stop()
         delay = backoff.next(server.started)
-        log(f"http: server exited (code {code}); restarting in {delay:g}s")
+        log(f"{server.name}: server exited (code {code}); restarting in {delay:g}s")
         stop.wait(delay)
 
 
@@ -128,10 +131,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--bind: not an IP address or host name: {bind!r}")
     sftp_port = _port("--sftp-port", args.sftp_port, cfg.get("server.sftp_port"))
     http_port = _port("--http-port", args.http_port, cfg.get("server.http_port"))
+    device_port = _port("--device-port", args.device_port, cfg.get("server.device_port"))
     if sftp_port == http_port:
         raise UsageError(f"the sync endpoint and the HTTP server cannot share port {sftp_port}")
+    if device_port in (sftp_port, http_port):
+        raise UsageError(
+            f"the device port {device_port} must differ from the sync endpoint's and the HTTP "
+            "server's"
+        )
     # Everything that can be wrong with the setup fails here, before anything starts.
     hostkey.ensure(root.path)
+    tlskey.ensure(root.path)
     Accounts.open(root.path).close()
     rclone.binary()
     authproxy_command()
@@ -161,18 +171,26 @@ def run(args: argparse.Namespace) -> int:
     checker.start()
     status = _Status(root.path, sync_endpoint="starting")
     web = WebServer(root.path, bind, http_port, log)
-    web_ready = threading.Event()
-    web_thread = threading.Thread(
-        target=_keep_serving, args=(web, stop, log, web_ready), name="http", daemon=True
-    )
-    web_thread.start()
-    web_ready.wait(READY_TIMEOUT)
-    if web.poll() is not None or not web.ready.is_set():
-        stop.set()
-        web_thread.join(5)
-        web.stop()
-        why = web.last_line or "no output"
-        raise BluegrassError(f"the HTTP server did not start on {bind} port {http_port}: {why}")
+    devices = DeviceServer(root.path, bind, device_port, log)
+    threads = []
+    for server in (web, devices):
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=_keep_serving, args=(server, stop, log, ready), name=server.name, daemon=True
+        )
+        thread.start()
+        threads.append((server, thread, ready))
+    for server, _, ready in threads:
+        ready.wait(READY_TIMEOUT)
+        if server.poll() is not None or not server.ready.is_set():
+            stop.set()
+            for other, thread, _ in threads:
+                thread.join(5)
+                other.stop()
+            why = server.last_line or "no output"
+            raise BluegrassError(
+                f"the {server.title} did not start on {bind} port {server.port}: {why}"
+            )
     if setup_code is not None:
         _announce_setup(root, cfg.get("server.address"), bind, http_port, setup_code, log)
     scheduler = Scheduler(root, stop, log)
@@ -185,10 +203,11 @@ def run(args: argparse.Namespace) -> int:
         if code is not None:
             log(f"sync endpoint stopped (exit code {code})")
         stop.set()
-        web_thread.join(30)
-        code = web.stop()
-        if code is not None:
-            log(f"http server stopped (exit code {code})")
+        for server, thread, _ in threads:
+            thread.join(30)
+            code = server.stop()
+            if code is not None:
+                log(f"{server.title} stopped (exit code {code})")
         if scheduler.is_alive():
             log("waiting for the scheduler to finish its current job")
             scheduler.join(60)

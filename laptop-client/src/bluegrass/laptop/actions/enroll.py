@@ -3,9 +3,11 @@
 Writes, in the configuration folder: the [server] table of bluegrass.toml, `known_hosts` with
 the server's pinned host key, `rclone.conf` (mode 0600) with the sftp remote and the
 device's password, obscured, and `device-password` (mode 0600), the same password for the
-cloud's HTTP side (asked before a sync whether anything changed there). Before saving, it
+cloud's pinned device port (asked before a sync whether anything changed there). Before saving, it
 connects once with the new settings: a server that presents another host key, or refuses the
 password, is not enrolled with. A server that cannot be reached right now is: syncs will retry.
+A refused login is checked on the cloud's pinned HTTPS port before it is called a bad code: a
+password that port accepts is enrolled with (the endpoint may be busy, or locking out).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import argparse
 
 from bluegrass.core import enrollment as codes
 from bluegrass.core.errors import BluegrassError, ConfigError, UsageError
-from bluegrass.laptop import paths, remote, settings
+from bluegrass.laptop import credential, paths, remote, settings
 from bluegrass.laptop.runner import Rclone
 from bluegrass.laptop.state import SegmentFiles
 
@@ -70,10 +72,18 @@ def run(args: argparse.Namespace) -> int:
             "new code)"
         )
     if problem == remote.AUTH:
-        raise BluegrassError(
-            f"the server refused the code's credentials for {enrollment.user!r}; not enrolled "
-            "(was the code revoked, or made for another server?)"
-        )
+        verdict = credential.ask(enrollment.device_side, enrollment.user, enrollment.password)
+        if verdict.kind == credential.REFUSED:
+            raise BluegrassError(
+                f"the server refused the code's credentials for {enrollment.user!r}; not "
+                "enrolled (was the code revoked, or made for another server?)"
+            )
+        if verdict.kind == credential.UNKNOWN:
+            raise BluegrassError(
+                f"the server refused the login for {enrollment.user!r}, and whether the code's "
+                f"password is wrong cannot be told ({verdict.why}); not enrolled: try again "
+                "later, or ask for a new code"
+            )
 
     remote.write_files(enrollment, runner, places.rclone_config, places.known_hosts)
     previous = dict(current.server)
@@ -85,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         "device": enrollment.device,
         "host_key": enrollment.host_key,
         "url": enrollment.url,
+        "device_port": enrollment.device_port,
+        "tls_pin": enrollment.tls_pin,
     }
     settings.write_atomic(places.device_password, enrollment.password + "\n", private=True)
     current.save()
@@ -102,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"Configuration: {places.config_dir}")
     if moved:
         print("Segments start afresh with the new server: their first sync copies both ways.")
-    if probe.returncode == 0:
+    if problem == remote.AUTH:
+        print(
+            "The sync endpoint refused this login for now, though the cloud's HTTPS port "
+            "accepts the password (it may be busy, or locking out for a while); syncs will retry."
+        )
+    elif probe.returncode == 0:
         found = [line.strip().rstrip("/") for line in probe.stdout.splitlines() if line.strip()]
         if found:
             print(f"Segments on the cloud: {', '.join(found)}")
