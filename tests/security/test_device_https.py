@@ -365,17 +365,35 @@ def test_a_refused_sftp_login_is_not_called_a_wrong_password_unless_https_says_s
     assert "password is still good" in busy["message"], busy
     assert "enroll" not in busy["message"], busy
 
+
+def test_a_revoked_device_is_told_to_enroll_again_and_an_unpinned_side_cannot_tell(
+    own_site: Site, tmp_path: Path
+) -> None:
+    # A cloud of its own again: the refusals above lock 127.0.0.1 out (finding 3), and a
+    # locked-out source is answered 429 on the device port, which the laptop cannot word.
+    code = own_site.new_code("laptop")
+    laptop, folder = laptop_with(tmp_path, "laptop", code)
+    (folder / "a.txt").write_text("a\n")
+    assert sync(laptop)["outcome"] == "ok"
+
     # Revoked: both sides refuse, and the laptop says to enroll again.
     own_site.run("device", "revoke", USER, code.device)
     own_site.server.wait_log("sync endpoint ready", count=2)  # restarted on the revocation
     revoked = sync(laptop)
-    assert revoked["outcome"] == "needs-user", revoked
+    assert revoked["outcome"] == "needs-user", revoked["message"]
     assert "bluegrass enroll --force CODE" in revoked["message"], revoked
     assert "password is wrong" in revoked["message"], revoked
     # Enrolling another computer with the revoked code: refused on both sides, named as such.
     other = Laptop(tmp_path / "other")
     line = one_line_error(other.run("enroll", code.encode(), check=False))
     assert "refused the code's credentials" in line and "revoked" in line, line
+    # The revoked laptop's retries are its real secret, not guesses: they never lock its
+    # address out (finding 3), so a new device at the same address still gets in.
+    for _ in range(3):
+        assert sync(laptop)["outcome"] == "needs-user"
+    fresh, fresh_folder = laptop_with(tmp_path, "fresh", own_site.new_code("fresh"))
+    (fresh_folder / "b.txt").write_text("b\n")
+    assert sync(fresh)["outcome"] == "ok"
 
     # The pinned side cannot be asked (another key answers there): it says it cannot tell.
     devices = free_port()

@@ -51,6 +51,7 @@ from pathlib import Path
 
 from bluegrass.cloud import authclient, quota
 from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.credentials import REVOKED
 from bluegrass.core import enrollment, names
 
 MAX_FAILURES = 5
@@ -250,9 +251,11 @@ def _locked_or_checked(
             and verified is not None
             and names.is_valid(user)
             and verified.knows(user, parts[0], parts[1])
-            and accounts.is_live_device(user, parts[0])
         ):
-            return _serve(data_root, user, method, parts[0], serve_files)
+            if accounts.is_live_device(user, parts[0]):
+                return _serve(data_root, user, method, parts[0], serve_files)
+            # Its holder, revoked since: told so (a 401, "enroll again"), not "try later".
+            return Decision(False, method, REVOKED, device=device)
         return Decision(False, method, f"rate-limited: {locked}", device=device)
     try:
         return _check(accounts, data_root, user, login.request, method, serve_files, gate)
@@ -279,7 +282,7 @@ def _check(
         device, secret = parts
         why = accounts.check_secret(user, device, secret, gate.run if gate else None)
         if why is not None:
-            return Decision(False, method, why, device=device, counts=True)
+            return Decision(False, method, why, device=device, counts=why != REVOKED)
     elif method == "key":
         blob = request["public_key"]
         found, why = accounts.check_key(user, blob) if isinstance(blob, str) else (None, "bad key")

@@ -53,6 +53,10 @@ _DUMMY_HASH = (
 )
 
 
+# Why a login of a revoked device with its real secret is refused (checked, never counted).
+REVOKED = "device revoked"
+
+
 @dataclass(frozen=True)
 class PublicKey:
     """One SSH public key, as in an authorized_keys line: type, base64 blob, comment."""
@@ -269,7 +273,10 @@ class Credentials(Database):
         if row is None:
             return "unknown device for this user"
         if row[1] is not None:
-            return "device revoked"
+            # Only the holder of the real secret is told: a guess at a revoked device is a
+            # wrong secret like any other, counted towards a lock-out; the holder's retries
+            # are not, so a revoked laptop never locks its own address out (decision 135).
+            return REVOKED if ok else "wrong secret"
         return None if ok else "wrong secret"
 
     def is_live_device(self, user: str, device_id: str) -> bool:
