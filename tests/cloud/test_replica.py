@@ -31,6 +31,7 @@ ALICE, BERT = "alice", "bertrand"
 DOCS, NOTES = "documents", "notebook"
 BERT_NOTE = b"bertrand's private note: the combination is 31-41-59\n"
 CRYPT_MAGIC = b"RCLONE\x00\x00"
+TLS_KEY, TLS_CERT = "tls_device_key.pem", "tls_device_cert.pem"
 
 
 def runner(data: Path) -> Run:
@@ -165,6 +166,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         (notes / "combination.txt").write_bytes(BERT_NOTE)
         bert = as_json(cloud("commit", "--user", BERT, "--json"))["segments"][0]["commit"]
 
+        # The device port's TLS pair (another branch makes it): replicated where present.
+        (data / TLS_KEY).write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot a real key\n")
+        (data / TLS_KEY).chmod(0o600)
+        (data / TLS_CERT).write_bytes(b"-----BEGIN CERTIFICATE-----\nnot a real one\n")
         (data / "bluegrass-cloud.toml").write_text(s3.config_text())
         first = as_json(cloud("replicate", "--json"))
         again = as_json(cloud("replicate", "--json"))
@@ -233,9 +238,12 @@ def test_rebuild_brings_back_every_user_and_history(world: World) -> None:
     assert as_json(world.cloud("device", "list", ALICE, "--json"))["devices"] == world.devices
 
 
-def test_the_host_key_is_the_same(world: World) -> None:
+def test_the_host_key_and_the_tls_key_are_the_same(world: World) -> None:
     assert (world.data / "ssh_host_ed25519_key.pub").read_text() == world.host_key
     assert (world.data / "ssh_host_ed25519_key").stat().st_mode & 0o077 == 0
+    assert (world.data / TLS_KEY).read_bytes().endswith(b"not a real key\n")
+    assert (world.data / TLS_KEY).stat().st_mode & 0o077 == 0
+    assert (world.data / TLS_CERT).read_bytes().endswith(b"not a real one\n")
 
 
 def test_every_snapshot_restores_byte_exact_after_the_rebuild(world: World) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.replica.rebuild import rebuild_from_replica
@@ -31,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data)
     result = rebuild_from_replica(root)
+    for warning in result.warnings:
+        sys.stderr.write(f"bluegrass-cloud: warning: {warning}\n")
     if args.json:
         emit_json(result.to_json())
     else:

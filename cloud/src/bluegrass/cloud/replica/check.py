@@ -22,7 +22,7 @@ from bluegrass.cloud.replica import bundles, keys
 from bluegrass.cloud.replica.keys import CryptSecret
 from bluegrass.cloud.replica.rebuild import fetch_checked
 from bluegrass.cloud.replica.remote import Bucket, ReplicaError
-from bluegrass.cloud.replica.replicate import SERVER_AREA, latest_manifest, work_path
+from bluegrass.cloud.replica.replicate import SERVER_AREA, newest_complete, work_path
 from bluegrass.cloud.replica.settings import from_config
 from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
@@ -88,7 +88,8 @@ def _area(bucket: Bucket, area: str, secret: CryptSecret, scratch: Path) -> Area
     found = AreaCheck(area)
     try:
         listing = bucket.list(secret)
-        manifest = latest_manifest(bucket, secret, listing, scratch / "read")
+        manifest, passed = newest_complete(bucket, secret, listing, scratch / "read")
+        found.problems += passed
         if manifest is None:
             found.problems.append("no complete manifest in the bucket")
             return found

@@ -21,7 +21,7 @@ from bluegrass.cloud.replica import bundles, keys, serverstate
 from bluegrass.cloud.replica.keys import CryptSecret
 from bluegrass.cloud.replica.manifest import Manifest, StoredObject, sha256_file
 from bluegrass.cloud.replica.remote import Bucket, ReplicaError
-from bluegrass.cloud.replica.replicate import latest_manifest, replica_lock
+from bluegrass.cloud.replica.replicate import newest_complete, replica_lock
 from bluegrass.cloud.replica.settings import from_config
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.store import Repository
@@ -45,6 +45,9 @@ class RebuildResult:
     server_manifest: str
     users: list[str]
     segments: list[RebuiltSegment] = field(default_factory=list)
+    # Newer manifests passed over because the bucket lacks what they name (damage or a
+    # deletion): the rebuild used the newest complete state before them.
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, object]:
@@ -82,7 +85,16 @@ def fetch_checked(
 ) -> None:
     """Download the objects into `dest` and check each one's sha256: crypt does not notice
     an object cut short at a block boundary (research report, B)."""
-    bucket.download(secret, [o.key for o in objects], dest)
+    try:
+        bucket.download(secret, [o.key for o in objects], dest)
+    except ReplicaError as exc:
+        # rclone's error names no object; what did not arrive is what failed (a changed byte
+        # fails crypt's authentication, and rclone keeps no part of such a file).
+        failed = [o.key for o in objects if not (dest / o.key).is_file()]
+        if not failed:
+            raise
+        shown = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
+        raise ReplicaError(f"{shown} could not be downloaded and decrypted: {exc}") from None
     for obj in objects:
         path = dest / obj.key
         if not path.is_file():
@@ -104,7 +116,7 @@ def rebuild_from_replica(root: DataRoot) -> RebuildResult:
         built = DataRoot(staging)
         downloads = root.path / STAGING / "downloads"
         listing = bucket.list(admin)
-        server = latest_manifest(bucket, admin, listing, downloads / "read")
+        server, passed = newest_complete(bucket, admin, listing, downloads / "read")
         if server is None:
             raise ReplicaError(
                 f"bucket {bucket.settings.bucket} holds no complete server state (no manifest "
@@ -118,6 +130,7 @@ def rebuild_from_replica(root: DataRoot) -> RebuildResult:
         serverstate.install(state_dir, staging)
         users = serverstate.users_in_database(staging / serverstate.DATABASE)
         result = RebuildResult(str(root.path), server.key, users)
+        result.warnings += [f"server: {why}" for why in passed]
         built.files.mkdir()
         built.repos.mkdir()
         for user in users:
@@ -135,7 +148,9 @@ def rebuild_from_replica(root: DataRoot) -> RebuildResult:
 def _user(bucket: Bucket, built: DataRoot, user: str, scratch: Path, result: RebuildResult) -> None:
     secret = keys.user_secret(built.path, user, create=False)
     listing = bucket.list(secret)
-    manifest: Manifest | None = latest_manifest(bucket, secret, listing, scratch / "read")
+    manifest: Manifest | None
+    manifest, passed = newest_complete(bucket, secret, listing, scratch / "read")
+    result.warnings += [f"{user}: {why}" for why in passed]
     if manifest is None:
         return  # never replicated (a user added after the last upload): no histories
     for segment in sorted(manifest.segments):

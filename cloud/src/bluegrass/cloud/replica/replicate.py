@@ -219,17 +219,41 @@ def latest_manifest(
 ) -> Manifest | None:
     """The newest manifest of the area whose objects are all in the listing at their sizes;
     None if there is none. A manifest is read from the bucket unless it is the one we know."""
+    return newest_complete(bucket, secret, listing, scratch, known)[0]
+
+
+def newest_complete(
+    bucket: Bucket,
+    secret: CryptSecret,
+    listing: dict[str, Listed],
+    scratch: Path,
+    known: Manifest | None = None,
+) -> tuple[Manifest | None, list[str]]:
+    """latest_manifest(), and why each newer manifest was passed over. A manifest goes up
+    after every object it names, so a newer one that cannot be read or whose objects are
+    missing or of another size is damage or a deletion in the bucket, never a killed run."""
     found = sorted(
         ((seq, key) for key in listing if (seq := manifest_seq(key)) is not None), reverse=True
     )
+    passed: list[str] = []
     for _seq, key in found:
         if known is not None and known.key == key:
             candidate: Manifest | None = known
         else:
             candidate = read_manifest(bucket, secret, key, scratch)
-        if candidate is not None and complete(candidate, listing):
-            return candidate
-    return None
+        if candidate is None:
+            passed.append(f"{key} cannot be read (damaged?)")
+            continue
+        lacking = [
+            o.key
+            for o in candidate.objects()
+            if o.key not in listing or listing[o.key].size != o.size
+        ]
+        if not lacking:
+            return candidate, passed
+        shown = ", ".join(lacking[:3]) + (", ..." if len(lacking) > 3 else "")
+        passed.append(f"{key} names objects missing or of another size: {shown}")
+    return None, passed
 
 
 def read_manifest(bucket: Bucket, secret: CryptSecret, key: str, scratch: Path) -> Manifest | None:

@@ -5,6 +5,8 @@ bluegrass.db           a consistent copy made with SQLite's backup API (the live
                        mid-transaction, with a WAL beside it)
 ssh_host_ed25519_key   the sync endpoint's host key (and .pub): devices pin it
 web-session.key        the web interface's session signing key
+tls_device_*.pem       the device port's TLS key and certificate, where the server has them
+                       (devices pin that key as they pin the host key)
 replica-keys.json      every user's replica secrets (so the administrator's secret opens all)
 """
 
@@ -25,9 +27,14 @@ HOST_KEY_PUB = hostkey.KEY_NAME + ".pub"
 # bluegrass.cloud.panelbackend.SESSION_KEY_FILE, named here so that the scheduler's import of
 # this module does not pull in Flask.
 WEB_KEY = "web-session.key"
+# bluegrass.cloud.tlskey's KEY_NAME and CERT_NAME, named here for the same reason; a server
+# without them simply has none to copy.
+TLS_KEY = "tls_device_key.pem"
+TLS_CERT = "tls_device_cert.pem"
 USER_KEYS = "replica-keys.json"
-# Where each file goes back in the data root; all owner-only but the public key.
-FILES = (DATABASE, HOST_KEY, HOST_KEY_PUB, WEB_KEY, USER_KEYS)
+# Copied as they are; all go back owner-only but the public halves.
+PRIVATE = (HOST_KEY, WEB_KEY, TLS_KEY)
+PUBLIC = (HOST_KEY_PUB, TLS_CERT)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -57,7 +64,7 @@ def collect(data_root: Path, dest: Path) -> list[str]:
         except sqlite3.Error as exc:
             raise BluegrassError(f"{db}: cannot copy the accounts database: {exc}") from exc
         written.append(DATABASE)
-    for name in (HOST_KEY, HOST_KEY_PUB, WEB_KEY):
+    for name in (*PRIVATE, *PUBLIC):
         path = data_root / name
         if path.is_file():
             _write_private(dest / name, path.read_bytes())
@@ -71,11 +78,12 @@ def collect(data_root: Path, dest: Path) -> list[str]:
 def install(source: Path, data_root: Path) -> list[str]:
     """Put the downloaded state files back into a (new) data root; return the users whose
     secrets came back."""
-    for name in (DATABASE, HOST_KEY, WEB_KEY):
+    for name in (DATABASE, *PRIVATE):
         if (source / name).is_file():
             _write_private(data_root / name, (source / name).read_bytes())
-    if (source / HOST_KEY_PUB).is_file():
-        (data_root / HOST_KEY_PUB).write_bytes((source / HOST_KEY_PUB).read_bytes())
+    for name in PUBLIC:
+        if (source / name).is_file():
+            (data_root / name).write_bytes((source / name).read_bytes())
     texts: dict[str, str] = {}
     if (source / USER_KEYS).is_file():
         texts = json.loads((source / USER_KEYS).read_text(encoding="utf-8"))
