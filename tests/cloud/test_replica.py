@@ -271,6 +271,8 @@ def test_replicate_after_the_rebuild_sends_no_history_again(world: World) -> Non
     assert out["errors"] == []
     for user in (ALICE, BERT):
         assert areas[user]["nothing_new"] and areas[user]["uploaded"] == 0, areas[user]
+    # The rebuild left the record of what the bucket holds: the secret is not new.
+    assert out["admin_secret_created"] is None
 
 
 def test_raw_objects_hold_no_names_and_no_contents(world: World) -> None:
@@ -358,3 +360,22 @@ def test_rebuild_without_the_administrator_secret_says_what_to_copy(tmp_path: Pa
     line = one_line_error(runner(data)("rebuild", "--from-replica", check=False))
     assert "no administrator secret" in line and "admin.json" in line
     assert sorted(p.name for p in data.iterdir()) == ["bluegrass-cloud.toml"]
+
+
+def test_an_unreachable_bucket_is_one_line_and_the_secret_is_said_again(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cloud = runner(data)
+    cloud("init")
+    cloud("user", "add", ALICE)
+    closed = S3Server(tmp_path / "s3", free_port())  # never started: nothing listens there
+    (data / "bluegrass-cloud.toml").write_text(closed.config_text())
+    line = one_line_error(cloud("replicate", check=False))
+    assert "connection refused" in line, line
+    assert not (data / "replica" / "state").exists()
+    closed.start()
+    try:
+        out = as_json(cloud("replicate", "--json"))
+    finally:
+        closed.stop()
+    # The secret was made by the failed run; the first run that completes still says it.
+    assert out["admin_secret_created"] == str(data / "replica" / "admin.json")

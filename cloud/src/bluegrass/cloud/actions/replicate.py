@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if result.admin_secret_created:
             print(
-                f"Created the administrator secret {result.admin_secret_created}: keep a copy "
+                f"The administrator secret is {result.admin_secret_created}: keep a copy "
                 "away from this server; without it the replica cannot be read"
             )
         for area in result.areas:

@@ -21,7 +21,13 @@ from bluegrass.cloud.replica import bundles, keys, serverstate
 from bluegrass.cloud.replica.keys import CryptSecret
 from bluegrass.cloud.replica.manifest import Manifest, StoredObject, sha256_file
 from bluegrass.cloud.replica.remote import Bucket, ReplicaError
-from bluegrass.cloud.replica.replicate import newest_complete, replica_lock
+from bluegrass.cloud.replica.replicate import (
+    SERVER_AREA,
+    Local,
+    newest_complete,
+    replica_lock,
+    state_path,
+)
 from bluegrass.cloud.replica.settings import from_config
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.store import Repository
@@ -131,6 +137,8 @@ def rebuild_from_replica(root: DataRoot) -> RebuildResult:
         users = serverstate.users_in_database(staging / serverstate.DATABASE)
         result = RebuildResult(str(root.path), server.key, users)
         result.warnings += [f"server: {why}" for why in passed]
+        # What the next replicate compares with: it then sends nothing the bucket has.
+        Local(state_path(staging, SERVER_AREA)).remember(server, listing)
         built.files.mkdir()
         built.repos.mkdir()
         for user in users:
@@ -176,6 +184,7 @@ def _user(bucket: Bucket, built: DataRoot, user: str, scratch: Path, result: Reb
         live.mkdir()
         restored = restore_live(built, repo, user, segment, head, ROOT)
         result.segments.append(RebuiltSegment(user, segment, len(chain), head, restored.files))
+    Local(state_path(built.path, user)).remember(manifest, listing)
 
 
 def _move_into_place(staging: Path, target: Path) -> None:

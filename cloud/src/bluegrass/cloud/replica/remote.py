@@ -91,8 +91,12 @@ def _last_error(stderr: str) -> str:
         except ValueError:
             message = line
             continue
-        if isinstance(record, dict) and record.get("level") in ("error", "critical", "fatal"):
-            message = str(record.get("msg", "")).strip() or message
+        if not isinstance(record, dict):
+            continue
+        text = str(record.get("msg", "")).strip()
+        # rclone logs the error that ends a command at level "notice", as "Failed to <cmd>".
+        if record.get("level") in ("error", "critical", "fatal") or text.startswith("Failed to"):
+            message = text or message
     return message or "no message"
 
 

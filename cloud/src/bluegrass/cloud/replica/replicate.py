@@ -80,7 +80,9 @@ class AreaResult:
 class ReplicateResult:
     areas: list[AreaResult]
     errors: list[dict[str, str]]
-    admin_secret_created: str | None  # its path, the one time it is made
+    # The administrator secret's path, said until a run completes the server's state once:
+    # a first run that fails (bucket unreachable) must not swallow the only mention of it.
+    admin_secret_created: str | None
     seconds: float
 
     def to_json(self) -> dict[str, object]:
@@ -189,6 +191,7 @@ def replicate(root: DataRoot, cfg: Config, user: str | None = None) -> Replicate
     bucket = Bucket(settings)
     with replica_lock(root.path):
         admin, made = keys.admin_secret(root.path)
+        announce = made or Local(state_path(root.path, SERVER_AREA)).manifest is None
         users = [user] if user else root.users()
         for name in users:
             root.user_dir(name)  # an unknown user is a usage error, said before anything
@@ -203,7 +206,7 @@ def replicate(root: DataRoot, cfg: Config, user: str | None = None) -> Replicate
                 raise
             except BluegrassError as exc:
                 errors.append({"area": name, "error": str(exc)})
-    created = str(keys.admin_path(root.path)) if made else None
+    created = str(keys.admin_path(root.path)) if announce else None
     return ReplicateResult(areas, errors, created, time.monotonic() - started)
 
 
