@@ -25,7 +25,7 @@ from tests.conftest import VENV_BIN
 from tests.core.conftest import Print, assert_same_tree, fingerprint
 from tests.core.test_store_corpus import build_corpus
 from tests.support.net import free_port
-from tests.support.s3 import S3Server
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
 ALICE, BERT = "alice", "bertrand"
 DOCS, NOTES = "documents", "notebook"
@@ -379,3 +379,90 @@ def test_an_unreachable_bucket_is_one_line_and_the_secret_is_said_again(tmp_path
         closed.stop()
     # The secret was made by the failed run; the first run that completes still says it.
     assert out["admin_secret_created"] == str(data / "replica" / "admin.json")
+
+
+def doc_scripts() -> list[str]:
+    """The shell blocks of docs/replica.md's "Recovering with rclone and git alone"."""
+    text = (Path(__file__).parents[2] / "docs" / "replica.md").read_text()
+    section = text.split("## Recovering with rclone and git alone", 1)[1].split("\n## ", 1)[0]
+    return [block.split("\n", 1)[1] for block in section.split("```sh")[1:]]
+
+
+def test_docs_recovery_with_rclone_and_git_alone(world: World, tmp_path: Path) -> None:
+    """docs/replica.md's commands, as written, with nothing of Bluegrass on PATH."""
+    scripts = doc_scripts()
+    assert len(scripts) == 3
+    scripts = [s.split("```", 1)[0] for s in scripts]
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name, path in (
+        ("rclone", VENV_BIN / "rclone"),
+        ("git", shutil.which("git")),
+        ("sha256sum", shutil.which("sha256sum")),
+    ):
+        assert path is not None
+        (tools / name).symlink_to(Path(path).resolve())
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {
+        "PATH": str(tools),
+        "HOME": str(tmp_path),
+        "ENDPOINT": world.s3.endpoint,
+        "BUCKET": "backups",
+        "KEY_ID": ACCESS_KEY,
+        "SECRET": SECRET_KEY,
+    }
+    admin = json.loads((world.data / "replica" / "admin.json").read_text())
+    env |= {"ADMIN_PASSWORD": admin["password"], "ADMIN_PASSWORD2": admin["password2"]}
+
+    def sh(script: str, **extra: str) -> str:
+        proc = subprocess.run(
+            [shutil.which("bash") or "/bin/bash", "-euo", "pipefail", "-c", script],
+            cwd=work,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    # What a person does by eye is done here with json: read the newest manifest, the keys.
+    sh(scripts[0])
+    newest = max((work / "server" / "manifests").iterdir())
+    state = json.loads(newest.read_text())["state"]
+    keys_file = next(o["key"] for o in state if o["key"].endswith("/replica-keys.json"))
+    alice = json.loads(json.loads((work / "server" / keys_file).read_text())[ALICE])
+    # One shell session in the docs: the first block's exports still hold (its copy again is
+    # a no-op).
+    sh(
+        scripts[0] + scripts[1],
+        PREFIX=alice["prefix"],
+        PASSWORD=alice["password"],
+        PASSWORD2=alice["password2"],
+    )
+    bundles = chain(work, DOCS)
+    printed = sh(scripts[2], SEGMENT=DOCS, BUNDLES=" ".join(bundles))
+    newest = max((work / "user" / "manifests").iterdir())
+    listed = {b["key"]: b["sha256"] for b in json.loads(newest.read_text())["segments"][DOCS]}
+    assert [line.split()[0] for line in printed.splitlines()] == [
+        listed[f"{DOCS}/{b}"] for b in bundles
+    ]
+    repo = work / f"{DOCS}.git"
+    head = subprocess.run(
+        ["git", "--git-dir", str(repo), "rev-parse", "refs/heads/main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    log = as_json(world.cloud("log", ALICE, DOCS, "--json"))["snapshots"]
+    assert head == log[0]["commit"]
+    fsck = subprocess.run(["git", "--git-dir", str(repo), "fsck", "--strict"], capture_output=True)
+    assert fsck.returncode == 0, fsck.stderr
+
+
+def chain(work: Path, segment: str) -> list[str]:
+    newest = max((work / "user" / "manifests").iterdir())
+    bundles = json.loads(newest.read_text())["segments"][segment]
+    start = max(i for i, b in enumerate(bundles) if b["kind"] == "full")
+    return [b["key"].split("/", 1)[1] for b in bundles[start:]]
