@@ -1,7 +1,8 @@
-"""`replica check` and `rebuild` against damage in the bucket (a real `rclone serve s3` on
-loopback, its objects changed on disk the way a faulty provider or an intruder would):
-a truncated or altered object is named and makes the check fail, a rebuild falls back to the
-newest state that is whole and says so, and the next replicate heals the chain.
+"""`replica check`, `rebuild` and `replicate` against a real `rclone serve s3` on loopback,
+on damage and on histories that change: a truncated or altered object in the bucket is named
+and makes the check fail, a rebuild falls back to the newest whole state and says so, and the
+next replicate heals the chain; a full bundle comes again after `full_every` incremental ones;
+a rewritten history is refused, not replicated over what the bucket holds.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.cloud.test_replica import as_json, rclone_with, runner
+from tests.core.conftest import git_env
 from tests.support.net import free_port
 from tests.support.s3 import S3Server
 
@@ -126,3 +129,40 @@ def test_an_altered_byte_is_found(site: Site) -> None:
     assert rebuilt.returncode != 0
     assert "000001-full.bundle" in rebuilt.stderr
     assert not (site.base / "fresh" / ".bluegrass-data").exists()
+
+
+def test_a_full_bundle_again_after_full_every(site: Site) -> None:
+    config = site.data / "bluegrass-cloud.toml"
+    config.write_text(site.s3.config_text(full_every=1))
+    live = site.data / "files" / USER / SEGMENT
+    names = []
+    for day in range(2, 4):
+        (live / f"day-{day}.bin").write_bytes(os.urandom(1000))
+        site.cloud("commit")
+        out = as_json(site.cloud("replicate", "--json"))
+        names += next(a for a in out["areas"] if a["area"] == USER)["new_bundles"]
+    # The fixture made 000001-full and 000002-inc; with full_every = 1, 3 is full, 4 is not.
+    assert names == [f"{SEGMENT}/000003-full.bundle", f"{SEGMENT}/000004-inc.bundle"]
+    head = as_json(site.cloud("log", USER, SEGMENT, "--json"))["snapshots"][0]["commit"]
+    rebuilt = json.loads(site.rebuild_fresh("fresh").stdout)["segments"][0]
+    assert (rebuilt["head"], rebuilt["bundles"]) == (head, 2)
+    log = as_json(runner(site.base / "fresh")("log", USER, SEGMENT, "--json"))["snapshots"]
+    assert len(log) == 4  # the whole history is in the full bundle, not only the last day
+
+
+def test_a_rewritten_history_is_refused_and_the_replica_kept(site: Site) -> None:
+    repo = site.data / "repos" / USER / f"{SEGMENT}.git"
+    # Someone moves the branch back to the first snapshot (the second is then unreachable).
+    subprocess.run(
+        ["git", "--git-dir", str(repo), "update-ref", "refs/heads/main", site.heads[0]],
+        check=True,
+        env=git_env(),
+    )
+    proc = site.cloud("replicate", "--json", check=False)
+    assert proc.returncode == 1
+    assert "no longer contains" in proc.stderr and "history rewritten?" in proc.stderr
+    out = json.loads(proc.stdout)
+    assert [e["area"] for e in out["errors"]] == [USER]
+    assert USER not in [a["area"] for a in out["areas"]]
+    rebuilt = json.loads(site.rebuild_fresh("fresh").stdout)["segments"][0]
+    assert rebuilt["head"] == site.heads[1]

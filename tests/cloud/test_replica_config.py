@@ -81,3 +81,12 @@ def test_without_a_replica_replicate_says_so(cloud: Run, data: Path) -> None:
     cloud("init")
     line = one_line_error(cloud("replicate", check=False))
     assert "no replica configured" in line
+
+
+def test_an_unknown_user_is_refused_before_anything(cloud: Run, data: Path) -> None:
+    cloud("init")
+    write(data, endpoint='"http://127.0.0.1:9"')
+    proc = cloud("replicate", "--user", "nobody", check=False)
+    assert "unknown user 'nobody'" in one_line_error(proc)
+    assert proc.returncode == 2
+    assert not (data / "replica" / "admin.json").exists()

@@ -189,12 +189,13 @@ def replicate(root: DataRoot, cfg: Config, user: str | None = None) -> Replicate
     started = time.monotonic()
     settings = from_config(cfg)
     bucket = Bucket(settings)
+    users = [user] if user else root.users()
+    for name in users:
+        root.user_dir(name)  # an unknown user is a usage error, said before anything is made
     with replica_lock(root.path):
         admin, made = keys.admin_secret(root.path)
         announce = made or Local(state_path(root.path, SERVER_AREA)).manifest is None
-        users = [user] if user else root.users()
         for name in users:
-            root.user_dir(name)  # an unknown user is a usage error, said before anything
             keys.user_secret(root.path, name)
         raw = bucket.list_raw()
         areas = [_server(root, bucket, admin, raw)]
