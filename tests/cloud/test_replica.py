@@ -465,3 +465,37 @@ def chain(work: Path, segment: str) -> list[str]:
     bundles = json.loads(newest.read_text())["segments"][segment]
     start = max(i for i, b in enumerate(bundles) if b["kind"] == "full")
     return [b["key"].split("/", 1)[1] for b in bundles[start:]]
+
+
+def test_without_encryption_the_same_layout_is_plain(tmp_path: Path) -> None:
+    """encrypt = false: the layout of docs/replica.md in clear (and the leak test's control:
+    the needles it looks for are there when nothing hides them)."""
+    s3 = S3Server(tmp_path / "s3", free_port())
+    s3.start()
+    try:
+        data = tmp_path / "data"
+        cloud = runner(data)
+        cloud("init")
+        cloud("user", "add", ALICE)
+        live = data / "files" / ALICE / NOTES
+        live.mkdir()
+        (live / "combination.txt").write_bytes(BERT_NOTE)
+        head = as_json(cloud("commit", "--json"))["segments"][0]["commit"]
+        (data / "bluegrass-cloud.toml").write_text(s3.config_text(encrypt=False))
+        cloud("replicate")
+        raw = s3.raw_objects()
+        prefix = json.loads((data / "replica" / "keys" / f"{ALICE}.json").read_text())["prefix"]
+        assert f"{prefix}/{NOTES}/000001-full.bundle" in raw
+        assert raw[f"{prefix}/{NOTES}/000001.refs"] == f"{head} refs/heads/main\n".encode()
+        assert any(k.startswith("server/state/") and k.endswith("/bluegrass.db") for k in raw)
+        assert not any(body.startswith(CRYPT_MAGIC) for body in raw.values())
+        assert as_json(cloud("replica", "check", "--json"))["ok"]
+        fresh = tmp_path / "fresh"
+        (fresh / "replica").mkdir(parents=True)
+        shutil.copy(data / "bluegrass-cloud.toml", fresh)
+        shutil.copy(data / "replica" / "admin.json", fresh / "replica")
+        rebuilt = as_json(runner(fresh)("rebuild", "--from-replica", "--json"))
+        assert rebuilt["segments"][0]["head"] == head
+        assert (fresh / "files" / ALICE / NOTES / "combination.txt").read_bytes() == BERT_NOTE
+    finally:
+        s3.stop()
