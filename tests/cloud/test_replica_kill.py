@@ -202,7 +202,7 @@ def test_kills_at_random_moments_never_leave_a_false_complete_state(site: Site) 
     kills = 0
     for _ in range(5):
         heads.append(site.change_and_commit(rng.choice([1 << 10, 1 << 20, 6 << 20])))
-        moment = time.monotonic() + rng.uniform(0.05, full_run)
+        moment = time.monotonic() + rng.uniform(0.05, 0.7 * full_run)
         kills += replicate_killed_when(site, reached(moment))
         checked = assert_nothing_taken_for_complete_wrongly(site)
         assert checked[USER]["manifest"] is not None  # the first complete one stays

@@ -8,7 +8,8 @@ being uploaded into it (a laptop's sync: its first upload, say) waits until no u
 been seen in it for UPLOAD_QUIET seconds, looking every UPLOAD_POLL seconds, for at most
 `upload_wait_minutes`, so the day's snapshot is not of a tree half uploaded; after that it
 commits without the files in flight (they are reported, and wait for the next commit). Any
-other failure is logged and recorded, and waits for the next day.
+other failure is logged and recorded, and waits for the next day. After a tick that committed
+something, the replica's thread is poked (bluegrass.cloud.replica.schedule).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.jobhistory import Job
 from bluegrass.cloud.maintenance import maintain_one
 from bluegrass.cloud.maintenance import summary as maintain_summary
+from bluegrass.cloud.replica.schedule import ReplicaRunner
 from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
 
@@ -59,8 +61,10 @@ class Scheduler(threading.Thread):
         self._retry: dict[tuple[str, str], tuple[float, float]] = {}
         # (user, segment) -> (occurrence, monotonic times: began waiting, last saw an upload)
         self._waiting: dict[tuple[str, str], tuple[str, float, float]] = {}
+        self.replica = ReplicaRunner(root, stop, log)
 
     def run(self) -> None:
+        self.replica.start()
         while not self.stop.is_set():
             try:
                 self.tick()
@@ -117,6 +121,8 @@ class Scheduler(threading.Thread):
                 if self.stop.is_set():
                     return
                 self._maintain(accounts, user, segment)
+            if committed:
+                self.replica.poke()
 
     def _commit(
         self, accounts: Accounts, cfg: Config, user: str, segment: str, occurrence: str
