@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from tests.cloud.conftest import Run
-from tests.cloud.server import Server
+from tests.cloud.server import Client, Server, enrolled
+from tests.cloud.test_replica import wipe_but_config
 from tests.support.net import free_port
 from tests.support.s3 import S3Server
 
@@ -38,3 +39,40 @@ def test_run_replicates_after_the_daily_commit_once_the_bucket_answers(
     out = json.loads(checked.stdout)
     assert out["ok"], out
     assert [a["manifest"] for a in out["areas"]] == ["manifests/000001.json"] * 2
+
+
+def test_an_enrolled_device_logs_in_to_the_rebuilt_server_as_before(
+    cloud: Run, data: Path, tmp_path: Path
+) -> None:
+    """Same host key (pinned from the enrollment code), same device secret, same files."""
+    cloud("init")
+    alice = enrolled(cloud("user", "add", "alice", "--json").stdout)
+    live = data / "files" / "alice" / "docs"
+    live.mkdir()
+    (live / "before.txt").write_text("from before the loss\n")
+    cloud("commit")
+    s3 = S3Server(tmp_path / "s3", free_port())
+    s3.start()
+    try:
+        (data / "bluegrass-cloud.toml").write_text(s3.config_text())
+        cloud("replicate")
+        wipe_but_config(data)
+        cloud("rebuild", "--from-replica")
+        server = Server(data, tmp_path, free_port(), free_port())
+        server.start()
+        try:
+            client = Client(server.sftp_port, tmp_path, alice.code.host_key)
+            listing = client.rclone("alice", "lsf", "-R", ":sftp:", password=alice.password)
+            assert listing.returncode == 0, listing.stderr
+            assert "docs/before.txt" in listing.stdout.splitlines()
+            new = tmp_path / "after.txt"
+            new.write_text("written after the rebuild\n")
+            sent = client.rclone(
+                "alice", "copyto", str(new), ":sftp:docs/after.txt", password=alice.password
+            )
+            assert sent.returncode == 0, sent.stderr
+            assert (live / "after.txt").read_text() == "written after the rebuild\n"
+        finally:
+            assert server.stop() == 0
+    finally:
+        s3.stop()
