@@ -11,7 +11,11 @@ from bluegrass.core.cli import emit_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("replica", help="the replica on S3", description=__doc__)
+    p = sub.add_parser(
+        "replica",
+        help="the replica on S3",
+        description="The encrypted replica of every history on S3 (docs/replica.md).",
+    )
     group = p.add_subparsers(metavar="ACTION")
     c = group.add_parser(
         "check",

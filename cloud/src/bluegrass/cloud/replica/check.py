@@ -20,6 +20,7 @@ from pathlib import Path
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.replica import bundles, keys
 from bluegrass.cloud.replica.keys import CryptSecret
+from bluegrass.cloud.replica.manifest import Bundle
 from bluegrass.cloud.replica.rebuild import fetch_checked
 from bluegrass.cloud.replica.remote import Bucket, ReplicaError
 from bluegrass.cloud.replica.replicate import SERVER_AREA, newest_complete, work_path
@@ -111,7 +112,7 @@ def _area(bucket: Bucket, area: str, secret: CryptSecret, scratch: Path) -> Area
     return found
 
 
-def _replay(chain: list, scratch: Path, segment: str) -> str | None:
+def _replay(chain: list[Bundle], scratch: Path, segment: str) -> str | None:
     """Fetch the chain into a scratch repository, verifying each bundle first."""
     repo = Repository.init(scratch / "repos" / f"{segment}.git")
     try:
