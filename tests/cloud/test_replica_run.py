@@ -4,10 +4,11 @@ while the bucket cannot be reached (a real `rclone serve s3` on loopback, starte
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.cloud.conftest import Run
-from tests.cloud.server import Client, Server, enrolled
+from tests.cloud.server import Client, Server, enrolled, wait_for
 from tests.cloud.test_replica import wipe_but_config
 from tests.support.net import free_port
 from tests.support.s3 import S3Server
@@ -74,5 +75,51 @@ def test_an_enrolled_device_logs_in_to_the_rebuilt_server_as_before(
             assert (live / "after.txt").read_text() == "written after the rebuild\n"
         finally:
             assert server.stop() == 0
+    finally:
+        s3.stop()
+
+
+def processes_naming(path: Path) -> list[str]:
+    """Command lines of running processes that mention `path` (ours: the staging folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if any(os.fsencode(path) in arg for arg in argv):
+            found.append(b" ".join(argv).decode(errors="replace"))
+    return found
+
+
+def test_stopping_run_mid_upload_ends_its_rclone(cloud: Run, data: Path, tmp_path: Path) -> None:
+    cloud("init")
+    cloud("user", "add", "alice")
+    live = data / "files" / "alice" / "docs"
+    live.mkdir()
+    (live / "big.bin").write_bytes(os.urandom(48 << 20))
+    cloud("commit")
+    s3 = S3Server(tmp_path / "s3", free_port())
+    s3.start()
+    try:
+        (data / "bluegrass-cloud.toml").write_text(s3.config_text())
+        server = Server(data, tmp_path, free_port(), free_port())
+        server.start()
+        try:
+            # The bundle is being sent: rclone writes it under a temporary name first.
+            wait_for(
+                lambda: any(".rclone_temp_put_" in p.name for p in s3.bucket_dir.rglob("*")),
+                60,
+                "the bundle's upload to begin",
+            )
+        finally:
+            assert server.stop() == 0
+        assert processes_naming(data / "replica") == []
+        # What the stopped run left is finished by the next replicate.
+        out = json.loads(cloud("replicate", "--json").stdout)
+        alice = next(a for a in out["areas"] if a["area"] == "alice")
+        assert alice["new_bundles"] == [] and alice["manifest"] == "manifests/000001.json"
     finally:
         s3.stop()

@@ -71,6 +71,7 @@ class Scheduler(threading.Thread):
             except Exception as exc:  # a bug here must not end the daily commits for good
                 self.log(f"scheduler: error: {exc!r}")
             self.stop.wait(self._next_wait())
+        self.replica.halt()
 
     def _next_wait(self) -> float:
         soonest = min((at for at, _ in self._retry.values()), default=None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,18 @@ class Listed:
 
 
 _obscured: dict[str, str] = {}
+# The rclone processes running now, so that `run` can end them when it stops: left alone, an
+# upload would go on after the server has gone (harmless, decision 143, but untidy).
+_children: set[subprocess.Popen[str]] = set()
+_children_lock = threading.Lock()
+
+
+def stop_all() -> None:
+    """Terminate every rclone this process is running against the bucket."""
+    with _children_lock:
+        for child in _children:
+            if child.poll() is None:
+                child.terminate()
 
 
 def obscure(secret: str) -> str:
@@ -185,20 +198,30 @@ class Bucket:
             "INFO",
             *NETWORK_FLAGS,
         ]
-        try:
-            proc = subprocess.run(
-                argv,
-                input=input,
-                capture_output=True,
-                text=True,
-                env=self.env(area),
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise ReplicaUnreachable(
-                f"rclone {args[0]} against {self.settings.endpoint} took over {timeout:g} s"
-            ) from None
+        with subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(area),
+        ) as child:
+            with _children_lock:
+                _children.add(child)
+            try:
+                stdout, stderr = child.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+                raise ReplicaUnreachable(
+                    f"rclone {args[0]} against {self.settings.endpoint} took over {timeout:g} s"
+                ) from None
+            finally:
+                with _children_lock:
+                    _children.discard(child)
+        proc = subprocess.CompletedProcess(argv, child.returncode, stdout, stderr)
+        if proc.returncode < 0:
+            raise ReplicaError(f"rclone {args[0]} was stopped (signal {-proc.returncode})")
         if proc.returncode != 0:
             error = _last_error(proc.stderr)
             kind = (

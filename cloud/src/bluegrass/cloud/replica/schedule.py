@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.datadir import Busy, DataRoot
-from bluegrass.cloud.replica.remote import ReplicaUnreachable
+from bluegrass.cloud.replica.remote import ReplicaUnreachable, stop_all
 from bluegrass.cloud.replica.replicate import ReplicateResult, replicate
 from bluegrass.core.errors import BluegrassError
 
@@ -44,6 +44,11 @@ class ReplicaRunner(threading.Thread):
         self._wanted.set()
         self._next_try = 0.0
         self._delay = FIRST_RETRY
+
+    def halt(self) -> None:
+        """`run` is stopping: end the rclone of a replicate in progress (the run is then
+        abandoned like a killed one, and finished at the next start)."""
+        stop_all()
 
     def poke(self) -> None:
         """Something was committed: replicate soon."""
