@@ -11,6 +11,9 @@ from bluegrass.cloud.actions import (
     init,
     log,
     maintain,
+    rebuild,
+    replica,
+    replicate,
     restore,
     run,
     user,
@@ -31,7 +34,21 @@ def build_parser() -> cli.Parser:
         help="the data root (default: $BLUEGRASS_DATA, else ./bluegrass-data)",
     )
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=cli.Parser)
-    for action in (init, user, device, commit, log, restore, verify, maintain, run, web):
+    for action in (
+        init,
+        user,
+        device,
+        commit,
+        log,
+        restore,
+        verify,
+        maintain,
+        run,
+        web,
+        replicate,
+        replica,
+        rebuild,
+    ):
         action.add_parser(sub)
     return parser
 

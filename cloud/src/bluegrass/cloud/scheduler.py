@@ -9,7 +9,8 @@ been seen in it for UPLOAD_QUIET seconds, looking every UPLOAD_POLL seconds, for
 `upload_wait_minutes`, so the day's snapshot is not of a tree half uploaded; after that it
 commits without the files in flight (they are reported, and wait for the next commit). Any
 other failure is logged and recorded, and waits for the next day. Each tick also measures
-again the users with a storage quota whose use is older than quota.MAX_AGE.
+again the users with a storage quota whose use is older than quota.MAX_AGE. After a tick
+that committed something, the replica's thread is poked (bluegrass.cloud.replica.schedule).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.jobhistory import Job
 from bluegrass.cloud.maintenance import maintain_one
 from bluegrass.cloud.maintenance import summary as maintain_summary
+from bluegrass.cloud.replica.schedule import ReplicaRunner
 from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
 
@@ -60,14 +62,17 @@ class Scheduler(threading.Thread):
         self._retry: dict[tuple[str, str], tuple[float, float]] = {}
         # (user, segment) -> (occurrence, monotonic times: began waiting, last saw an upload)
         self._waiting: dict[tuple[str, str], tuple[str, float, float]] = {}
+        self.replica = ReplicaRunner(root, stop, log)
 
     def run(self) -> None:
+        self.replica.start()
         while not self.stop.is_set():
             try:
                 self.tick()
             except Exception as exc:  # a bug here must not end the daily commits for good
                 self.log(f"scheduler: error: {exc!r}")
             self.stop.wait(self._next_wait())
+        self.replica.halt()
 
     def _next_wait(self) -> float:
         soonest = min((at for at, _ in self._retry.values()), default=None)
@@ -121,6 +126,8 @@ class Scheduler(threading.Thread):
             # Uploads and deletions through logins rclone still holds (another device's, a
             # raw client's) move a user across their quota unseen: measured every few minutes.
             quota.refresh(accounts, self.root.path)
+            if committed:
+                self.replica.poke()
 
     def _commit(
         self, accounts: Accounts, cfg: Config, user: str, segment: str, occurrence: str

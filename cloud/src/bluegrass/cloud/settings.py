@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bluegrass.core import config
 from bluegrass.core.config import Field, Table, TableMap
+from bluegrass.core.errors import ConfigError
 from bluegrass.core.names import NAME_PATTERN
 
 FILENAME = "bluegrass-cloud.toml"
@@ -105,6 +106,85 @@ _WEB = {
     ),
 }
 
+# rclone 1.75's S3 providers (`rclone help backend s3`, option --s3-provider): the pinned
+# rclone is the one that reads this value, so its list is the one a typo is checked against.
+S3_PROVIDERS = (
+    "AWS Alibaba ArvanCloud BizflyCloud Ceph ChinaMobile Cloudflare Cubbit DigitalOcean "
+    "Dreamhost Exaba Fastly FileLu FlashBlade GCS HCP Hetzner HuaweiOBS IBMCOS IDrive "
+    "ImpossibleCloud Intercolo IONOS Leviia Liara Linode LyveCloud Magalu Mega Minio Netease "
+    "Outscale OVHcloud Petabox Qiniu Rabata RackCorp Rclone Scaleway Scality SeaweedFS Selectel "
+    "Servercore SpectraLogic Storj Synology TencentCOS US3 Wasabi Zadara Zata ZeroServices Other"
+).split()
+# S3's bucket rule (3-63 letters, digits, dots, hyphens; letter or digit at both ends), with
+# capitals allowed for the providers that keep old-style names.
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{1,61}[A-Za-z0-9]")
+# Keys and regions go into rclone's environment: printable, no white space, no control bytes.
+_TOKEN = re.compile(r"[\x21-\x7e]{1,256}")
+_REPLICA = {
+    "endpoint": Field(
+        str,
+        "",
+        'the S3 endpoint\'s base URL, e.g. "https://s3.eu-central-1.amazonaws.com" (no path)',
+        lambda value: value == "" or config.is_http_base(value),
+        doc="The S3 endpoint. Empty: no replica (the other keys are then ignored).",
+    ),
+    "bucket": Field(
+        str,
+        "",
+        "an S3 bucket name (3-63 letters, digits, dots and hyphens)",
+        lambda value: value == "" or _BUCKET.fullmatch(value) is not None,
+        doc="The bucket; made beforehand (with Object Lock, docs/replica.md), never by Bluegrass.",
+    ),
+    "region": Field(
+        str,
+        "",
+        "empty, or a region name without spaces (e.g. eu-central-1)",
+        lambda value: value == "" or _TOKEN.fullmatch(value) is not None,
+        doc="The bucket's region, if the provider needs one.",
+    ),
+    "provider": Field(
+        str,
+        "Other",
+        "one of rclone's S3 providers (AWS, Ceph, Cloudflare, IDrive, Minio, Wasabi, ..., Other)",
+        lambda value: value in S3_PROVIDERS,
+        doc="rclone's S3 provider name.",
+    ),
+    "access_key_id": Field(
+        str,
+        "",
+        "an access key id without spaces",
+        lambda value: value == "" or _TOKEN.fullmatch(value) is not None,
+        doc="The server's access key: put, get and list are enough (no delete).",
+    ),
+    "secret_access_key": Field(
+        str,
+        "",
+        "a secret access key without spaces",
+        lambda value: value == "" or _TOKEN.fullmatch(value) is not None,
+        doc="Its secret (or secret_access_key_file).",
+    ),
+    "secret_access_key_file": Field(
+        str,
+        "",
+        "an absolute path to a file holding the secret access key",
+        lambda value: value == "" or Path(value).is_absolute(),
+        doc="A file holding the secret, instead of secret_access_key.",
+    ),
+    "encrypt": Field(
+        bool,
+        True,
+        _BOOL,
+        doc="Encrypt names and contents with rclone crypt, per user (docs/replica.md).",
+    ),
+    "full_every": Field(
+        int,
+        30,
+        "a whole number from 1 to 1000",
+        lambda value: 1 <= value <= 1000,
+        doc="After this many incremental bundles of a segment, the next one is full again.",
+    ),
+}
+
 SCHEMA = Table(
     {
         "snapshot": Table(dict(_SNAPSHOT), doc="How snapshots are taken."),
@@ -131,6 +211,10 @@ SCHEMA = Table(
         ),
         "server": Table(dict(_SERVER), doc="Where devices reach this server."),
         "web": Table(dict(_WEB), doc="The web interface (served on [server] http_port)."),
+        "replica": Table(
+            dict(_REPLICA),
+            doc="An encrypted copy of every history on S3 (docs/replica.md).",
+        ),
         "segments": TableMap(
             Table(dict(_SEGMENT_OVERRIDE)),
             key_pattern=rf"{NAME_PATTERN}/{NAME_PATTERN}",
@@ -145,7 +229,41 @@ Documented in docs/configuration.md."""
 
 
 def load(data_root: Path) -> config.Config:
-    return config.load(data_root / FILENAME, SCHEMA)
+    cfg = config.load(data_root / FILENAME, SCHEMA)
+    _check_replica(cfg)
+    return cfg
+
+
+def _check_replica(cfg: config.Config) -> None:
+    """The keys of [replica] that only make sense together: a half-set table is refused when
+    the file is loaded, not at 03:00 when the first upload fails."""
+    where = str(cfg.path) if cfg.path else "<defaults>"
+    values = cfg.get("replica")
+    if not values["endpoint"]:
+        if values["bucket"] or values["access_key_id"]:
+            raise ConfigError(
+                f"{where}: replica.endpoint: expected the S3 endpoint's base URL, "
+                "since [replica] sets a bucket or a key (or remove the [replica] table)"
+            )
+        return
+    needed = {
+        "bucket": "an S3 bucket name",
+        "access_key_id": "the access key id the server uploads with",
+    }
+    for key, expected in needed.items():
+        if not values[key]:
+            raise ConfigError(f"{where}: replica.{key}: expected {expected}, got nothing")
+    given = [k for k in ("secret_access_key", "secret_access_key_file") if values[k]]
+    if len(given) != 1:
+        got = "both" if given else "neither"
+        raise ConfigError(
+            f"{where}: replica.secret_access_key: expected exactly one of secret_access_key "
+            f"and secret_access_key_file, got {got}"
+        )
+
+
+def replica_enabled(cfg: config.Config) -> bool:
+    return bool(cfg.get("replica.endpoint"))
 
 
 def suspicious_share(cfg: config.Config, user: str, segment: str) -> float:
