@@ -233,7 +233,13 @@ def test_rebuild_brings_back_every_user_and_history(world: World) -> None:
     got = {(s["user"], s["segment"]) for s in world.rebuilt["segments"]}
     assert got == {(ALICE, DOCS), (BERT, NOTES)}
     assert world.cloud("verify").returncode == 0
-    assert as_json(world.cloud("user", "list", "--json"))["users"] == world.users
+    # Everything but the measured use: a history rebuilt from bundles is packed otherwise, so
+    # its size on disk differs (the histories themselves are compared commit by commit below).
+    def accounts(users: list[dict[str, object]]) -> list[dict[str, object]]:
+        return [{k: v for k, v in u.items() if k != "used"} for u in users]
+
+    rebuilt_users = as_json(world.cloud("user", "list", "--json"))["users"]
+    assert accounts(rebuilt_users) == accounts(world.users)
     # Devices keep their ids and secrets: the accounts database is the one replicated.
     assert as_json(world.cloud("device", "list", ALICE, "--json"))["devices"] == world.devices
 
