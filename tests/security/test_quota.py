@@ -29,7 +29,7 @@ from tests.laptop.conftest import Laptop
 
 SEGMENT = "docs"
 KB = 1000
-# What the cloud may hold beyond a quota after a refused sync (docs/security-notes/quota.md):
+# What the cloud may hold beyond a quota after a refused sync (docs/security.md, storage quotas):
 # the laptop refuses before sending, so nothing but the check file and the sidecars lands.
 OVERSHOOT = 64 * KB
 # As tests/panel/test_browser.py runs Debian's Chromium (importing it would skip this module
