@@ -233,6 +233,7 @@ def test_rebuild_brings_back_every_user_and_history(world: World) -> None:
     got = {(s["user"], s["segment"]) for s in world.rebuilt["segments"]}
     assert got == {(ALICE, DOCS), (BERT, NOTES)}
     assert world.cloud("verify").returncode == 0
+
     # Everything but the measured use: a history rebuilt from bundles is packed otherwise, so
     # its size on disk differs (the histories themselves are compared commit by commit below).
     def accounts(users: list[dict[str, object]]) -> list[dict[str, object]]:

@@ -88,7 +88,10 @@ def test_first_run_setup_then_sign_out_and_in(chromium, tmp_path: Path, shots: P
         expect = playwright_sync.expect
         expect(tab.get_by_role("heading", level=1)).to_have_text("Set up Bluegrass")
         expect(
-            tab.get_by_label("Enrollment code from your cloud server (optional)")
+            tab.get_by_label(
+                "Enrollment code from your cloud server "
+                "(optional; only for a Pi that is not enrolled yet)"
+            )
         ).to_be_visible()
         tab.screenshot(path=str(shots / "setup.png"), full_page=True)
         tab.get_by_label("Administrator's name").fill("admin")
