@@ -9,6 +9,7 @@ bucket's owner would make them; Bluegrass itself reaches the server only through
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -34,6 +35,9 @@ class MotoServer:
     port: int
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    # The key boto3 uses as the bucket's owner: any key until IAM is enforced, then one with
+    # every right (enforce_iam).
+    owner: tuple[str, str] = (ACCESS_KEY, SECRET_KEY)
 
     @property
     def endpoint(self) -> str:
@@ -71,14 +75,41 @@ class MotoServer:
                 self.proc.wait()
         self.proc = None
 
-    def client(self, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> Any:
+    def client(self, service: str = "s3") -> Any:
         return boto3.client(
-            "s3",
+            service,
             endpoint_url=self.endpoint,
             region_name=REGION,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
+            aws_access_key_id=self.owner[0],
+            aws_secret_access_key=self.owner[1],
         )
+
+    def iam_key(self, user: str, policy: dict[str, Any]) -> tuple[str, str]:
+        """An IAM user with `policy` as its only policy, and an access key of its own."""
+        iam = self.client("iam")
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName=user, PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        return key["AccessKeyId"], key["SecretAccessKey"]
+
+    def enforce_iam(self) -> None:
+        """From now on every request is checked against its key's IAM policies, as AWS does
+        (moto checks none by default); the owner becomes an IAM user allowed everything."""
+        self.owner = self.iam_key(
+            "owner",
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+            },
+        )
+        request = urllib.request.Request(
+            self.endpoint + "/moto-api/reset-auth",
+            data=b"0",  # how many more requests go unchecked
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert json.load(reply)["status"] == "ok"
 
     def make_bucket(
         self, name: str, *, versioned: bool = False, lock_days: int | None = None
@@ -110,15 +141,15 @@ class MotoServer:
             markers += page.get("DeleteMarkers", [])
         return versions, markers
 
-    def config_text(self, bucket: str) -> str:
+    def config_text(self, bucket: str, key: tuple[str, str] = (ACCESS_KEY, SECRET_KEY)) -> str:
         """A [replica] table for bluegrass-cloud.toml pointing at `bucket` on this server."""
         return (
             "\n[replica]\n"
             f'endpoint = "{self.endpoint}"\n'
             f'bucket = "{bucket}"\n'
             f'region = "{REGION}"\n'
-            f'access_key_id = "{ACCESS_KEY}"\n'
-            f'secret_access_key = "{SECRET_KEY}"\n'
+            f'access_key_id = "{key[0]}"\n'
+            f'secret_access_key = "{key[1]}"\n'
         )
 
 
