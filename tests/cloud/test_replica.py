@@ -233,6 +233,7 @@ def test_rebuild_brings_back_every_user_and_history(world: World) -> None:
     got = {(s["user"], s["segment"]) for s in world.rebuilt["segments"]}
     assert got == {(ALICE, DOCS), (BERT, NOTES)}
     assert world.cloud("verify").returncode == 0
+
     # Everything but the measured use: a history rebuilt from bundles is packed otherwise, so
     # its size on disk differs (the histories themselves are compared commit by commit below).
     def accounts(users: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -347,8 +348,10 @@ def test_replica_check_passes_and_says_how_old(world: World) -> None:
     assert out["ok"] is True, out
     assert {a["area"] for a in out["areas"]} == {"server", ALICE, BERT}
     assert 0 <= out["newest_age_hours"] < 1
-    # rclone serve s3 lets any key delete: the check says so.
+    # rclone serve s3 lets any key delete and keeps no versions (it cannot even list them;
+    # the probe asks the bucket's versioning instead): the check says so.
     assert out["protected"] is False and "Object Lock" in out["probe"]
+    assert out["protection"] == "none"
 
 
 def test_rebuild_refuses_a_data_root_that_is_not_empty(world: World) -> None:
