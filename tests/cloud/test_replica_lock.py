@@ -14,6 +14,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,7 @@ def test_a_locked_bucket_takes_the_replica_and_keeps_it(moto: MotoServer, tmp_pa
 
     # A thief with the server's key deletes everything it can, versions included.
     contents = every_version(cloud)
+    before_attack = datetime.now(UTC).isoformat()
     server_key_rclone(cloud, "purge", "s:locked")
     server_key_rclone(cloud, "delete", "--s3-versions", "s:locked")
     for key, version in contents:
@@ -154,6 +156,18 @@ def test_a_locked_bucket_takes_the_replica_and_keeps_it(moto: MotoServer, tmp_pa
             s3.delete_object(Bucket="locked", Key=key, VersionId=version)
         assert refused.value.response["Error"]["Code"] == "AccessDenied"
     assert every_version(cloud) == contents
+    # The bucket as it was before the attack, raw, with rclone alone (docs/replica.md).
+    as_before = tmp_path / "as-before"
+    got = server_key_rclone(
+        cloud, "copy", "--s3-version-at", before_attack, "s:locked", str(as_before)
+    )
+    assert got.returncode == 0, got.stderr
+    copied = {
+        p.relative_to(as_before).as_posix(): p.read_bytes()
+        for p in as_before.rglob("*")
+        if p.is_file() and not p.relative_to(as_before).as_posix().startswith(PROBE)
+    }
+    assert copied == {key: data for (key, _), data in contents.items()}
 
     # What the thief could do is hide objects behind delete markers; the bucket's owner
     # removes those (docs/replica.md) and the replica is whole again.
