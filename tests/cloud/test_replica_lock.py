@@ -239,6 +239,14 @@ def test_a_key_without_delete_rights_on_a_versioned_bucket(
     _, markers = moto.versions("kept")
     assert markers == []
 
+    # The probe's leftovers and the refused attack do not stand in the next day's way.
+    (cloud.data / "files" / USER / SEGMENT / "day-2.bin").write_bytes(os.urandom(1000))
+    cloud("commit")
+    out = as_json(cloud("replicate", "--json"))
+    alice = next(a for a in out["areas"] if a["area"] == USER)
+    assert out["errors"] == [] and alice["new_bundles"] == [f"{SEGMENT}/000003-inc.bundle"]
+    assert as_json(cloud("replica", "check", "--json"))["ok"] is True
+
 
 def test_a_key_without_delete_rights_on_a_plain_bucket_can_still_overwrite(
     moto: MotoServer, tmp_path: Path
