@@ -348,8 +348,10 @@ def test_replica_check_passes_and_says_how_old(world: World) -> None:
     assert out["ok"] is True, out
     assert {a["area"] for a in out["areas"]} == {"server", ALICE, BERT}
     assert 0 <= out["newest_age_hours"] < 1
-    # rclone serve s3 lets any key delete: the check says so.
+    # rclone serve s3 lets any key delete and keeps no versions (it cannot even list them;
+    # the probe asks the bucket's versioning instead): the check says so.
     assert out["protected"] is False and "Object Lock" in out["probe"]
+    assert out["protection"] == "none"
 
 
 def test_rebuild_refuses_a_data_root_that_is_not_empty(world: World) -> None:

@@ -46,8 +46,11 @@ def run_check(args: argparse.Namespace) -> int:
             print(f"{area.area}: {state}: {'ok' if not area.problems else 'PROBLEMS'}")
             for problem in area.problems:
                 print(f"  {problem}")
+        # The bucket's protection is a warning, not a failure: the replica itself is sound.
         if result.protected:
-            print(f"protected: {result.probe}")
+            print(f"protected ({result.protection}): {result.probe}")
+        elif result.protected is None:
+            print(f"WARNING: the bucket's protection is unknown: {result.probe}")
         else:
-            print(f"WARNING: {result.probe}")
+            print(f"WARNING: the bucket is not protected ({result.protection}): {result.probe}")
     return 0 if result.ok else 1

@@ -296,8 +296,23 @@ class Bucket:
     def delete_raw(self, key: str) -> None:
         self.run(["deletefile", f"{BUCKET_REMOTE}:{self.settings.bucket}/{key}"])
 
-    def has_old_version(self, key: str) -> bool:
-        """Whether an S3-versioned bucket still holds a version of the deleted `key`."""
+    def exists_raw(self, key: str) -> bool:
+        """Whether `key` is a current object of the bucket (a listing, not a download)."""
+        out = self.run(
+            [
+                "lsjson",
+                "--files-only",
+                "--no-mimetype",
+                f"{BUCKET_REMOTE}:{self.settings.bucket}/{key}",
+            ]
+        ).stdout
+        return bool(json.loads(out or "[]"))
+
+    def versions_raw(self, key: str) -> list[str] | None:
+        """The names rclone gives the stored versions of `key` (`<name>` for the current one,
+        `<name>-v<time>` for older ones and for one hidden by a delete marker), or None when
+        the server or the key cannot list versions (`rclone serve s3` answers NotImplemented;
+        an IAM key may lack s3:ListBucketVersions)."""
         folder, _, name = key.rpartition("/")
         try:
             out = self.run(
@@ -305,22 +320,35 @@ class Bucket:
                     "lsjson",
                     "--s3-versions",
                     "--files-only",
+                    "--no-mimetype",
                     f"{BUCKET_REMOTE}:{self.settings.bucket}/{folder}",
                 ]
             ).stdout
         except ReplicaError:
-            return False
-        stem = name.split(".")[0]
-        return any(item["Name"].startswith(stem) for item in json.loads(out or "[]"))
+            return None
+        return [
+            item["Name"]
+            for item in json.loads(out or "[]")
+            if item["Name"] == name or item["Name"].startswith(f"{name}-v")
+        ]
 
-    def delete_old_versions(self, key: str) -> None:
-        folder, _, name = key.rpartition("/")
-        self.run(
-            [
-                "delete",
-                "--s3-versions",
-                "--include",
-                f"{name}*",
-                f"{BUCKET_REMOTE}:{self.settings.bucket}/{folder}",
-            ]
-        )
+    def versioning(self) -> str | None:
+        """The bucket's versioning state as S3 says it ("Enabled", "Suspended",
+        "Unversioned"), or None when it cannot be read."""
+        try:
+            out = self.run(["backend", "versioning", f"{BUCKET_REMOTE}:{self.settings.bucket}"])
+        except ReplicaError:
+            return None
+        try:
+            state = json.loads(out.stdout)
+        except ValueError:
+            return None
+        return state if isinstance(state, str) else None
+
+    def delete_versions(self, folder: str) -> None:
+        """Try to delete every stored version under `folder` (only the probe's own folder is
+        ever given), then the delete markers left there."""
+        target = f"{BUCKET_REMOTE}:{self.settings.bucket}/{folder}"
+        self.run(["delete", "--s3-versions", target])
+        # `delete --s3-versions` leaves the delete marker; cleanup-hidden removes it.
+        self.run(["backend", "cleanup-hidden", target])
