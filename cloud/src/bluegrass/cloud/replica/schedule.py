@@ -8,12 +8,16 @@ scheduler only pokes it. Nothing runs when [replica] is not set.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 
 from bluegrass.cloud import settings
+from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.database import now_text
 from bluegrass.cloud.datadir import Busy, DataRoot
+from bluegrass.cloud.replica import status
 from bluegrass.cloud.replica.remote import ReplicaUnreachable, stop_all
 from bluegrass.cloud.replica.replicate import ReplicateResult, replicate
 from bluegrass.core.errors import BluegrassError
@@ -66,21 +70,40 @@ class ReplicaRunner(threading.Thread):
                 self.log(f"replicate: error: {exc!r}")
 
     def once(self) -> None:
+        started = now_text()
         try:
             cfg = settings.load(self.root.path)
             if not settings.replica_enabled(cfg):
                 return
             result = replicate(self.root, cfg)
-        except (ReplicaUnreachable, Busy) as exc:
+        except Busy as exc:  # another replicate is at it: not a problem of the replica
+            self._retry(str(exc))
+            return
+        except ReplicaUnreachable as exc:
+            self._record(started, status.UNREACHABLE, f"{exc} (trying again)")
             self._retry(str(exc))
             return
         except BluegrassError as exc:  # a bad configuration, a damaged secret: said, not retried
+            self._record(started, status.FAILED, str(exc))
             self.log(f"replicate: error: {exc}")
             return
         self._delay = FIRST_RETRY
         self.log(f"replicate: {describe(result)}")
         for error in result.errors:
             self.log(f"replicate {error['area']}: error: {error['error']}")
+        if result.errors:
+            shown = "; ".join(f"{e['area']}: {e['error']}" for e in result.errors)
+            self._record(started, status.FAILED, shown)
+        else:
+            self._record(started, status.OK, describe(result))
+
+    def _record(self, started: str, outcome: str, detail: str) -> None:
+        """In the job history, where the dashboard and /health read it."""
+        try:
+            with Accounts.open(self.root.path) as accounts:
+                status.record(accounts, started, outcome, detail)
+        except (BluegrassError, sqlite3.Error) as exc:
+            self.log(f"replicate: could not record the outcome: {exc}")
 
     def _retry(self, why: str) -> None:
         self.log(f"replicate: {why}; retrying in {self._delay:g}s")
