@@ -156,13 +156,16 @@ class CloudApp:
         """The replica's state; None when none is configured (or the configuration is
         broken: /health then says nothing of it, the dashboard says what is wrong)."""
         from bluegrass.cloud import settings
-        from bluegrass.cloud.replica import status
         from bluegrass.core.errors import BluegrassError
 
         try:
             cfg = settings.load(self.data_root)
         except BluegrassError:
             return None
+        if not settings.replica_enabled(cfg):
+            return None  # before importing the replica's code: /health stays cheap without
+        from bluegrass.cloud.replica import status
+
         with Accounts.open(self.data_root) as accounts:
             return status.read(self.data_root, accounts, cfg)
 
