@@ -266,3 +266,52 @@ def test_the_command_says_what_the_operator_must_do(world: World, tmp_path: Path
     assert "device add" in out and "user password" in out
     users = as_json(runner(data)("user", "list", "--json"))["users"]
     assert [u["user"] for u in users] == [ALICE]
+
+
+def copy_of_drive(world: World, tmp_path: Path) -> Path:
+    drive = tmp_path / "drive"
+    shutil.copytree(world.drive, drive, symlinks=True)
+    return drive
+
+
+def test_without_a_files_copy_the_live_tree_is_the_newest_snapshot(
+    world: World, tmp_path: Path
+) -> None:
+    drive = copy_of_drive(world, tmp_path)
+    user = drive / "bluegrass" / ALICE
+    shutil.rmtree(user / DOCS)  # files not pulled (files.enabled = false)
+    shutil.rmtree(user / NOTES)
+    (user / NOTES).mkdir()  # a pull that never got through leaves the folder empty
+    data = tmp_path / "data"
+    proc = runner(data)("rebuild", "--from-drive", str(drive), "--json")
+    rebuilt = as_json(proc)
+    assert {s["segment"]: s["live"] for s in rebuilt["segments"]} == {
+        DOCS: "newest snapshot",
+        NOTES: "newest snapshot",
+    }
+    assert "notebook: the drive's copy of the files is empty" in proc.stderr
+    docs = data / "files" / ALICE / DOCS
+    assert (docs / "later" / "added.txt").read_bytes() == b"added on day two\n"
+    notes = data / "files" / ALICE / NOTES
+    assert (notes / "to-notes.rclonelink").read_bytes() == b"notes.txt"
+    assert (notes / "run.sh").read_bytes() == b"#!/bin/sh\necho hi\n"
+    assert runner(data)("verify").returncode == 0
+
+
+def test_a_damaged_mirror_fails_in_one_line_and_leaves_no_data_root(
+    world: World, tmp_path: Path
+) -> None:
+    drive = copy_of_drive(world, tmp_path)
+    mirror = drive / "bluegrass" / ALICE / f"{DOCS}.git"
+    for pack in (mirror / "objects" / "pack").glob("*.pack"):
+        pack.write_bytes(pack.read_bytes()[: pack.stat().st_size // 2])
+    data = tmp_path / "data"
+    cloud = runner(data)
+    line = one_line_error(cloud("rebuild", "--from-drive", str(drive), check=False))
+    assert f"{ALICE}/{DOCS}" in line or f"{DOCS}.git" in line, line
+    assert not (data / ".bluegrass-data").exists()
+    assert "no Bluegrass data root" in one_line_error(cloud("verify", check=False))
+    # The same data root takes the rebuild again, from a sound drive.
+    rebuilt = as_json(cloud("rebuild", "--from-drive", str(world.drive), "--json"))
+    assert {s["segment"] for s in rebuilt["segments"]} == {DOCS, NOTES}
+    assert cloud("verify").returncode == 0

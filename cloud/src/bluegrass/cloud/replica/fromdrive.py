@@ -179,11 +179,17 @@ def _segment(
             head = check_history(repo, name)
     live = built.live_tree(user, segment)
     live.mkdir()
-    if held.files is not None:
-        copied = _copy_live(held.files, live, f"{name}/", warnings, top=True)
+    files = held.files
+    if files is not None and repo is not None and not _has_entries(files):
+        # An empty copy beside a history is a pull that never got through (the Pi makes the
+        # folder first): the newest snapshot is the better live tree.
+        warnings.append(f"{name}: the drive's copy of the files is empty; the newest snapshot used")
+        files = None
+    if files is not None:
+        copied = _copy_live(files, live, f"{name}/", warnings, top=True)
         if held.sidecars is not None:
             _copy_sidecars(held.sidecars, live / os.fsdecode(syncmeta.FOLDER))
-        st = held.files.stat()
+        st = files.stat()
         live.chmod(stat.S_IMODE(st.st_mode) & syncmeta.MODE_BITS | 0o700)
         os.utime(live, ns=(st.st_atime_ns, st.st_mtime_ns))
         return DriveSegment(user, segment, head, FROM_DRIVE, copied)
@@ -191,6 +197,11 @@ def _segment(
         return DriveSegment(user, segment, head, FROM_DRIVE, 0)
     restored = restore_live(built, repo, user, segment, head, ROOT)
     return DriveSegment(user, segment, head, FROM_SNAPSHOT, restored.files)
+
+
+def _has_entries(folder: Path) -> bool:
+    with os.scandir(folder) as entries:
+        return any(True for _ in entries)
 
 
 def _copy_live(
