@@ -30,7 +30,7 @@ from bluegrass.cloud.replica.rebuild import check_history, refuse_unless_empty, 
 from bluegrass.core import names, syncmeta, syncspec
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.store import Repository
-from bluegrass.core.store.git import Git
+from bluegrass.core.store.git import Git, GitError
 from bluegrass.core.store.manifest import ROOT
 
 # bluegrass.appliance.drive.MARKER and the drive's layout, named here: the cloud never
@@ -167,13 +167,20 @@ def _segment(
     head = ""
     repo = None
     if held.mirror is not None:
-        mirror = Git(held.mirror)
-        tips = bundles.tips(mirror)
-        if tips:
-            repo = Repository.init(built.repo_path(user, segment))
-            # Fast-forward only, branches only: a rewrite the mirror refused (kept in its
-            # FETCH_HEAD as evidence) never comes along.
-            bundles.fetch(repo.git, held.mirror, sorted(tips))
+        config = built.path / "mirror.gitconfig"
+        env = _safe_to_read(held.mirror, config)
+        try:
+            tips = bundles.tips(Git(held.mirror), env)
+            if tips:
+                repo = Repository.init(built.repo_path(user, segment))
+                # Fast-forward only, branches only: a rewrite the mirror refused (kept in its
+                # FETCH_HEAD as evidence) never comes along.
+                bundles.fetch(repo.git, held.mirror, sorted(tips), env)
+        except GitError as exc:
+            raise BluegrassError(f"{name}: the drive's mirror cannot be read: {exc}") from None
+        finally:
+            config.unlink()
+        if repo is not None:
             if bundles.tips(repo.git) != tips:
                 raise BluegrassError(f"{name}: the rebuilt branches are not the mirror's")
             head = check_history(repo, name)
@@ -197,6 +204,17 @@ def _segment(
         return DriveSegment(user, segment, head, FROM_DRIVE, 0)
     restored = restore_live(built, repo, user, segment, head, ROOT)
     return DriveSegment(user, segment, head, FROM_SNAPSHOT, restored.files)
+
+
+def _safe_to_read(mirror: Path, config: Path) -> dict[str, str]:
+    """git's environment for reading a mirror that another user owns (the Pi writes its
+    drive as root): git refuses such a repository ("dubious ownership") unless it is a
+    `safe.directory`, which it takes only from the global or system configuration, both shut
+    out by the store (design.md D4). So a global configuration of that one line, this
+    mirror's path (written by git itself, which quotes it)."""
+    config.unlink(missing_ok=True)
+    Git(mirror).run(["config", "--file", str(config), "safe.directory", str(mirror)])
+    return {"GIT_CONFIG_GLOBAL": str(config)}
 
 
 def _has_entries(folder: Path) -> bool:
