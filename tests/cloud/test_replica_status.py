@@ -83,6 +83,11 @@ def test_a_failing_then_working_replica_on_the_dashboard_and_health(tmp_path: Pa
         card = replica_card(dashboard(server, "alice", ADMIN_PASSWORD))
         assert "up to date" in card and "failed" not in card, card
         assert human_size(stored) in card, card
+        # Recording an outcome changes nothing the next replicate would upload again (the
+        # first one takes the web sign-ins just made: sessions are in the database).
+        cloud("replicate")
+        again = json.loads(cloud("replicate", "--json").stdout)
+        assert all(a["nothing_new"] and a["uploaded"] == 0 for a in again["areas"]), again
     finally:
         assert server.stop() == 0
         s3.stop()

@@ -67,21 +67,3 @@ class JobHistory(Database):
             (kind, user, segment, scheduled_for),
         ).fetchone()
         return row is not None
-
-    def recent_jobs(self, kind: str, user: str, segment: str, limit: int) -> list[Job]:
-        """The last `limit` jobs of a kind, newest first."""
-        rows = self.db.execute(
-            "SELECT kind, user, segment, scheduled_for, started, finished, outcome, detail "
-            "FROM jobs WHERE kind = ? AND user = ? AND segment = ? ORDER BY id DESC LIMIT ?",
-            (kind, user, segment, limit),
-        )
-        return [Job(*row) for row in rows]
-
-    def last_job_with(self, kind: str, user: str, segment: str, outcome: str) -> Job | None:
-        row = self.db.execute(
-            "SELECT kind, user, segment, scheduled_for, started, finished, outcome, detail "
-            "FROM jobs WHERE kind = ? AND user = ? AND segment = ? AND outcome = ? "
-            "ORDER BY id DESC LIMIT 1",
-            (kind, user, segment, outcome),
-        ).fetchone()
-        return Job(*row) if row else None

@@ -435,8 +435,7 @@ class CloudBackend(SignIns):
 
     def _replica(self, board: Dashboard, cfg: Config) -> None:
         """The replica's card, and its failure among the problems (administrators only)."""
-        with self._accounts() as accounts:
-            state = replica_status.read(self.root.path, accounts, cfg)
+        state = replica_status.read(self.root.path, cfg)
         if state is None:
             return
 

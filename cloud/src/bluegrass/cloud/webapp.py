@@ -166,8 +166,7 @@ class CloudApp:
             return None  # before importing the replica's code: /health stays cheap without
         from bluegrass.cloud.replica import status
 
-        with Accounts.open(self.data_root) as accounts:
-            return status.read(self.data_root, accounts, cfg)
+        return status.read(self.data_root, cfg)
 
     def _stuck_commits(self) -> int:
         """How many segments' commits fail or are overdue. Only a count: /health answers

@@ -6,8 +6,6 @@ import argparse
 import sys
 
 from bluegrass.cloud import settings
-from bluegrass.cloud.accounts import Accounts
-from bluegrass.cloud.database import now_text
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.replica import status
 from bluegrass.cloud.replica.remote import ReplicaUnreachable
@@ -32,17 +30,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
-    started = now_text()
     try:
         result = replicate(root, settings.load(root.path), args.user)
     except ReplicaUnreachable as exc:
         if args.user is None:
-            _record(root, started, status.UNREACHABLE, str(exc))
+            _record(root, status.UNREACHABLE, str(exc))
         raise
     if args.user is None:  # one user's upload is not the whole replica's
         errors = "; ".join(f"{e['area']}: {e['error']}" for e in result.errors)
         outcome = status.FAILED if errors else status.OK
-        _record(root, started, outcome, errors or describe(result))
+        _record(root, outcome, errors or describe(result))
     if args.json:
         emit_json(result.to_json())
     else:
@@ -65,6 +62,5 @@ def run(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
-def _record(root: DataRoot, started: str, outcome: str, detail: str) -> None:
-    with Accounts.open(root.path) as accounts:
-        status.record(accounts, started, outcome, detail)
+def _record(root: DataRoot, outcome: str, detail: str) -> None:
+    status.record(root.path, outcome, detail)

@@ -8,14 +8,11 @@ scheduler only pokes it. Nothing runs when [replica] is not set.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 
 from bluegrass.cloud import settings
-from bluegrass.cloud.accounts import Accounts
-from bluegrass.cloud.database import now_text
 from bluegrass.cloud.datadir import Busy, DataRoot
 from bluegrass.cloud.replica import status
 from bluegrass.cloud.replica.remote import ReplicaUnreachable, stop_all
@@ -70,7 +67,6 @@ class ReplicaRunner(threading.Thread):
                 self.log(f"replicate: error: {exc!r}")
 
     def once(self) -> None:
-        started = now_text()
         try:
             cfg = settings.load(self.root.path)
             if not settings.replica_enabled(cfg):
@@ -80,11 +76,11 @@ class ReplicaRunner(threading.Thread):
             self._retry(str(exc))
             return
         except ReplicaUnreachable as exc:
-            self._record(started, status.UNREACHABLE, f"{exc} (trying again)")
+            self._record(status.UNREACHABLE, f"{exc} (trying again)")
             self._retry(str(exc))
             return
         except BluegrassError as exc:  # a bad configuration, a damaged secret: said, not retried
-            self._record(started, status.FAILED, str(exc))
+            self._record(status.FAILED, str(exc))
             self.log(f"replicate: error: {exc}")
             return
         self._delay = FIRST_RETRY
@@ -93,16 +89,15 @@ class ReplicaRunner(threading.Thread):
             self.log(f"replicate {error['area']}: error: {error['error']}")
         if result.errors:
             shown = "; ".join(f"{e['area']}: {e['error']}" for e in result.errors)
-            self._record(started, status.FAILED, shown)
+            self._record(status.FAILED, shown)
         else:
-            self._record(started, status.OK, describe(result))
+            self._record(status.OK, describe(result))
 
-    def _record(self, started: str, outcome: str, detail: str) -> None:
-        """In the job history, where the dashboard and /health read it."""
+    def _record(self, outcome: str, detail: str) -> None:
+        """Where the dashboard and /health read it."""
         try:
-            with Accounts.open(self.root.path) as accounts:
-                status.record(accounts, started, outcome, detail)
-        except (BluegrassError, sqlite3.Error) as exc:
+            status.record(self.root.path, outcome, detail)
+        except OSError as exc:
             self.log(f"replicate: could not record the outcome: {exc}")
 
     def _retry(self, why: str) -> None:
