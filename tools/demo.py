@@ -6,7 +6,9 @@
 2. a laptop with its own HOME: enrolled with the user's code, a sample folder as the segment
    `documents`, synced;
 3. the cloud's daily commit: one dated yesterday, then the laptop changes a few files, syncs,
-   and today's commit;
+   and today's commit; then the cloud's replica: an S3 server on loopback (`rclone serve
+   s3`, started before the cloud, whose [replica] points at it), `replicate` and `replica
+   check`, the bucket's raw objects encrypted;
 4. a Raspberry Pi: enrolled with a second device's code, a plain folder standing in for its
    drive, the histories mirrored and the latest files pulled onto it, then
    `bluegrass-appliance run` serving its panel on loopback.
@@ -117,6 +119,8 @@ class Demo:
         self.documents = self.home / "Documents"
         self.pi_state = folder / "pi" / "state"
         self.pi_drive = folder / "pi" / "drive"
+        self.s3 = folder / "s3"  # the S3 server's folder: each sub-folder is a bucket
+        self.s3_port = 0
         self.logs = folder / "logs"
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
@@ -205,19 +209,41 @@ class Demo:
                 raise StepFailed(f"{url} did not answer {expected} in {READY_TIMEOUT:g} s")
             time.sleep(0.2)  # polling the address until it answers; the answer decides
 
+    def wait_until_listens(self, name: str, port: int) -> None:
+        proc = dict(self.children)[name]
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                raise StepFailed(f"{name} exited ({proc.returncode}); see {self.logs}/{name}.log")
+            if time.monotonic() > deadline:
+                raise StepFailed(f"{name} did not listen on port {port} in {READY_TIMEOUT:g} s")
+            time.sleep(0.2)  # polling the port until it takes a connection
+
     def commit(self, *extra: str) -> None:
         """`bluegrass-cloud commit`. The cloud's own scheduler commits a new segment on its
         next round (every 30 s); should that be this very moment, the segment is busy for a
         moment, and the command is run again."""
+        self._again_while_busy("commit", *extra)
+
+    def _again_while_busy(self, *args: str) -> None:
+        """A cloud command, run again while `run` does the same thing (a commit of the
+        segment, a replicate) and the command says it is busy."""
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
-            done = self.run(self.cloud_args("commit", *extra), may_fail=True)
+            done = self.run(self.cloud_args(*args), may_fail=True)
             if done.returncode == 0:
                 return
-            if "busy" not in done.stderr or time.monotonic() > deadline:
-                raise StepFailed(f"step failed (exit {done.returncode}): bluegrass-cloud commit")
-            print("(busy: the cloud's scheduler is committing it right now; once more)")
-            time.sleep(0.5)  # polling the segment's lock until the scheduler lets go
+            if "busy" not in done.stderr and "already running" not in done.stderr:
+                raise StepFailed(f"step failed (exit {done.returncode}): bluegrass-cloud {args[0]}")
+            if time.monotonic() > deadline:
+                raise StepFailed(f"bluegrass-cloud {args[0]} stayed busy")
+            print("(busy: the cloud's `run` is doing it right now; once more)")
+            time.sleep(0.5)  # polling the lock until `run` lets go
 
     def stop_all(self) -> None:
         """SIGTERM to each background program's process group, newest first, and wait."""
@@ -285,6 +311,7 @@ class Demo:
             f"(wrote {shown(config)}: loopback, ports {sftp_port} (sftp), {http_port} (web) and "
             f"{device_port} (devices, HTTPS with a pinned key))"
         )
+        self.replica_server(config)
         added = json.loads(
             self.run(self.cloud_args("user", "add", "demo", "--json"), quiet=True).stdout
         )
@@ -298,6 +325,45 @@ class Demo:
         self.wait_until_answers("cloud", f"http://127.0.0.1:{http_port}/health", 200)
         print(f"(the cloud answers on http://127.0.0.1:{http_port}/health)")
         return str(added["enrollment_code"]), http_port, password
+
+    def replica_server(self, config: Path) -> None:
+        """A local S3 server (rclone's own), and the cloud's [replica] pointing at it."""
+        key_id, secret = "AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
+        (self.s3 / "bluegrass").mkdir(parents=True)  # the bucket, made by its owner
+        self.s3_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
+        # Never on a command line. rclone reads a list flag from the environment as CSV: the
+        # pair is quoted, or its comma would split it.
+        env["RCLONE_AUTH_KEY"] = f'"{key_id},{secret}"'
+        self.start(
+            "s3",
+            [
+                "rclone",
+                "serve",
+                "s3",
+                "--addr",
+                f"127.0.0.1:{self.s3_port}",
+                "--config",
+                "",
+                str(self.s3),
+            ],
+            env=env,
+        )
+        self.wait_until_listens("s3", self.s3_port)
+        secret_file = self.data / "s3-secret"
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret + "\n")
+        with config.open("a") as out:
+            out.write(
+                f'\n[replica]\nendpoint = "http://127.0.0.1:{self.s3_port}"\n'
+                f'bucket = "bluegrass"\nprovider = "Other"\naccess_key_id = "{key_id}"\n'
+                f'secret_access_key_file = "{secret_file}"\n'
+            )
+        print(
+            f"(an S3 server on http://127.0.0.1:{self.s3_port}, bucket bluegrass, its objects "
+            f"in {shown(self.s3)}/bluegrass/; [replica] added to {shown(config)})"
+        )
 
     def laptop(self, code: str) -> None:
         print("\n== 2. A laptop: enroll, choose a folder, sync", flush=True)
@@ -322,6 +388,14 @@ class Demo:
         self.run(["bluegrass", "sync"], env=env, env_note=note)
         self.commit()
         self.run(self.cloud_args("log", "demo", "documents"))
+        print("\n== 3b. The replica: uploaded encrypted, then checked", flush=True)
+        self._again_while_busy("replicate")
+        self.run(self.cloud_args("replica", "check"))
+        objects = sorted(p for p in (self.s3 / "bluegrass").rglob("*") if p.is_file())
+        print(
+            f"(the bucket holds {len(objects)} objects; their names and contents are "
+            f"encrypted, e.g. {shown(objects[-1].relative_to(self.s3))})"
+        )
 
     def pi(self) -> tuple[int, str]:
         print("\n== 4. A Raspberry Pi: its own device, a drive (a folder here), its panel")
@@ -387,6 +461,7 @@ def main() -> int:
         print(f"The cloud's site: http://127.0.0.1:{http_port}/")
         print(f"  sign in as demo, password {cloud_password}")
         print("(both passwords were made just now and are shown only here)")
+        print(f"The replica:      S3 at http://127.0.0.1:{demo.s3_port}/, bucket bluegrass")
         print(f"Everything is under {shown(demo.folder)}/, logs in {shown(demo.logs)}/.")
         if os.environ.get("BLUEGRASS_DEMO_EXIT") == "1":
             print("BLUEGRASS_DEMO_EXIT=1: stopping now.", flush=True)

@@ -172,6 +172,11 @@ def test_demo_runs_the_pipeline_then_exits_with_the_switch(tmp_path: Path) -> No
     files = demo / "pi" / "drive" / "bluegrass" / "demo" / "documents"
     assert (files / "letters" / "to-aunt-may.txt").read_text() == "Dear May,\nthe horses say hi.\n"
     assert not (files / "recipes" / "burgoo.md").exists()
+    # The replica went up to the demo's S3 server, encrypted, and its check passed.
+    assert "== 3b. The replica" in text, text
+    assert "uploaded, manifest manifests/000001.json" in text, text
+    objects = [p for p in (demo / "s3" / "bluegrass").rglob("*") if p.is_file()]
+    assert objects and all(p.read_bytes().startswith(b"RCLONE\x00\x00") for p in objects)
 
 
 @pytest.mark.slow
@@ -192,7 +197,9 @@ def test_demo_serves_the_panels_until_ctrl_c_stops_everything(tmp_path: Path) ->
         assert board.status == 200 and "demo/documents" in board.text, board.text
         site = Browser(cloud)
         assert site.login("demo", cloud_password).status == 302
-        assert "documents" in site.get("/").text
+        board = site.get("/").text
+        assert "documents" in board
+        assert 'id="replica-h"' in board and "up to date" in board, board
 
         running = descendants(proc)
         commands = [command_of(p) for p in running]

@@ -37,6 +37,7 @@ from bluegrass.cloud.commits import BUSY, SegmentCommit, commit_one, is_busy, is
 from bluegrass.cloud.commitwatch import stuck_commits
 from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
 from bluegrass.cloud.liverestore import restore_live
+from bluegrass.cloud.replica import status as replica_status
 from bluegrass.cloud.scheduler import last_occurrence
 from bluegrass.cloud.setupcode import remove_setup_code, setup_code_matches
 from bluegrass.cloud.users import add_device, create_user
@@ -58,6 +59,7 @@ from bluegrass.panel.backend import (
     Mode,
     NotFound,
     Problem,
+    ReplicaState,
     RestoreTarget,
     SegmentRef,
     SegmentStatus,
@@ -428,7 +430,29 @@ class CloudBackend(SignIns):
                 )
             )
             board.health.append(HealthItem("Sync endpoint", endpoint))
+            self._replica(board, cfg)
         return board
+
+    def _replica(self, board: Dashboard, cfg: Config) -> None:
+        """The replica's card, and its failure among the problems (administrators only)."""
+        state = replica_status.read(self.root.path, cfg)
+        if state is None:
+            return
+
+        def when(text: str | None) -> datetime | None:
+            return datetime.fromisoformat(text) if text else None
+
+        board.replica = ReplicaState(
+            when(state.last_complete),
+            state.size,
+            state.problem,
+            when(state.failing_since),
+            state.attempts,
+        )
+        if state.problem is not None:
+            tries = "" if state.attempts < 2 else f" ({state.attempts} attempts)"
+            text = f"The replica is not up to date: the last upload failed{tries}: {state.problem}"
+            board.problems.append(Problem(Severity.ERROR, text))
 
     def _endpoint_state(self) -> str:
         try:

@@ -1,7 +1,7 @@
 """The cloud's HTTP server: one WSGI app, run by gunicorn as a child of `bluegrass-cloud run`.
 
-    GET /health                  200/503 JSON: the web server's, the sync endpoint's and the
-                                 daily commits' state
+    GET /health                  200/503 JSON: the web server's, the sync endpoint's, the
+                                 daily commits' and the replica's state
     /api/v1/segments, /git/...   read-only git over HTTP for devices, and each live folder's
                                  state for laptops (bluegrass.cloud.githttp)
     /api/v1/quota                the device's user's quota and use (bluegrass.cloud.quota)
@@ -28,13 +28,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bluegrass.cloud import authclient, quota
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.authproxy import WINDOW
 from bluegrass.cloud.datadir import STATUS_FILE
 from bluegrass.cloud.githttp import GitHTTP, LoginDeferred, StartResponse
+
+if TYPE_CHECKING:
+    from bluegrass.cloud.replica.status import ReplicaStatus
 
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -129,7 +132,15 @@ class CloudApp:
         failing = self._stuck_commits()
         status["commits"] = "ok" if failing == 0 else "failing"
         status["commits_failing"] = failing
-        ok = status.get("sync_endpoint") == "up" and failing == 0
+        replica = self._replica()
+        if replica is not None:
+            # No reason text: it may name users or the bucket; the dashboard says it.
+            status["replica"] = "ok" if replica.ok else "failing"
+            status["replica_last_complete"] = replica.last_complete
+            status["replica_size"] = replica.size
+            status["replica_failing_since"] = replica.failing_since
+        replica_ok = replica is None or replica.ok
+        ok = status.get("sync_endpoint") == "up" and failing == 0 and replica_ok
         body = json.dumps({"ok": ok, "http": "up", **status}).encode()
         start(
             "200 OK" if ok else "503 Service Unavailable",
@@ -140,6 +151,22 @@ class CloudApp:
             ],
         )
         return [body]
+
+    def _replica(self) -> ReplicaStatus | None:
+        """The replica's state; None when none is configured (or the configuration is
+        broken: /health then says nothing of it, the dashboard says what is wrong)."""
+        from bluegrass.cloud import settings
+        from bluegrass.core.errors import BluegrassError
+
+        try:
+            cfg = settings.load(self.data_root)
+        except BluegrassError:
+            return None
+        if not settings.replica_enabled(cfg):
+            return None  # before importing the replica's code: /health stays cheap without
+        from bluegrass.cloud.replica import status
+
+        return status.read(self.data_root, cfg)
 
     def _stuck_commits(self) -> int:
         """How many segments' commits fail or are overdue. Only a count: /health answers

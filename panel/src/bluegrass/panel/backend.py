@@ -146,6 +146,17 @@ class JobStatus:
         }
 
 
+@dataclass(frozen=True)
+class ReplicaState:
+    """The cloud's replica on object storage, for administrators."""
+
+    last_complete: datetime | None  # when the last upload of everything ended
+    size: int  # bytes the newest manifests name
+    problem: str | None = None  # why the last upload failed
+    failing_since: datetime | None = None
+    attempts: int = 0  # failed attempts since the last success
+
+
 @dataclass
 class Dashboard:
     segments: list[SegmentStatus] = field(default_factory=list)
@@ -155,6 +166,7 @@ class Dashboard:
     jobs: list[JobKind] = field(default_factory=list)
     recent_jobs: list[JobStatus] = field(default_factory=list)
     storage: StorageUse | None = None  # the signed-in user's; None where none is kept (Pi)
+    replica: ReplicaState | None = None  # administrators, where a replica is configured
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ import sys
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.replica import status
+from bluegrass.cloud.replica.remote import ReplicaUnreachable
 from bluegrass.cloud.replica.replicate import replicate
+from bluegrass.cloud.replica.schedule import describe
 from bluegrass.core.cli import emit_json
 
 
@@ -27,7 +30,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     root = DataRoot.from_args(args.data).require()
-    result = replicate(root, settings.load(root.path), args.user)
+    try:
+        result = replicate(root, settings.load(root.path), args.user)
+    except ReplicaUnreachable as exc:
+        if args.user is None:
+            _record(root, status.UNREACHABLE, str(exc))
+        raise
+    if args.user is None:  # one user's upload is not the whole replica's
+        errors = "; ".join(f"{e['area']}: {e['error']}" for e in result.errors)
+        outcome = status.FAILED if errors else status.OK
+        _record(root, outcome, errors or describe(result))
     if args.json:
         emit_json(result.to_json())
     else:
@@ -48,3 +60,7 @@ def run(args: argparse.Namespace) -> int:
     for error in result.errors:
         sys.stderr.write(f"bluegrass-cloud: error: {error['area']}: {error['error']}\n")
     return 1 if result.errors else 0
+
+
+def _record(root: DataRoot, outcome: str, detail: str) -> None:
+    status.record(root.path, outcome, detail)

@@ -14,6 +14,8 @@ manifest   the manifests' format and object names
 bundles    git bundle create / verify / fetch
 replicate  uploading what is new
 serverstate the server's own state (database copy, host key, web key, users' secrets)
-rebuild    filling an empty data root from the replica
+rebuild    filling an empty data root from the replica (staging shared with fromdrive)
+fromdrive  filling an empty data root from a Pi's drive
+status     the replica's last upload and problems, for the dashboard and /health
 check      downloading and checking what is there, and the delete probe
 """

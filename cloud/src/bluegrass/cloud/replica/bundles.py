@@ -8,14 +8,15 @@ git runs with its configuration shut out, bluegrass.core.store.git).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from bluegrass.core.store.git import Git, GitError
 
 
-def tips(git: Git) -> dict[str, str]:
+def tips(git: Git, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """{ref: commit} of every branch (a Bluegrass repository has one: refs/heads/main)."""
-    out = git.out(["for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/"])
+    out = git.out(["for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/"], env=env)
     found = {}
     for line in out.splitlines():
         ref, _, oid = line.partition(" ")
@@ -51,10 +52,12 @@ def verify(git: Git, bundle: Path) -> str | None:
     return lines[-1].strip() if lines else "git bundle verify failed"
 
 
-def fetch(git: Git, bundle: Path, refs: list[str]) -> None:
-    """Bring the bundle's branches into the repository, fast-forward only (no `+`): a bundle
-    that would rewrite history is refused, as the Pi's mirror refuses it (design.md D6)."""
+def fetch(git: Git, bundle: Path, refs: list[str], env: Mapping[str, str] | None = None) -> None:
+    """Bring the bundle's (or repository's) branches into the repository, fast-forward only
+    (no `+`): a bundle that would rewrite history is refused, as the Pi's mirror refuses it
+    (design.md D6)."""
     try:
-        git.run(["fetch", "--quiet", "--no-tags", str(bundle), *[f"{r}:{r}" for r in refs]])
+        args = ["fetch", "--quiet", "--no-tags", str(bundle), *[f"{r}:{r}" for r in refs]]
+        git.run(args, env=env)
     except GitError as exc:
         raise GitError(f"fetching {bundle.name}: {exc}") from None

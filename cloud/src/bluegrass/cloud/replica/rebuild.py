@@ -9,8 +9,10 @@ again starts over.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,30 +62,51 @@ class RebuildResult:
         return {**asdict(self), "seconds": round(self.seconds, 3)}
 
 
-def _refuse_unless_empty(root: DataRoot) -> None:
-    if not root.path.is_dir():
-        raise UsageError(
-            f"{root.path} does not exist; make it and put {cloud_settings.FILENAME} and "
-            f"{keys.FOLDER}/{keys.ADMIN_FILE} in it"
-        )
+def refuse_unless_empty(root: DataRoot, keep: tuple[str, ...], command: str) -> None:
+    """Refuse a data root holding anything but the configuration, the files of `keep` (under
+    replica/) and a staging folder left by a failed rebuild; nothing is written before."""
     extra = []
     for entry in sorted(root.path.iterdir()):
         if entry.name in (cloud_settings.FILENAME, STAGING):
             continue
         if entry.name == keys.FOLDER and entry.is_dir():
             extra += [
-                f"{keys.FOLDER}/{p.name}"
-                for p in entry.iterdir()
-                if p.name not in (keys.ADMIN_FILE, "lock")
+                f"{keys.FOLDER}/{p.name}" for p in entry.iterdir() if p.name not in (*keep, "lock")
             ]
             continue
         extra.append(entry.name)
     if extra:
         shown = ", ".join(extra[:3]) + (", ..." if len(extra) > 3 else "")
+        holding = " and ".join([cloud_settings.FILENAME, *[f"{keys.FOLDER}/{k}" for k in keep]])
         raise UsageError(
-            f"{root.path} is not empty (it holds {shown}); rebuild --from-replica fills only a "
-            f"data root holding {cloud_settings.FILENAME} and {keys.FOLDER}/{keys.ADMIN_FILE}"
+            f"{root.path} is not empty (it holds {shown}); {command} fills only a data root "
+            f"holding {holding}"
         )
+
+
+@contextlib.contextmanager
+def staged(root: DataRoot) -> Iterator[DataRoot]:
+    """A fresh DATA/.rebuild/ with files/ and repos/, under the replica's lock; moved into
+    place with the data root's marker last when the block ends without an error."""
+    with replica_lock(root.path):
+        staging = root.path / STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        built = DataRoot(staging)
+        built.files.mkdir()
+        built.repos.mkdir()
+        yield built
+        shutil.rmtree(staging / "locks", ignore_errors=True)
+        _move_into_place(staging, root.path)
+        (root.path / MARKER).write_text("Bluegrass cloud data root, format 1\n")
+
+
+def check_history(repo: Repository, name: str) -> str:
+    """The head of a history just rebuilt, once it passes `verify`."""
+    problems = repo.verify()
+    if problems:
+        raise BluegrassError(f"{name}: rebuilt history fails verify: {problems[0]}")
+    return repo.head() or ""
 
 
 def fetch_checked(
@@ -111,16 +134,18 @@ def fetch_checked(
 
 def rebuild_from_replica(root: DataRoot) -> RebuildResult:
     started = time.monotonic()
-    _refuse_unless_empty(root)
+    if not root.path.is_dir():
+        raise UsageError(
+            f"{root.path} does not exist; make it and put {cloud_settings.FILENAME} and "
+            f"{keys.FOLDER}/{keys.ADMIN_FILE} in it"
+        )
+    refuse_unless_empty(root, (keys.ADMIN_FILE,), "rebuild --from-replica")
     cfg = cloud_settings.load(root.path)
     bucket = Bucket(from_config(cfg))
     admin, _ = keys.admin_secret(root.path, create=False)
-    with replica_lock(root.path):
-        staging = root.path / STAGING
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(mode=0o700)
-        built = DataRoot(staging)
-        downloads = root.path / STAGING / "downloads"
+    with staged(root) as built:
+        staging = built.path
+        downloads = staging / "downloads"
         listing = bucket.list(admin)
         server, passed = newest_complete(bucket, admin, listing, downloads / "read")
         if server is None:
@@ -139,16 +164,11 @@ def rebuild_from_replica(root: DataRoot) -> RebuildResult:
         result.warnings += [f"server: {why}" for why in passed]
         # What the next replicate compares with: it then sends nothing the bucket has.
         Local(state_path(staging, SERVER_AREA)).remember(server, listing)
-        built.files.mkdir()
-        built.repos.mkdir()
         for user in users:
             (built.files / user).mkdir()
             if keys.user_path(staging, user).is_file():
                 _user(bucket, built, user, downloads / user, result)
         shutil.rmtree(downloads)
-        shutil.rmtree(staging / "locks", ignore_errors=True)
-        _move_into_place(staging, root.path)
-        (root.path / MARKER).write_text("Bluegrass cloud data root, format 1\n")
     result.seconds = time.monotonic() - started
     return result
 
@@ -176,10 +196,7 @@ def _user(bucket: Bucket, built: DataRoot, user: str, scratch: Path, result: Reb
             path.unlink()
         if bundles.tips(repo.git) != chain[-1].tips:
             raise ReplicaError(f"{user}/{segment}: the rebuilt branches are not the manifest's")
-        problems = repo.verify()
-        if problems:
-            raise BluegrassError(f"{user}/{segment}: rebuilt history fails verify: {problems[0]}")
-        head = repo.head() or ""
+        head = check_history(repo, f"{user}/{segment}")
         live = built.live_tree(user, segment)
         live.mkdir()
         restored = restore_live(built, repo, user, segment, head, ROOT)

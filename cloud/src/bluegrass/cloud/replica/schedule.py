@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from bluegrass.cloud import settings
 from bluegrass.cloud.datadir import Busy, DataRoot
+from bluegrass.cloud.replica import status
 from bluegrass.cloud.replica.remote import ReplicaUnreachable, stop_all
 from bluegrass.cloud.replica.replicate import ReplicateResult, replicate
 from bluegrass.core.errors import BluegrassError
@@ -71,16 +72,33 @@ class ReplicaRunner(threading.Thread):
             if not settings.replica_enabled(cfg):
                 return
             result = replicate(self.root, cfg)
-        except (ReplicaUnreachable, Busy) as exc:
+        except Busy as exc:  # another replicate is at it: not a problem of the replica
+            self._retry(str(exc))
+            return
+        except ReplicaUnreachable as exc:
+            self._record(status.UNREACHABLE, f"{exc} (trying again)")
             self._retry(str(exc))
             return
         except BluegrassError as exc:  # a bad configuration, a damaged secret: said, not retried
+            self._record(status.FAILED, str(exc))
             self.log(f"replicate: error: {exc}")
             return
         self._delay = FIRST_RETRY
         self.log(f"replicate: {describe(result)}")
         for error in result.errors:
             self.log(f"replicate {error['area']}: error: {error['error']}")
+        if result.errors:
+            shown = "; ".join(f"{e['area']}: {e['error']}" for e in result.errors)
+            self._record(status.FAILED, shown)
+        else:
+            self._record(status.OK, describe(result))
+
+    def _record(self, outcome: str, detail: str) -> None:
+        """Where the dashboard and /health read it."""
+        try:
+            status.record(self.root.path, outcome, detail)
+        except OSError as exc:
+            self.log(f"replicate: could not record the outcome: {exc}")
 
     def _retry(self, why: str) -> None:
         self.log(f"replicate: {why}; retrying in {self._delay:g}s")
