@@ -210,6 +210,9 @@ def test_only_the_configuration_and_the_administrator_secret_were_kept(world: Wo
     assert world.kept == ["bluegrass-cloud.toml", "replica", "replica/admin.json"]
     assert world.rebuilt["users"] == [USER]
     assert {s["segment"] for s in world.rebuilt["segments"]} == {DOCS, LATE}
+    # Each rebuilt live tree says so to the devices, beside their sidecars.
+    for segment in (DOCS, LATE):
+        assert (world.live(segment) / ".bluegrass-meta" / "rebuilt").is_file()
 
 
 def test_the_server_is_the_same_to_the_laptop(world: World) -> None:
