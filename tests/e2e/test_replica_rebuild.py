@@ -5,10 +5,14 @@ enrolled laptop syncs again without re-enrolling").
 Everything is real and one story, module-scoped: `rclone serve s3` on loopback; `bluegrass-cloud
 run` with `[replica]` (tests.cloud.web.configured, free ports); a laptop (`bluegrass`, its own
 HOME) enrolled with the code `user add` printed, syncing two folders over the sync endpoint
-and the pinned device port. The cloud commits two days, `replicate`s, is stopped, and its data
+and the pinned device port. The cloud commits twice, `replicate`s, is stopped, and its data
 root is wiped down to what docs/replica.md says to keep (the configuration and
 `replica/admin.json`); `rebuild --from-replica`, then `run` again on the same ports. The laptop
 is never enrolled again and none of its files is touched by the test.
+
+A rebuilt live tree is the last snapshot, without the sync's check file, and marked as rebuilt
+(decision 161): the laptop's first sync of each segment after the rebuild is one resync, which
+deletes nothing and keeps the newer copy; the syncs after it are ordinary bisyncs.
 
 Segment `docs` is the promise as stated: everything the laptop had synced was committed and
 replicated before the loss. Segment `late` is the day the loss really happens on: the laptop
