@@ -19,6 +19,13 @@ PARTIAL_NAME = re.compile(rb".*\.[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX.encode(
 # unmounted folder on either side then aborts the run instead of looking like mass deletion.
 CHECK_FILENAME = ".bluegrass-check"
 
+# Put by `bluegrass-cloud rebuild --from-replica` in each segment's sidecar folder
+# (.bluegrass-meta/, which devices fetch before every sync and bisync never copies): the live
+# tree is the last snapshot, older than what devices saw there, and holds no check file. A
+# device finding its check file missing on the cloud beside this mark copies both ways once
+# (a resync, which deletes nothing) instead of stopping (decision 161).
+REBUILT_FILENAME = "rebuilt"
+
 
 def is_partial_upload(name: bytes) -> bool:
     return PARTIAL_NAME.fullmatch(name) is not None

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bluegrass.core import syncspec
 from bluegrass.core.errors import BluegrassError
 from bluegrass.laptop import (
     credential,
@@ -54,6 +55,10 @@ LOCKED_OUT = "locked-out"
 OUTCOMES = (OK, RETRY, NEEDS_USER, LOCKED_OUT)
 
 UNCHANGED = "nothing changed on either side since the last sync"
+CLOUD_ANEW = (
+    "the cloud's copy of this segment was made anew (a server rebuilt from its replica): "
+    "nothing deleted, the newer copy kept on both sides"
+)
 MAX_LOCK = "2m"
 # bisync's --check-sync compares the two sides' new listings in full after a run: 0.3 s of a
 # 3 s no-change run on a 78k-file segment. It runs on the first sync, on any run at least this
@@ -150,6 +155,10 @@ class SegmentSync:
         self.sides: unchanged.Sides | None = None  # both sides' state before this run's bisync
         self.kept: unchanged.Sides | None = None  # ... before the last quiet one
         self.replaced = self.files.dir / "replaced"  # this resync's --backup-dir1
+        # The cloud's sidecar folder holds the rebuilt mark (syncspec.REBUILT_FILENAME), and
+        # bisync found the check file here and not there (_check_file_missing).
+        self.cloud_rebuilt = False
+        self.cloud_anew = False
         self.rclone = Rclone(
             self.places.rclone_config,
             self.places.state_dir / "rclone-cache",
@@ -251,7 +260,15 @@ class SegmentSync:
         elif current != wanted:
             outcome = self._change_filters(current, wanted, extra, options)
         else:
+            self.cloud_anew = False
             outcome = self._bisync_unless_unchanged(extra, options)
+            if self.cloud_anew:
+                # The cloud was rebuilt from its replica: its folder is the last snapshot, not
+                # the one the listings describe, and bisync would take what it lacks for
+                # deletions there and its older copies for edits. A resync deletes nothing and
+                # keeps the newer copy (decision 161). A check file missing on a cloud
+                # without the mark still stops for the user (decision 18).
+                outcome = self._resync(wanted, extra, options, reason=CLOUD_ANEW)
         outcome.notes[:0] = notes
         outcome.unsyncable = state.unsyncable
         outcome.warnings = state.warnings
@@ -545,6 +562,7 @@ class SegmentSync:
         )
         sent = sidecar.send()
         fetched = sidecar.fetch()
+        self.cloud_rebuilt = (sidecar.fetched / syncspec.REBUILT_FILENAME).is_file()
         if sent.uploaded and self.sides is not None:
             # The states to keep are those from before this bisync, and after the upload:
             # else the next run would see its own upload as a change on the cloud.
@@ -803,6 +821,12 @@ class SegmentSync:
         if "Access test failed" not in text and "check file check failed" not in text:
             return None
         on_cloud = "Path1 file not found in Path2" in text or "Path2 count 0" in text
+        if (
+            on_cloud
+            and self.cloud_rebuilt
+            and (self.segment.path / filters.CHECK_FILENAME).is_file()
+        ):
+            self.cloud_anew = True
         where = (
             "on the cloud"
             if on_cloud

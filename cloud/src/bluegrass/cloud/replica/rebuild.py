@@ -10,10 +10,12 @@ again starts over.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bluegrass.cloud import settings as cloud_settings
@@ -31,6 +33,7 @@ from bluegrass.cloud.replica.replicate import (
     state_path,
 )
 from bluegrass.cloud.replica.settings import from_config
+from bluegrass.core import syncmeta, syncspec
 from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.store import Repository
 from bluegrass.core.store.manifest import ROOT
@@ -200,8 +203,22 @@ def _user(bucket: Bucket, built: DataRoot, user: str, scratch: Path, result: Reb
         live = built.live_tree(user, segment)
         live.mkdir()
         restored = restore_live(built, repo, user, segment, head, ROOT)
+        _mark_rebuilt(live, manifest.key)
         result.segments.append(RebuiltSegment(user, segment, len(chain), head, restored.files))
     Local(state_path(built.path, user)).remember(manifest, listing)
+
+
+def _mark_rebuilt(live: Path, manifest: str) -> None:
+    """Tell the devices this live tree is the last snapshot, not what they last saw here
+    (it lacks the check file, which snapshots never hold): their next sync is a resync,
+    which deletes nothing, rather than a bisync that would take what is missing for
+    deletions and older copies for edits (decision 161)."""
+    meta = live / os.fsdecode(syncmeta.FOLDER)
+    meta.mkdir(exist_ok=True)
+    (meta / syncspec.REBUILT_FILENAME).write_text(
+        f"rebuilt from the replica's {manifest} at {datetime.now(UTC).isoformat()}\n",
+        encoding="utf-8",
+    )
 
 
 def _move_into_place(staging: Path, target: Path) -> None:
