@@ -57,6 +57,7 @@ SEGMENTS = 10
 FLOOR = "rclone copy"
 CLONE = "git clone"
 BLUEGRASS = "bluegrass"
+BUNDLES_ALONE = "git bundle create, alone"
 STEP_FIRST = "first upload"
 STEP_NOTHING = "nothing new"
 STEP_DAY = "a day's 1% change"
@@ -100,7 +101,10 @@ def describe_method(ctx: Context) -> list[str]:
         "`git bundle verify`, refs, manifest; the server's state under the administrator's "
         "secret too).",
         "repos MB/s is the size of the ten bare repositories divided by the step's time: the "
-        "same work for both, whatever each sends. sent to bucket is the growth of the bucket's "
+        "same work for both, whatever each sends. The row "
+        f"`{BUNDLES_ALONE}` is no upload: `git bundle create --all` of each repository to "
+        "local disk, one after another, timed to show how much of the first replicate's time "
+        "making the bundles takes by itself. sent to bucket is the growth of the bucket's "
         "folder on disk (encrypted objects as stored).",
         f"Nothing new: {NOTHING_RUNS} runs each, median. A day's 1% change: every "
         f"{CHANGE_EVERY}th file of each segment gets {len(data.CHANGE_SUFFIX)} bytes appended, "
@@ -268,7 +272,12 @@ def _replicate(ctx: Context, cloud: Cloud, step: str, logs: Path, n: int = 0) ->
 
 
 def _row(
-    tool: str, step: str, m: Measurement, repo_bytes: int, sent: int | None, note: str = ""
+    tool: str,
+    step: str,
+    m: Measurement,
+    repo_bytes: int | None,
+    sent: int | None,
+    note: str = "",
 ) -> Row:
     return Row(
         tool,
@@ -277,7 +286,7 @@ def _row(
         peak_rss=m.peak_rss,
         peak_anon=m.peak_anon,
         size=sent,
-        rate=repo_bytes / m.seconds if m.seconds > 0 else None,
+        rate=repo_bytes / m.seconds if repo_bytes and m.seconds > 0 else None,
         note=note,
     )
 
@@ -339,6 +348,7 @@ def run(ctx: Context) -> list[Row]:
         before = data.dir_size(bucket)
         m = _replicate(ctx, cloud, STEP_FIRST, logs)
         rows.append(_row(BLUEGRASS, STEP_FIRST, m, repo_bytes, data.dir_size(bucket) - before))
+        rows.append(_bundles_alone(ctx, repos, folder / "bundles", logs, repo_bytes))
         # -- nothing new
         for tool, fn, where in (
             (
@@ -373,7 +383,7 @@ def run(ctx: Context) -> list[Row]:
                 BLUEGRASS,
                 STEP_DAY,
                 m,
-                repo_bytes,
+                None,
                 sent,
                 f"{changed} files changed; new objects {megabytes(fresh)} MB; "
                 f"sent {ratio(sent / fresh if fresh else None)} of them",
@@ -388,7 +398,7 @@ def run(ctx: Context) -> list[Row]:
                 FLOOR,
                 STEP_DAY,
                 m,
-                repo_bytes,
+                None,
                 sent,
                 f"sent {ratio(sent / fresh if fresh else None)} of the new objects",
             ),
@@ -406,6 +416,46 @@ def run(ctx: Context) -> list[Row]:
         if b is not None and r.seconds is not None and b.seconds:
             r.ratio = r.seconds / b.seconds
     return rows
+
+
+def _bundles_alone(ctx: Context, repos: Path, dest: Path, logs: Path, repo_bytes: int) -> Row:
+    """What the first replicate's bundles cost by themselves: `git bundle create --all` of
+    each repository, nothing verified, hashed or sent (to tell where its time goes)."""
+    env = clean_env(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
+    dest.mkdir()
+    data.flush()
+    parts = [
+        measure(
+            [
+                "git",
+                "--git-dir",
+                str(repos / f"{_segment_name(i)}.git"),
+                "bundle",
+                "create",
+                "--quiet",
+                str(dest / f"{i}.bundle"),
+                "--all",
+            ],
+            log_dir=logs,
+            name=f"bundle-{i}",
+            env=env,
+            timeout=ctx.step_timeout,
+        )
+        for i in range(SEGMENTS)
+    ]
+    m = combine(parts)
+    size = data.dir_size(dest)
+    shutil.rmtree(dest, ignore_errors=True)
+    ctx.log(f"{BUNDLES_ALONE}: {m.seconds:.2f} s, {megabytes(size)} MB of bundles")
+    return _row(
+        BUNDLES_ALONE,
+        STEP_FIRST,
+        m,
+        repo_bytes,
+        None,
+        f"not an upload: the bundles bluegrass makes first ({megabytes(size)} MB), written "
+        "to local disk",
+    )
 
 
 def _rebuild(

@@ -41,6 +41,7 @@ def test_quick_replica_scenario(tmp_path: Path) -> None:
     assert set(rows) == {
         ("rclone copy", "first upload"),
         ("bluegrass", "first upload"),
+        ("git bundle create, alone", "first upload"),
         ("rclone copy", "nothing new"),
         ("bluegrass", "nothing new"),
         ("rclone copy", "a day's 1% change"),
