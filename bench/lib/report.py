@@ -21,7 +21,7 @@ from bench.lib.measure import Measurement
 
 ROOT = Path(__file__).resolve().parents[2]
 # The order sections appear in; a scenario not listed here goes after these, by name.
-SECTION_ORDER = ["snapshot", "sync", "mirror", "browse", "logins"]
+SECTION_ORDER = ["snapshot", "sync", "mirror", "browse", "logins", "replica"]
 HEADER = """# Benchmarks
 
 Measured by `make bench` (`bench/run.py`); each section below is written by one scenario
