@@ -173,3 +173,19 @@ def enrolled(output: str) -> Enrolled:
     code = enrollment.decode(data["enrollment_code"])
     assert code.user == data["user"] and code.device == data["device"]
     return Enrolled(code.user, code.device, code.password, code)
+
+
+def cloud_cli(data: Path) -> Callable[..., str]:
+    """`bluegrass-cloud --data DATA ARGS…`, run for a test's set-up: its stdout, or the test
+    fails with the command's stderr."""
+
+    def cli(*args: str) -> str:
+        proc = subprocess.run(
+            [str(VENV_BIN / "bluegrass-cloud"), "--data", str(data), *args],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    return cli

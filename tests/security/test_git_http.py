@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cloud.server import Enrolled, Server, enrolled
-from tests.conftest import VENV_BIN
+from tests.cloud.server import Enrolled, Server, cloud_cli, enrolled
 from tests.support.net import free_port
 
 GIT_ENV = {
@@ -60,14 +59,7 @@ class Cloud:
 def cloud(tmp_path: Path) -> Iterator[Cloud]:
     data = tmp_path / "data"
 
-    def cli(*args: str) -> str:
-        proc = subprocess.run(
-            [str(VENV_BIN / "bluegrass-cloud"), "--data", str(data), *args],
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+    cli = cloud_cli(data)
 
     cli("init")
     alice = enrolled(cli("user", "add", "alice", "--json"))

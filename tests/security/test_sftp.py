@@ -22,7 +22,7 @@ import pytest
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.panelbackend import CloudBackend
 
-from tests.cloud.server import Client, Enrolled, Server, enrolled
+from tests.cloud.server import Client, Enrolled, Server, cloud_cli, enrolled
 from tests.conftest import VENV_BIN
 from tests.support.net import free_port
 
@@ -64,14 +64,7 @@ class Cloud:
 def cloud(tmp_path: Path) -> Iterator[Cloud]:
     data = tmp_path / "data"
 
-    def cli(*args: str) -> str:
-        proc = subprocess.run(
-            [str(VENV_BIN / "bluegrass-cloud"), "--data", str(data), *args],
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+    cli = cloud_cli(data)
 
     cli("init")
     alice = enrolled(cli("user", "add", "alice", "--json"))
