@@ -217,16 +217,15 @@ def test_after_the_wait_the_grantee_reads_that_owners_history_only_and_writes_no
         form_page=f"/s/alice/docs/tree/?at={site.commits['alice']}",
     )
     assert restore.status in (400, 403) and "read-only" in restore.text, restore.text[:500]
-    job = bob.submit(
-        "/jobs", {"kind": "commit", "user": "alice", "segment": "docs"}, form_page="/"
-    )
+    job = bob.submit("/jobs", {"kind": "commit", "user": "alice", "segment": "docs"}, form_page="/")
     assert job.status == 302 and "/jobs/" not in job.location
     assert "read-only" in bob.get("/").text
     for url in ("/emergency/trusted/bob/end", "/emergency/trusted/bob/remove"):
         # bob ending "bob" speaks of his own trusted people (none): alice's grant stays.
         assert bob.submit(url, {}, form_page="/emergency/").status == 404
     added = bob.submit(
-        "/admin/users", {"name": "mallory", "password": "x" * 12, "confirm": "x" * 12},
+        "/admin/users",
+        {"name": "mallory", "password": "x" * 12, "confirm": "x" * 12},
         form_page="/emergency/",
     )
     assert added.status == 403
@@ -253,6 +252,6 @@ def test_after_the_wait_the_grantee_reads_that_owners_history_only_and_writes_no
     assert bob.get(tree).status == 404
     assert bob.get("/s/alice/docs/raw/letters/grandma.txt").status == 404
     assert site.events("alice")[-4:] == ["requested", "granted", "accessed", "removed"]
-    assert site.rows(
-        "SELECT state FROM emergency_requests WHERE owner = 'alice' ORDER BY id"
-    )[-2:] == [("ended",), ("ended",)]
+    assert site.rows("SELECT state FROM emergency_requests WHERE owner = 'alice' ORDER BY id")[
+        -2:
+    ] == [("ended",), ("ended",)]
