@@ -62,14 +62,24 @@ class Site:
             return db.execute(sql, args).fetchall()
 
     def move_clock(self, owner: str, grantee: str, days: float) -> None:
-        """The server's clock, as the request sees it, moved on by `days`: the open
-        request's stored time goes back that far."""
+        """The server's clock, as this pair's records see it, moved on by `days`: the open
+        request's stored time, and the pair's earlier times (when named, the log), go back
+        that far, so the log reads as it would have."""
+        back = days * DAY
         with self.db() as db:
             changed = db.execute(
                 "UPDATE emergency_requests SET requested = requested - ?"
                 " WHERE owner = ? AND grantee = ? AND state = 'waiting'",
-                (days * DAY, owner, grantee),
+                (back, owner, grantee),
             ).rowcount
+            db.execute(
+                "UPDATE emergency_contacts SET added = added - ? WHERE owner = ? AND grantee = ?",
+                (back, owner, grantee),
+            )
+            db.execute(
+                "UPDATE emergency_log SET at = at - ? WHERE owner = ? AND grantee = ?",
+                (back, owner, grantee),
+            )
         assert changed == 1
 
     def events(self, owner: str) -> list[str]:
