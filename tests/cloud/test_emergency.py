@@ -158,10 +158,15 @@ def test_bad_input_is_a_clear_error_and_nothing_is_stored(site: Site) -> None:
         assert page.status == 400, (name, days, page.status)
         assert message in html.unescape(page.text), (name, days, page.text[:3000])
         assert "<b>x</b>" not in page.text
-    # A request to oneself, or to someone who never named you: not found, nothing stored.
-    assert alice.submit("/emergency/from/alice/request", {}, form_page="/emergency/").status == 404
-    assert alice.submit("/emergency/from/bob/request", {}, form_page="/emergency/").status == 404
-    assert alice.submit("/emergency/from/nobody/request", {}, form_page="/").status == 404
+    # A request to oneself is refused; to a non-user, or someone who never named you, it is
+    # not found (the same answer: whether a name is a user does not leak). Nothing stored.
+    own = alice.submit("/emergency/from/alice/request", {}, form_page="/emergency/")
+    assert own.status == 400
+    assert "cannot ask for emergency access to your own history" in own.text
+    for owner in ("bob", "nobody"):
+        page = alice.submit(f"/emergency/from/{owner}/request", {}, form_page="/emergency/")
+        assert page.status == 404
+        assert f"No user {owner!r} has named you" in html.unescape(page.text)
     assert site.rows("SELECT * FROM emergency_contacts") == []
     assert site.rows("SELECT * FROM emergency_requests") == []
     assert site.rows("SELECT * FROM emergency_log") == []

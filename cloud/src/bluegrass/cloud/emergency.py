@@ -249,7 +249,7 @@ class EmergencyStore(Database):
         with self.transaction():
             contact = self.contact(owner, grantee)
             if contact is None:
-                raise UsageError(f"{owner} has not named you as a trusted person.")
+                raise UsageError(f"No user {owner!r} has named you as a trusted person.")
             found = self.open_request(owner, grantee)
             if found is not None:
                 return found

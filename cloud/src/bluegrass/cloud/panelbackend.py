@@ -570,6 +570,8 @@ class CloudBackend(SignIns):
                 raise NotFound("Not one of your trusted people.")
 
     def request_access(self, account: Account, owner: str) -> EmergencyRequest:
+        if owner == account.name:
+            raise BackendError("You cannot ask for emergency access to your own history.")
         try:
             with self._emergency() as store:
                 found = store.request(owner, account.name)

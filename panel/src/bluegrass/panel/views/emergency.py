@@ -94,11 +94,14 @@ def end_access(name: str) -> Response:
 
 @bp.route("/from/<owner>/request", methods=["POST"])
 @login_required
-def request_access(owner: str) -> Response:
+def request_access(owner: str) -> Response | tuple[str, int]:
     try:
         req = emergency_backend().request_access(account(), owner)
-    except NotFound:
-        abort(404, description=f"{owner} has not named you as a trusted person.")
+    except NotFound as exc:
+        abort(404, description=str(exc))
+    except BackendError as exc:
+        flash(str(exc), "error")
+        return _page(400)
     if req.state == "granted":
         flash(f"You can read {owner}'s history now.")
     else:
