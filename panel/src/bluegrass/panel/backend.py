@@ -191,9 +191,9 @@ RestoreTarget = Literal["live", "drive"]
 
 # The interface is composed of small role interfaces, each a few methods with one-line
 # contracts (as restic's internal/restic/repository.go composes Repository). Every backend is a
-# `Backend`: sign-ins, history, jobs, restore and administration. `DeviceAdmin` and `Drive` are
-# what only some have; the panel offers their pages and buttons only where
-# `isinstance(backend, DeviceAdmin)` / `isinstance(backend, Drive)` holds, so no backend stubs
+# `Backend`: sign-ins, history, jobs, restore and administration. `DeviceAdmin`, `Drive` and
+# `EmergencyAccess` are what only some have; the panel offers their pages and buttons only where
+# `isinstance(backend, DeviceAdmin)` / `Drive` / `EmergencyAccess` holds, so no backend stubs
 # what its machine does not have (decision 100).
 
 
