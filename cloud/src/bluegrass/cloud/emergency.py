@@ -259,10 +259,10 @@ class EmergencyStore(Database):
                 (owner, grantee, now, contact.wait_days),
             )
             req_id = int(cur.lastrowid or 0)
-            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now + contact.wait_days * DAY))
+            # No date in the text: the page shows when the wait ends, by the server's clock.
             detail = (
                 f"{grantee} asked for emergency access to your history. Unless you refuse, "
-                f"they can read it from {when} ({contact.wait_days}-day wait)."
+                f"they can read it when the {contact.wait_days}-day wait runs out."
             )
             self._log(now, owner, grantee, "requested", detail, req_id)
         _server_log(f"{grantee} asked for access to {owner}'s history (request {req_id})")
