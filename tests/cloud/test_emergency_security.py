@@ -10,10 +10,14 @@ request's stored time moved back by the wait), then the server grants it itself.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from bluegrass.panel.backend import EmergencyAccess
 
 from tests.cloud.test_emergency import Site, site  # noqa: F401 - the module's fixture
 from tests.cloud.web import Browser
+from tests.panel.conftest import build_world, csrf_of, login, make_app
 
 pytestmark = pytest.mark.usefixtures("site")
 
@@ -139,3 +143,26 @@ def test_emergency_routes_take_only_real_names(
     assert site.rows("SELECT * FROM emergency_contacts") == contacts
     assert site.rows("SELECT * FROM emergency_requests") == requests
     assert "injected" not in site.server.log()
+
+
+@pytest.mark.parametrize("mode", ["cloud", "pi"])
+def test_a_backend_without_emergency_access_has_no_such_page(tmp_path: Path, mode: str) -> None:
+    """The reference backend (and so the Pi's shape) implements no EmergencyAccess: no menu
+    entry, 404 from every emergency URL, and its own pages as before."""
+    app = make_app(build_world(tmp_path / "data"), mode)
+    assert not isinstance(app.extensions["bluegrass"].backend, EmergencyAccess)
+    with app.test_client() as client:
+        login(client, "alice")
+        assert "Emergency access" not in client.get("/").get_data(as_text=True)
+        token = csrf_of(client, "/")
+        assert client.get("/emergency/").status_code == 404
+        for url in (
+            "/emergency/trusted",
+            "/emergency/trusted/bob/end",
+            "/emergency/from/bob/request",
+        ):
+            assert (
+                client.post(url, data={"csrf_token": token, "name": "bob", "days": "7"}).status_code
+                == 404
+            )
+        assert client.get("/s/alice/docs/tree/").status_code == 200
