@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 from bluegrass.core.names import is_valid
 from bluegrass.core.store.browse import PathError, check_path
 from bluegrass.core.store.manifest import ROOT
-from bluegrass.panel.backend import Account, Backend, DeviceAdmin, Drive, Mode
+from bluegrass.panel.backend import Account, Backend, DeviceAdmin, Drive, EmergencyAccess, Mode
 from bluegrass.panel.security import Throttle
 from flask import abort, current_app, g, redirect, request, session, url_for
 
@@ -57,7 +57,11 @@ def drive() -> Drive:
 
 def offers(backend: Backend) -> dict[str, bool]:
     """Given a backend, return which optional parts its pages show (the templates' `offers`)."""
-    return {"devices": isinstance(backend, DeviceAdmin), "drive": isinstance(backend, Drive)}
+    return {
+        "devices": isinstance(backend, DeviceAdmin),
+        "drive": isinstance(backend, Drive),
+        "emergency": isinstance(backend, EmergencyAccess),
+    }
 
 
 def load_account() -> Account | None:
