@@ -33,7 +33,7 @@ from tests.support.net import free_port
 from tests.support.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
 ALICE, BERT = "alice", "bertrand"
-DOCS, PHOTOS = "documents", "photos"
+DOCS, PHOTOS, EMPTY = "documents", "photos", "empty"
 # The kit's own key: rclone serve s3 takes it beside the server's (read-only is the bucket
 # owner's business; what is tested here is that the kit prints this one, not the server's).
 KIT_KEY = ("AKIABLUEGRASSKIT0001", "bluegrassKitReadOnlySecret0123456789abcd")
@@ -95,6 +95,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         live = {s: data / "files" / ALICE / s for s in (DOCS, PHOTOS)}
         for folder in live.values():
             folder.mkdir()
+        # A segment that was always empty: its snapshot has no files/ tree at all.
+        (data / "files" / ALICE / EMPTY).mkdir()
         notes = data / "files" / BERT / "notes"
         notes.mkdir()
         (notes / "note.txt").write_bytes(BERT_NOTE)
@@ -138,6 +140,9 @@ def typed_date(when: datetime) -> str:
 
 
 def restored(home: Path, kind: str, user: str = ALICE) -> dict[str, dict[str, object]]:
+    # The empty segment comes back as an empty folder, whatever the date.
+    assert (home / "restored" / kind / user / EMPTY).is_dir()
+    assert tree(home / "restored" / kind / user / EMPTY) == {}
     return {s: tree(home / "restored" / kind / user / s) for s in (DOCS, PHOTOS)}
 
 
@@ -155,7 +160,7 @@ def as_of_each_snapshot(
     shutil.rmtree(home / "restored" / "as-of", ignore_errors=True)
     early = typed_date(world.snapshots[0].when - timedelta(days=1))
     out = run_sh("\n".join([prefix, f'WHEN="{early}"', *rest]), env, cwd)
-    assert out.count("no snapshot before") == 2, out
+    assert out.count("no snapshot before") == 3, out
 
 
 def test_the_drive_steps_bring_back_every_snapshot_byte_exact(world: World, tmp_path: Path) -> None:
@@ -168,7 +173,7 @@ def test_the_drive_steps_bring_back_every_snapshot_byte_exact(world: World, tmp_
 
     listing = run_sh("\n".join([open_drive, *steps["A2"]]), env, tmp_path)
     ids = re.findall(r"^([0-9a-f]{7,}) (\S+ \S+ \S+)", listing, re.MULTILINE)
-    assert listing.count("== bluegrass/alice/") == 2 and len(ids) == 6, listing
+    assert listing.count("== bluegrass/alice/") == 3 and len(ids) == 7, listing
 
     run_sh("\n".join([open_drive, *steps["A3"]]), env, tmp_path)
     assert restored(tmp_path, "latest") == world.snapshots[-1].files

@@ -58,6 +58,16 @@ def _repos(user: str | None) -> str:
     return f"bluegrass/{names.check('user', user) if user else '*'}/*.git"
 
 
+def _archive(commit: str) -> str:
+    """The snapshot's files into "$to"; a snapshot of an empty folder has no files/ tree, and
+    `git archive` of it would fail with two errors a reader cannot make sense of."""
+    return (
+        f'if git --git-dir "$repo" rev-parse -q --verify "{commit}:files" >/dev/null; then\n'
+        f'    git --git-dir "$repo" archive "{commit}:files" | tar -x -C "$to"\n'
+        '  else echo "$repo: no files in this snapshot"; fi'
+    )
+
+
 def drive_steps(user: str | None = None) -> tuple[Step, ...]:
     """Everything back from a drive, run in its top folder after `open_drive`; `user` limits
     the loops to that user's folders (None: every user on the drive)."""
@@ -90,7 +100,8 @@ def drive_steps(user: str | None = None) -> tuple[Step, ...]:
             commands=(
                 f"for repo in {repos}; do\n"
                 f"  {target.format(base=RESTORED + '/latest')}\n"
-                '  mkdir -p "$to" && git --git-dir "$repo" archive main:files | tar -x -C "$to"\n'
+                '  mkdir -p "$to"\n'
+                f"  {_archive('main')}\n"
                 "done",
             ),
         ),
@@ -109,7 +120,8 @@ def drive_steps(user: str | None = None) -> tuple[Step, ...]:
                 f"  {target.format(base=RESTORED + '/as-of')}\n"
                 '  c=$(git --git-dir "$repo" rev-list -1 --before="$WHEN" main)\n'
                 '  if [ -z "$c" ]; then echo "$repo: no snapshot before $WHEN"; continue; fi\n'
-                '  mkdir -p "$to" && git --git-dir "$repo" archive "$c:files" | tar -x -C "$to"\n'
+                '  mkdir -p "$to"\n'
+                f"  {_archive('$c')}\n"
                 "done",
             ),
         ),
