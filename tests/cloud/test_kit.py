@@ -265,6 +265,11 @@ def test_the_qr_codes_decode_to_exactly_the_secrets(world: World, tmp_path: Path
     assert f"AREA={secret['prefix']}" in lines
 
 
+def test_each_kit_is_two_printed_pages(world: World) -> None:
+    for pdf in (world.kit, world.server_kit):
+        assert re.search(r"page 2 of 2\s*\f?\s*$", pdf_text(pdf)), pdf
+
+
 def test_the_kit_holds_no_web_password_and_no_server_key(world: World) -> None:
     text = pdf_text(world.kit)
     assert "bluegrassTestSecretKey" not in text  # the server's own S3 secret

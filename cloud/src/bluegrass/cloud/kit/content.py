@@ -12,6 +12,7 @@ its reader holds anyway, saying what it can do.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -202,15 +203,15 @@ def _drive_section(user: str | None) -> Section:
     )
 
 
-def _same_as_drive() -> Step:
-    return Step(
-        title="Then get the files back as from the drive",
-        words=(
-            "The folder you are in now is laid out as the drive is: type the commands of A2, "
-            f"A3 and A4 here (and A5 for one file). Your files arrive in "
-            f"{recoverysteps.RESTORED}, as described there."
-        ),
+def _then_as_from_the_drive(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """The bucket's steps end where the drive's begin: said in the last one's words (a step
+    of its own would push the administrator's kit onto a third page)."""
+    *first, last = steps
+    words = (
+        f"{last.words} Then, in this same folder, type the commands of A2, A3 and A4 (and A5 "
+        f"for one file): your files arrive in {recoverysteps.RESTORED}, as described there."
     )
+    return (*first, dataclasses.replace(last, words=words))
 
 
 def user_kit(data_root: Path, user: str) -> Kit:
@@ -249,10 +250,11 @@ def user_kit(data_root: Path, user: str) -> Kit:
                 "B",
                 "From the storage bucket, with rclone and git",
                 "",
-                (
-                    replicasteps.connect(replica.provider, replica.region, replica.endpoint),
-                    *replicasteps.user_area(replica.encrypt),
-                    _same_as_drive(),
+                _then_as_from_the_drive(
+                    (
+                        replicasteps.connect(replica.provider, replica.region, replica.endpoint),
+                        *replicasteps.user_area(replica.encrypt),
+                    )
                 ),
             ),
         ),
@@ -298,11 +300,12 @@ def server_kit(data_root: Path) -> Kit:
                 "B",
                 "From the storage bucket, with rclone and git",
                 "",
-                (
-                    replicasteps.connect(replica.provider, replica.region, replica.endpoint),
-                    *replicasteps.server_area(replica.encrypt),
-                    *replicasteps.user_area(replica.encrypt),
-                    _same_as_drive(),
+                _then_as_from_the_drive(
+                    (
+                        replicasteps.connect(replica.provider, replica.region, replica.endpoint),
+                        *replicasteps.server_area(replica.encrypt),
+                        *replicasteps.user_area(replica.encrypt),
+                    )
                 ),
             ),
         ),

@@ -18,8 +18,8 @@ from fpdf.enums import XPos, YPos
 MARGIN = 13.0
 BODY = 8.8
 CODE = 7.9
-LINE = 3.9  # mm per line of body text
-CODE_LINE = 3.45
+LINE = 3.85  # mm per line of body text
+CODE_LINE = 3.4
 SECRET = 9.6
 MODULE = 0.62  # mm per QR module: about 25 mm a code, read by any phone at arm's length
 GRAY = (238, 238, 238)
