@@ -245,19 +245,32 @@ def test_the_server_kit_opens_every_user_from_the_bucket(world: World, tmp_path:
     assert restored(tmp_path, "latest") == world.snapshots[-1].files
 
 
-def test_the_qr_codes_decode_to_exactly_the_secrets(world: World, tmp_path: Path) -> None:
-    need("zbarimg")
-    subprocess.run(
-        [need("pdftoppm"), "-png", "-r", "300", str(world.kit), str(tmp_path / "p")], check=True
-    )
-    found = set()
-    for page in sorted(tmp_path.glob("p-*.png")):
+def decoded(pdf: Path, folder: Path) -> set[str]:
+    """What zbarimg reads from every page, rendered at a printer's 300 dpi."""
+    folder.mkdir()
+    subprocess.run([need("pdftoppm"), "-png", "-r", "300", str(pdf), str(folder / "p")], check=True)
+    found: set[str] = set()
+    for page in sorted(folder.glob("p-*.png")):
         proc = subprocess.run(
-            ["zbarimg", "--raw", "-q", str(page)], capture_output=True, text=True, check=False
+            [need("zbarimg"), "--raw", "-q", str(page)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         found.update(proc.stdout.split())
+    return found
+
+
+def test_the_qr_codes_decode_to_exactly_the_secrets(world: World, tmp_path: Path) -> None:
+    found = decoded(world.kit, tmp_path / "user")
     secret = json.loads((world.data / "replica" / "keys" / f"{ALICE}.json").read_text())
     assert found == {secret["password"], secret["password2"], KIT_KEY[1]}
+    admin = json.loads((world.data / "replica" / "admin.json").read_text())
+    assert decoded(world.server_kit, tmp_path / "server") == {
+        admin["password"],
+        admin["password2"],
+        KIT_KEY[1],
+    }
     # And the same values as text, where the reader types them.
     lines = commands(pdf_text(world.kit))["secrets"]
     assert f"PASSWORD={secret['password']}" in lines

@@ -152,7 +152,12 @@ def test_the_fingerprint_changes_exactly_when_a_printed_secret_does(
     assert secrets_fingerprint(data, "alice") == first
     assert secrets_fingerprint(data, "bert") != first
     # The kit prints the same fingerprint, so a reader can match paper and panel.
-    runner(data)("kit", "alice", "--out", str(tmp_path / "a.pdf"))
+    out = runner(data)("kit", "alice", "--out", str(tmp_path / "a.pdf"), "--json")
+    assert json.loads(out.stdout) == {
+        "out": str(tmp_path / "a.pdf"),
+        "user": "alice",
+        "fingerprint": first,
+    }
     assert f"Secrets fingerprint {first}" in pdf_text(tmp_path / "a.pdf")
     # Not printed: another user's secrets, how often full bundles are made, the server's key.
     keys = data / "replica" / "keys"
