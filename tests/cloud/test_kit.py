@@ -58,6 +58,27 @@ class World:
     server_kit: Path
 
 
+WEB_PASSWORD = "alice's web password 42"
+
+
+def _set_web_password(data: Path) -> None:
+    subprocess.run(
+        [
+            str(VENV_BIN / "bluegrass-cloud"),
+            "--data",
+            str(data),
+            "user",
+            "password",
+            ALICE,
+            "--password-stdin",
+        ],
+        input=WEB_PASSWORD + "\n",
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+
+
 def _write_day(live: dict[str, Path], day: int) -> None:
     docs, photos = live[DOCS], live[PHOTOS]
     if day == 0:
@@ -92,6 +113,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         cloud("init")
         cloud("user", "add", ALICE)
         cloud("user", "add", BERT)
+        _set_web_password(data)
         live = {s: data / "files" / ALICE / s for s in (DOCS, PHOTOS)}
         for folder in live.values():
             folder.mkdir()
@@ -285,6 +307,7 @@ def test_each_kit_is_two_printed_pages(world: World) -> None:
 
 def test_the_kit_holds_no_web_password_and_no_server_key(world: World) -> None:
     text = pdf_text(world.kit)
+    assert "web password 42" not in text
     assert "bluegrassTestSecretKey" not in text  # the server's own S3 secret
     admin = json.loads((world.data / "replica" / "admin.json").read_text())
     assert admin["password"] not in text
