@@ -186,11 +186,11 @@ _HEADER = re.compile(
     r"(?P<part>[0-9]{1,2})/(?P<parts>[0-9]{1,2})\]:\s*$"
 )
 _WORDS = re.compile(r"^\s*[a-z]+(\s+[a-z]+)*\s*$")
-WORDS_PER_LINE = 11
+WORDS_PER_LINE = 10
 
 
 def share_lines(share: SecretShare) -> list[str]:
-    """How a share is printed: a header naming it, then its words, 11 to a line. The same
+    """How a share is printed: a header naming it, then its words, 10 to a line. The same
     text, typed back or taken from the PDF with pdftotext, is what parse_shares reads."""
     header = f"{share.label} [{share.kind} {share.part}/{share.parts}]:"
     rows = [
