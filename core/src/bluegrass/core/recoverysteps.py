@@ -75,8 +75,10 @@ def drive_steps(user: str | None = None) -> tuple[Step, ...]:
                 "latest files."
             ),
             commands=(
-                f'for repo in {repos}; do echo "== $repo"; '
-                "git --git-dir \"$repo\" log --format='%h %ci %s' main; done",
+                f"for repo in {repos}; do\n"
+                '  echo "== $repo"\n'
+                "  git --git-dir \"$repo\" log --format='%h %ci %s' main\n"
+                "done",
             ),
         ),
         Step(
