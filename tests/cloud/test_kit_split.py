@@ -27,7 +27,10 @@ SECRETS = {
     "password2": secrets.token_urlsafe(32),
     "s3 secret key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
 }
-CONTEXT = sheets.SheetContext("alice's files on cloud.example.org", "2026-12-07")
+CONTEXT = sheets.SheetContext(
+    "Bluegrass recovery kit for alice",
+    "Made 2026-12-07 for the account 'alice' on https://cloud.example.org.",
+)
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,14 @@ sheet, owner-only, through a temporary file and a rename so that no half sheet i
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bluegrass.cloud.kit.split import BASE64URL, Sheet, share_lines
+from bluegrass.cloud import kit
+from bluegrass.cloud.kit import pdf
+from bluegrass.cloud.kit.content import Kit
+from bluegrass.cloud.kit.split import BASE64URL, Scheme, Sheet, SplitError, share_lines, split
+from bluegrass.core.errors import UsageError
 from fpdf import FPDF
 
 # The reference implementation, pinned to the version the sheets were tested with.
@@ -33,10 +37,10 @@ TO_TEXT = {
 
 @dataclass(frozen=True)
 class SheetContext:
-    """What the sheets are about, in the words of the main kit."""
+    """What the sheets belong to, in the main kit's own words."""
 
-    title: str  # e.g. "alice's files on cloud.example.org", or "the server cloud.example.org"
-    made: str  # the date the kit was made, as printed on the main kit
+    kit_title: str  # e.g. "Bluegrass recovery kit for alice"
+    about: str  # e.g. "Made 2026-12-07 for the account 'alice' on https://cloud.example.org."
 
 
 def sheet_path(out: Path, sheet: Sheet) -> Path:
@@ -51,12 +55,13 @@ def sheet_text(sheet: Sheet, context: SheetContext) -> list[tuple[str, str]]:
     kinds = sorted({share.kind for share in sheet.shares})
     lines: list[tuple[str, str]] = [
         ("h1", f"Bluegrass recovery kit: share {sheet.index} of {n}"),
-        ("p", f"For {context.title}. Made {context.made}."),
+        ("p", f"Part of the {context.kit_title}. {context.about}"),
         (
             "p",
             f"This sheet alone opens nothing. Any {k} of the {n} sheets together give back the "
-            "secrets that the main recovery kit leaves out; the main kit says how to use them "
-            "to get the files back. Keep this sheet private and safe, like a house key.",
+            "secrets that the main recovery kit leaves out (their names are the ones below); "
+            "the main kit says how to use them to get the files back. Keep this sheet private "
+            "and safe, like a house key.",
         ),
         ("h2", f"Your share (sheet {sheet.index} of {n}; {k} sheets are needed)"),
     ]
@@ -72,7 +77,11 @@ def sheet_text(sheet: Sheet, context: SheetContext) -> list[tuple[str, str]]:
             "as printed above (the line with the name in [brackets], then its words), and run:",
         ),
         ("mono", "bluegrass-cloud kit --combine FILE"),
-        ("p", "It prints each secret by its name, as the main kit uses it."),
+        (
+            "p",
+            "It prints each secret as a line NAME='...', as the main kit's secrets lines are "
+            "typed.",
+        ),
         ("h2", "Combining the sheets without Bluegrass"),
         (
             "p",
@@ -105,8 +114,9 @@ def sheet_text(sheet: Sheet, context: SheetContext) -> list[tuple[str, str]]:
     lines.append(
         (
             "p",
-            "The text printed is the secret: use it where the main kit names it. Fewer than "
-            f"{k} sheets give nothing: the tool asks for more words.",
+            "The text printed is the secret: where the main kit's secrets lines leave it out, "
+            "type its name, =, and the text in single quotes (for example PASSWORD='...'). "
+            f"Fewer than {k} sheets give nothing: the tool asks for more words.",
         )
     )
     return lines
@@ -118,30 +128,30 @@ def _latin1(text: str) -> str:
 
 
 def render(sheet: Sheet, context: SheetContext) -> bytes:
-    pdf = FPDF(format="A4")
-    pdf.set_margins(18, 14, 18)
-    pdf.set_auto_page_break(True, margin=16)
-    pdf.add_page()
-    width = pdf.epw
+    doc = FPDF(format="A4")
+    doc.set_margins(18, 14, 18)
+    doc.set_auto_page_break(True, margin=16)
+    doc.add_page()
+    width = doc.epw
     for style, line in sheet_text(sheet, context):
         text = _latin1(line)
         if style == "h1":
-            pdf.set_font("Helvetica", "B", 16)
-            pdf.multi_cell(width, 8, text, new_x="LMARGIN", new_y="NEXT")
-            pdf.ln(2)
+            doc.set_font("Helvetica", "B", 16)
+            doc.multi_cell(width, 8, text, new_x="LMARGIN", new_y="NEXT")
+            doc.ln(2)
         elif style == "h2":
-            pdf.ln(3)
-            pdf.set_font("Helvetica", "B", 12)
-            pdf.multi_cell(width, 6, text, new_x="LMARGIN", new_y="NEXT")
-            pdf.ln(1)
+            doc.ln(3)
+            doc.set_font("Helvetica", "B", 12)
+            doc.multi_cell(width, 6, text, new_x="LMARGIN", new_y="NEXT")
+            doc.ln(1)
         elif style == "mono":
-            pdf.set_font("Courier", "", 9)
-            pdf.multi_cell(width, 4.3, text, new_x="LMARGIN", new_y="NEXT")
+            doc.set_font("Courier", "", 9)
+            doc.multi_cell(width, 4.3, text, new_x="LMARGIN", new_y="NEXT")
         else:
-            pdf.set_font("Helvetica", "", 10)
-            pdf.multi_cell(width, 4.9, text, new_x="LMARGIN", new_y="NEXT")
-            pdf.ln(1)
-    return bytes(pdf.output())
+            doc.set_font("Helvetica", "", 10)
+            doc.multi_cell(width, 4.9, text, new_x="LMARGIN", new_y="NEXT")
+            doc.ln(1)
+    return bytes(doc.output())
 
 
 def write_all(sheets: list[Sheet], context: SheetContext, out: Path) -> list[Path]:
@@ -159,3 +169,49 @@ def write_all(sheets: list[Sheet], context: SheetContext, out: Path) -> list[Pat
         tmp.replace(path)
         written.append(path)
     return written
+
+
+@dataclass(frozen=True)
+class SplitKit:
+    """A main kit without its secrets, and the sheets that carry them."""
+
+    kit: Kit  # its split secrets' values blanked, their QR codes gone
+    sheets: tuple[Sheet, ...]
+    context: SheetContext
+
+
+def withhold(kit: Kit, scheme: Scheme) -> tuple[Kit, dict[str, str]]:
+    """The kit without the secrets that open anything (those it prints as QR codes), and
+    those secrets by name. Where they stood, the kit says they are on K of N sheets."""
+    shared = {s.name: s.value for s in kit.secrets if s.qr and s.value}
+    if not shared:
+        raise SplitError("this kit prints no secret to split (is the replica unencrypted?)")
+    kept = tuple(replace(s, value="", qr=False) if s.name in shared else s for s in kit.secrets)
+    names = ", ".join(shared)
+    words = (
+        f"{names} are not printed here: they are split between {scheme.count} sheets given to "
+        f"trusted people, and any {scheme.threshold} of them give them back (each sheet says "
+        "how). Type each after its = below. " + kit.secrets_words
+    )
+    return replace(kit, secrets=kept, secrets_words=words), shared
+
+
+def split_kit(kit: Kit, scheme: Scheme) -> SplitKit:
+    main, shared = withhold(kit, scheme)
+    return SplitKit(main, tuple(split(shared, scheme)), SheetContext(kit.title, kit.subtitle))
+
+
+def save(made: SplitKit, out: Path, *, force: bool = False) -> list[Path]:
+    """Write the sheets beside `out`, then the main kit at `out` (kit.save); nothing is
+    written when any of the files exists (unless `force`) or the folder is missing."""
+    paths = [sheet_path(out, sheet) for sheet in made.sheets]
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
+    if not force:
+        for path in (out, *paths):
+            if path.exists():
+                raise UsageError(f"{path}: already exists; choose another name or add --force")
+    main = pdf.render(made.kit)
+    written = write_all(list(made.sheets), made.context, out)
+    kit.save(main, out, force=force)
+    return [out, *written]

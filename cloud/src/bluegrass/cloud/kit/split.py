@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from bluegrass.core.errors import BluegrassError
 from shamir_mnemonic import MnemonicError, combine_mnemonics, generate_mnemonics
+from shamir_mnemonic.share import Share
 
 MAX_SHARES = 16  # SLIP-39's limit on the members of a group
 MAX_PART = 32
@@ -166,10 +167,21 @@ def recover(shares: list[SecretShare]) -> dict[str, str]:
         by_part.setdefault((share.label, share.part), []).append(share)
     found: dict[str, tuple[str, int, dict[int, bytes]]] = {}
     for (label, part), group in by_part.items():
+        name = group[0].name
+        try:
+            parsed = [Share.from_mnemonic(" ".join(s.words)) for s in group]
+        except MnemonicError as exc:
+            raise SplitError(f"{name}: not a share's words (mistyped?): {exc}") from None
+        need, have = parsed[0].member_threshold, len({p.index for p in parsed})
+        if have < need:
+            raise SplitError(
+                f"{name}: the words do not combine: needs the words of {need} different "
+                f"sheets, got {have}"
+            )
         try:
             master = combine_mnemonics([" ".join(s.words) for s in group])
         except MnemonicError as exc:
-            raise SplitError(f"{group[0].name}: the words do not combine: {exc}") from None
+            raise SplitError(f"{name}: the words do not combine: {exc}") from None
         kind, parts, got = found.setdefault(label, (group[0].kind, group[0].parts, {}))
         got[part] = master
     result: dict[str, str] = {}
