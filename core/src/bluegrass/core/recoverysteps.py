@@ -117,10 +117,12 @@ def drive_steps(user: str | None = None) -> tuple[Step, ...]:
             title="Get back one file",
             words=(
                 "Replace USER, FOLDER, the short id (from the list above) and the file's path "
-                "inside the folder. The file is written to your home folder."
+                "inside the folder (keep the double quotes: a name may have spaces). The file "
+                "is written to your home folder, as file."
             ),
             commands=(
-                'git --git-dir bluegrass/USER/FOLDER.git show ID:files/path/to/file > "$HOME/file"',
+                'git --git-dir bluegrass/USER/FOLDER.git show "ID:files/path/to/file"'
+                ' > "$HOME/file"',
             ),
         ),
         Step(

@@ -20,6 +20,7 @@ BODY = 8.8
 CODE = 7.9
 LINE = 3.9  # mm per line of body text
 CODE_LINE = 3.45
+SECRET = 9.6
 MODULE = 0.62  # mm per QR module: about 25 mm a code, read by any phone at arm's length
 GRAY = (238, 238, 238)
 PROMPT, MORE = "$ ", "> "
@@ -47,7 +48,12 @@ class _Pdf(FPDF):
 
 def _words(pdf: _Pdf, text: str, *, size: float = BODY, style: str = "") -> None:
     pdf.set_font("Helvetica", style=style, size=size)
-    pdf.multi_cell(0, LINE, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(0, LINE, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+
+def _words_height(pdf: _Pdf, text: str) -> float:
+    pdf.set_font("Helvetica", size=BODY)
+    return LINE * len(pdf.multi_cell(0, LINE, text, dry_run=True, output="LINES"))
 
 
 def _heading(pdf: _Pdf, text: str) -> None:
@@ -72,22 +78,25 @@ def _code_lines(commands: tuple[str, ...]) -> list[str]:
     return lines
 
 
-def _code(pdf: _Pdf, lines: list[str]) -> None:
-    pdf.set_font("Courier", size=CODE)
+def _code(pdf: _Pdf, lines: list[str], *, size: float = CODE) -> None:
+    pdf.set_font("Courier", size=size)
     width = pdf.epw
     for line in lines:
         if pdf.get_string_width(line) + 2 > width:
             raise ValueError(f"a kit command line is too long for the page: {line!r}")
-    _keep(pdf, CODE_LINE * len(lines) + 1.5)
+    height = CODE_LINE * size / CODE
+    _keep(pdf, height * len(lines) + 1.5)
     pdf.set_fill_color(*GRAY)
     pdf.ln(0.6)
     for line in lines:
-        pdf.cell(width, CODE_LINE, " " + line, fill=True, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.cell(width, height, " " + line, fill=True, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(1.0)
 
 
 def _step(pdf: _Pdf, number: str, step: Step) -> None:
-    _keep(pdf, 10 + CODE_LINE * sum(c.count("\n") + 1 for c in step.commands))
+    # A step's words and its commands on one page: a reader must not miss the commands.
+    code = CODE_LINE * sum(c.count("\n") + 1 for c in step.commands)
+    _keep(pdf, LINE + 0.4 + _words_height(pdf, step.words) + code + 2.5)
     pdf.set_font("Helvetica", style="B", size=BODY)
     pdf.cell(0, LINE + 0.4, f"{number}. {step.title}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     _words(pdf, step.words)
@@ -95,10 +104,11 @@ def _step(pdf: _Pdf, number: str, step: Step) -> None:
         _code(pdf, _code_lines(step.commands))
 
 
-def _qr(pdf: _Pdf, x: float, y: float, secret: Secret) -> float:
-    """Draw the code of `secret.value` at (x, y) with its name under it; return its width."""
+def _qr(pdf: _Pdf, x: float, y: float, secret: Secret, box: float) -> None:
+    """Draw the code of `secret.value` centred in a `box` mm square at (x, y), its name
+    under it."""
     rows = qr.modules(secret.value)
-    side = (len(rows) + 2 * qr.QUIET) * MODULE
+    offset = (box - (len(rows) + 2 * qr.QUIET) * MODULE) / 2
     pdf.set_fill_color(0)
     for r, row in enumerate(rows):
         c = 0
@@ -110,33 +120,34 @@ def _qr(pdf: _Pdf, x: float, y: float, secret: Secret) -> float:
             while c < len(row) and row[c]:
                 c += 1
             pdf.rect(
-                x + (qr.QUIET + start) * MODULE,
-                y + (qr.QUIET + r) * MODULE,
+                x + offset + (qr.QUIET + start) * MODULE,
+                y + offset + (qr.QUIET + r) * MODULE,
                 (c - start) * MODULE,
                 MODULE,
                 style="F",
             )
-    pdf.set_xy(x, y + side - 1)
+    pdf.set_xy(x, y + box - 1)
     pdf.set_font("Helvetica", style="B", size=7.5)
-    pdf.cell(side, 3.5, secret.name, align="C")
-    return side
+    pdf.cell(box, 3.5, secret.name, align="C")
 
 
 def _secrets(pdf: _Pdf, kit: Kit) -> None:
     _heading(pdf, "The secrets")
     _words(pdf, kit.secrets_words)
-    _code(pdf, [PROMPT + s.line for s in kit.secrets])
+    # Larger than the commands: these are typed by hand, character by character.
+    _code(pdf, [PROMPT + s.line for s in kit.secrets], size=SECRET)
     coded = [s for s in kit.secrets if s.qr]
     if not coded:
         return
-    side = (len(qr.modules(coded[0].value)) + 2 * qr.QUIET) * MODULE
-    _keep(pdf, side + 4)
+    side = max(len(qr.modules(s.value)) + 2 * qr.QUIET for s in coded) * MODULE
+    _keep(pdf, side + 5)
     x, y = pdf.l_margin, pdf.get_y()
     for secret in coded:
         if x + side > pdf.w - pdf.r_margin:
-            x, y = pdf.l_margin, y + side + 4
-        x += _qr(pdf, x, y, secret) + 6
-    pdf.set_xy(pdf.l_margin, y + side + 3)
+            x, y = pdf.l_margin, y + side + 5
+        _qr(pdf, x, y, secret, side)
+        x += side + 4
+    pdf.set_xy(pdf.l_margin, y + side + 4)
 
 
 def render(kit: Kit) -> bytes:
