@@ -8,8 +8,8 @@ gives). data/repository-format.md is a copy of docs/repository-format.md shipped
 package (a test keeps the two identical).
 
 They are refreshed when a job opens the drive and after each mirror; a file is rewritten only
-when its text changed (write to a temporary file, fsync, rename), so an unchanged drive costs
-one `git log` per repository and no write.
+when its text changed (write to a temporary file, fsync, rename); a repository whose main has
+not moved since this process last looked costs no git process at all.
 """
 
 from __future__ import annotations
@@ -67,7 +67,38 @@ class SegmentInfo:
     count: int
 
 
+# (repository, its main's commit id) -> (latest date, count): a repository whose main has not
+# moved is not asked again by this process (the daemon refreshes before and after each job).
+_seen: dict[tuple[Path, str], tuple[str | None, int]] = {}
+
+
+def _tip(repo: Path) -> str | None:
+    """main's commit id read from the ref files, without a process; None when unsure."""
+    try:
+        return (repo / "refs" / "heads" / BRANCH).read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        pass
+    try:
+        packed = (repo / "packed-refs").read_text(errors="replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    for line in packed.splitlines():
+        if line.endswith(f" refs/heads/{BRANCH}"):
+            return line.split(" ", 1)[0]
+    return None
+
+
 def _history(repo: Path) -> tuple[str | None, int]:
+    tip = _tip(repo)
+    if tip is not None and (repo, tip) in _seen:
+        return _seen[(repo, tip)]
+    found = _ask_git(repo)
+    if tip is not None:
+        _seen[(repo, tip)] = found
+    return found
+
+
+def _ask_git(repo: Path) -> tuple[str | None, int]:
     # The drive's folders may belong to another user (a drive moved between machines).
     env = git_env(
         repo,
