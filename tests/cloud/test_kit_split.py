@@ -97,6 +97,7 @@ def test_sheets_are_owner_only_pdfs_that_carry_no_secret_in_clear(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         text = _pdftotext(path)
         assert "This sheet alone opens nothing" in text
+        assert text.count("\f") == 1, "a sheet is one printed page"
         for secret in SECRETS.values():
             assert secret not in text.replace("\n", "")
 

@@ -128,3 +128,22 @@ def test_a_split_kit_prints_no_secret_and_two_sheets_give_them_back(
         alone.stderr
     )
     assert secret["password"] not in alone.stdout + alone.stderr
+
+
+def test_the_server_kit_splits_the_administrators_secrets(data: Path, tmp_path: Path) -> None:
+    cloud = runner(data)
+    out = tmp_path / "server.pdf"
+    cloud("kit", "--server", "--out", str(out), "--split", "3-of-4")
+    admin = json.loads((data / "replica" / "admin.json").read_text())
+    main = _text(out).replace("\n", "")
+    assert admin["password"] not in main and admin["password2"] not in main
+    sheets = [tmp_path / f"server-share-{i}-of-4.pdf" for i in (1, 2, 3, 4)]
+    words = tmp_path / "words.txt"
+    words.write_text("".join(_text(p) for p in (sheets[3], sheets[1], sheets[0])))
+    combined = cloud("kit", "--combine", str(words)).stdout.splitlines()
+    assert f"PASSWORD={admin['password']}" in combined
+    assert f"PASSWORD2={admin['password2']}" in combined
+    # Two of four is one short, whichever two.
+    words.write_text(_text(sheets[2]) + _text(sheets[3]))
+    short = cloud("kit", "--combine", str(words), check=False)
+    assert short.returncode != 0 and "needs the words of 3 different sheets, got 2" in short.stderr

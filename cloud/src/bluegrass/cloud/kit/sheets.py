@@ -9,6 +9,7 @@ sheet, owner-only, through a temporary file and a rename so that no half sheet i
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -137,37 +138,45 @@ def render(sheet: Sheet, context: SheetContext) -> bytes:
         text = _latin1(line)
         if style == "h1":
             doc.set_font("Helvetica", "B", 16)
-            doc.multi_cell(width, 8, text, new_x="LMARGIN", new_y="NEXT")
+            doc.multi_cell(width, 8, text, align="L", new_x="LMARGIN", new_y="NEXT")
             doc.ln(2)
         elif style == "h2":
             doc.ln(3)
             doc.set_font("Helvetica", "B", 12)
-            doc.multi_cell(width, 6, text, new_x="LMARGIN", new_y="NEXT")
+            doc.multi_cell(width, 6, text, align="L", new_x="LMARGIN", new_y="NEXT")
             doc.ln(1)
         elif style == "mono":
             doc.set_font("Courier", "", 9)
-            doc.multi_cell(width, 4.3, text, new_x="LMARGIN", new_y="NEXT")
+            doc.multi_cell(width, 4.3, text, align="L", new_x="LMARGIN", new_y="NEXT")
         else:
             doc.set_font("Helvetica", "", 10)
-            doc.multi_cell(width, 4.9, text, new_x="LMARGIN", new_y="NEXT")
+            doc.multi_cell(width, 4.9, text, align="L", new_x="LMARGIN", new_y="NEXT")
             doc.ln(1)
     return bytes(doc.output())
 
 
 def write_all(sheets: list[Sheet], context: SheetContext, out: Path) -> list[Path]:
-    """Render every sheet first, then write each owner-only beside `out`; nothing is written
-    when rendering fails, and no path holds a half-written sheet."""
+    """Render every sheet first, then write each owner-only beside `out`, each through a
+    temporary file and a rename; if one cannot be written, the ones written are removed."""
     rendered = [(sheet_path(out, sheet), render(sheet, context)) for sheet in sheets]
     written: list[Path] = []
-    for path, data in rendered:
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-        written.append(path)
+    try:
+        for path, data in rendered:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:  # mkstemp makes it 0600
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                Path(tmp).replace(path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return written
 
 
@@ -213,5 +222,10 @@ def save(made: SplitKit, out: Path, *, force: bool = False) -> list[Path]:
                 raise UsageError(f"{path}: already exists; choose another name or add --force")
     main = pdf.render(made.kit)
     written = write_all(list(made.sheets), made.context, out)
-    kit.save(main, out, force=force)
+    try:
+        kit.save(main, out, force=force)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return [out, *written]
