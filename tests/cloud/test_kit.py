@@ -28,8 +28,9 @@ from tests.appliance.conftest import Appliance, enrollment
 from tests.appliance.fakecloud import FakeCloud
 from tests.cloud.kitsupport import bare_shell, commands, need, pdf_text, run_sh, tree
 from tests.cloud.test_replica import runner
+from tests.conftest import VENV_BIN
 from tests.support.net import free_port
-from tests.support.s3 import S3Server
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
 ALICE, BERT = "alice", "bertrand"
 DOCS, PHOTOS = "documents", "photos"
@@ -267,3 +268,129 @@ def test_the_kit_holds_no_web_password_and_no_server_key(world: World) -> None:
     bert = json.loads((world.data / "replica" / "keys" / f"{BERT}.json").read_text())
     assert bert["password"] not in text and bert["prefix"] not in text
     assert oct((world.kit.stat().st_mode) & 0o777) == "0o600"
+
+
+def test_a_bundle_no_manifest_names_is_fetched_harmlessly(tmp_path: Path) -> None:
+    """What a killed run leaves: a whole bundle under the next number that no manifest names.
+    The worst case is one whose commits the later bundles do not descend from (the server
+    was rebuilt from the replica after the kill, so its history went on without them): the
+    kit's loop fetches every bundle in numeric order with `+`, the highest one's branch wins,
+    and every file of the newest snapshot comes back. Without `+` the fetch is refused."""
+    from bluegrass.cloud.replica import keys
+    from bluegrass.cloud.replica.remote import Bucket
+    from bluegrass.cloud.replica.settings import from_config
+    from bluegrass.cloud.settings import load
+
+    s3 = S3Server(tmp_path / "s3", free_port())
+    s3.start()
+    try:
+        data = tmp_path / "data"
+        cloud = runner(data)
+        cloud("init")
+        cloud("user", "add", ALICE)
+        live = data / "files" / ALICE / DOCS
+        live.mkdir()
+        (live / "a.txt").write_bytes(b"day one\n")
+        cloud("commit", "--user", ALICE)
+        (data / "bluegrass-cloud.toml").write_text(s3.config_text())
+        cloud("replicate")  # 000001-full
+        # The killed run's bundle: a commit on top of day one that the server never kept.
+        repo = data / "repos" / ALICE / f"{DOCS}.git"
+        git = ["git", "--git-dir", str(repo)]
+        head = subprocess.run(
+            [*git, "rev-parse", "main"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        lost = subprocess.run(
+            [*git, "commit-tree", f"{head}^{{tree}}", "-p", head, "-m", "lost in the kill"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={
+                **os.environ,
+                "GIT_AUTHOR_NAME": "x",
+                "GIT_AUTHOR_EMAIL": "x@x",
+                "GIT_COMMITTER_NAME": "x",
+                "GIT_COMMITTER_EMAIL": "x@x",
+            },
+        ).stdout.strip()
+        subprocess.run([*git, "update-ref", "refs/heads/lost", lost], check=True)
+        bundle = tmp_path / "000002-inc.bundle"
+        subprocess.run(
+            [*git, "bundle", "create", str(bundle), "refs/heads/lost", f"^{head}"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run([*git, "update-ref", "-d", "refs/heads/lost"], check=True)
+        # Its branch is main, as a real bundle's: rename the ref inside by re-bundling from a copy.
+        copy = tmp_path / "copy.git"
+        subprocess.run(["git", "clone", "--quiet", "--bare", str(repo), str(copy)], check=True)
+        subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                str(copy),
+                "fetch",
+                "--quiet",
+                str(bundle),
+                "+refs/heads/lost:refs/heads/main",
+            ],
+            check=True,
+        )
+        bundle.unlink()
+        subprocess.run(
+            ["git", "--git-dir", str(copy), "bundle", "create", str(bundle), "main", f"^{head}"],
+            check=True,
+            capture_output=True,
+        )
+        settings = from_config(load(data))
+        secret = keys.user_secret(data, ALICE)
+        subprocess.run(
+            [str(VENV_BIN / "rclone"), "copyto", str(bundle), f"bgarea:{DOCS}/000002-inc.bundle"],
+            env=Bucket(settings).env(secret),
+            check=True,
+            capture_output=True,
+        )
+        (live / "a.txt").write_bytes(b"day two\n")
+        (live / "b.txt").write_bytes(b"new on day two\n")
+        cloud("commit", "--user", ALICE)
+        cloud("replicate")  # 000003-inc, after 000001 (the manifest's), not after 000002
+        cloud("kit", ALICE, "--out", str(tmp_path / "kit.pdf"))
+        steps = commands(pdf_text(tmp_path / "kit.pdf"))
+        home = tmp_path / "home"
+        home.mkdir()
+        env = bare_shell(home)
+        # No kit key here: the kit says to type a key that can read the bucket; the server's.
+        secrets = [
+            {"KEY_ID=": f"KEY_ID={ACCESS_KEY}", "KEY_SECRET=": f"KEY_SECRET={SECRET_KEY}"}.get(
+                line, line
+            )
+            for line in steps["secrets"]
+        ]
+        session = [*secrets, *steps["B1"], *steps["B2"]]
+        run_sh("\n".join(session), env, home)
+        names = sorted(
+            p.name for p in (home / "restored/replica/download/alice" / DOCS).glob("*.bundle")
+        )
+        assert names == ["000001-full.bundle", "000002-inc.bundle", "000003-inc.bundle"]
+        unforced = [c.replace("'+refs/*:refs/*'", "'refs/*:refs/*'") for c in steps["B3"]]
+        proc = subprocess.run(
+            [
+                env["PATH"] + "/sh",
+                "-e",
+                "-c",
+                "\n".join([f"cd '{home}/restored/replica'", "WHO=alice", *unforced]),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode != 0, "the unnamed bundle's branch was taken as a fast-forward"
+        shutil.rmtree(home / "restored/replica/bluegrass")
+        run_sh("\n".join([*session, *steps["B3"], *steps["A3"]]), env, home)
+        assert tree(home / "restored/latest/alice" / DOCS) == {
+            "a.txt": b"day two\n",
+            "b.txt": b"new on day two\n",
+        }
+    finally:
+        s3.stop()

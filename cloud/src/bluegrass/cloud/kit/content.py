@@ -163,10 +163,13 @@ def _places(server: _Server, user: str | None) -> list[str]:
     with Accounts.open(server.root.path) as accounts:
         devices = [d for d in accounts.devices(user) if not d.revoked]
     if devices:
+        more = len(devices) - MAX_DEVICES
         named = ", ".join(
             (f"{d.user}'s " if user is None else "") + f"'{d.name}' (added {d.created[:10]})"
-            for d in devices
+            for d in devices[:MAX_DEVICES]
         )
+        if more > 0:
+            named += f" and {more} more"
         places.append(f"The computers and Pis that back up: {named}.")
     places.append(
         "A Bluegrass Pi, if there is one, keeps a full copy on its USB drive, labelled "
@@ -175,6 +178,13 @@ def _places(server: _Server, user: str | None) -> list[str]:
     )
     return places
 
+
+HOW_TO_TYPE = (
+    "In a terminal, type each line that starts with $ without the $ and press Enter; a line "
+    "starting with > goes on from the one above it (type it too, without the >). Type these "
+    "lines first, exactly as printed (or scan the codes: each holds the value after its =). "
+)
+MAX_DEVICES = 12  # more would push the commands onto a third page
 
 KEEP_ALIVE = (
     "The storage account must stay paid: if the company holding the bucket closes it, that "
@@ -231,10 +241,7 @@ def user_kit(data_root: Path, user: str) -> Kit:
         ),
         places=tuple(_places(server, user)),
         keep_alive=KEEP_ALIVE,
-        secrets_words=(
-            "Type these lines in the terminal first, as printed (or scan the codes: each holds "
-            "the value after its =). " + _key_words(replica, key, admin=False)
-        ),
+        secrets_words=(HOW_TO_TYPE + _key_words(replica, key, admin=False)),
         secrets=tuple(secrets),
         sections=(
             _drive_section(user),
@@ -280,9 +287,9 @@ def server_kit(data_root: Path) -> Kit:
         places=tuple(_places(server, None)),
         keep_alive=KEEP_ALIVE,
         secrets_words=(
-            "Type these lines in the terminal first, as printed (or scan the codes: each holds "
-            "the value after its =). They open the server's own area of the bucket, which "
-            "holds every account's secrets. " + _key_words(replica, key, admin=True)
+            HOW_TO_TYPE
+            + "They open the server's own area of the bucket, which holds every account's "
+            "secrets. " + _key_words(replica, key, admin=True)
         ),
         secrets=tuple(secrets),
         sections=(
