@@ -147,3 +147,12 @@ def test_the_server_kit_splits_the_administrators_secrets(data: Path, tmp_path: 
     words.write_text(_text(sheets[2]) + _text(sheets[3]))
     short = cloud("kit", "--combine", str(words), check=False)
     assert short.returncode != 0 and "needs the words of 3 different sheets, got 2" in short.stderr
+
+
+def test_combine_takes_only_its_file(data: Path, tmp_path: Path) -> None:
+    done = runner(data)("kit", "alice", "--combine", str(tmp_path / "w.txt"), check=False)
+    assert done.returncode != 0 and "takes no USER, --server, --out or --split" in done.stderr
+    (tmp_path / "w.txt").write_text("no shares here\n")
+    done = runner(data)("kit", "--combine", str(tmp_path / "w.txt"), check=False)
+    assert done.returncode != 0 and "no share found" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

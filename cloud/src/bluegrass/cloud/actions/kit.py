@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.combine is not None:
+        if args.user is not None or args.server or args.out or args.split:
+            raise UsageError("kit --combine FILE: takes no USER, --server, --out or --split")
         return _combine(args.combine)
     if args.out is None:
         raise UsageError("kit: --out FILE.pdf is required")
