@@ -99,6 +99,7 @@ def test_a_split_kit_prints_no_secret_and_two_sheets_give_them_back(
     for value in (secret["password"], secret["password2"], KIT_KEY[1], SECRET_KEY):
         assert value not in main.replace("\n", "")
     assert "are not printed here: they are split between 3 sheets" in main.replace("\n", " ")
+    assert "scan the codes" not in main.replace("\n", " ")  # there are none
     assert secret["prefix"] in main  # not a secret: it says where, and opens nothing
     # No QR code is left on the main kit (each held a secret).
     pages = tmp_path / "pages"

@@ -9,12 +9,13 @@ sheet, owner-only, through a temporary file and a rename so that no half sheet i
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bluegrass.cloud import kit
-from bluegrass.cloud.kit import pdf
+from bluegrass.cloud.kit import content, pdf
 from bluegrass.cloud.kit.content import Kit
 from bluegrass.cloud.kit.split import BASE64URL, Scheme, Sheet, SplitError, share_lines, split
 from bluegrass.core.errors import UsageError
@@ -180,6 +181,9 @@ def write_all(sheets: list[Sheet], context: SheetContext, out: Path) -> list[Pat
     return written
 
 
+_SCAN = re.compile(r" \(or scan the codes[^)]*\)")
+
+
 @dataclass(frozen=True)
 class SplitKit:
     """A main kit without its secrets, and the sheets that carry them."""
@@ -197,12 +201,17 @@ def withhold(kit: Kit, scheme: Scheme) -> tuple[Kit, dict[str, str]]:
         raise SplitError("this kit prints no secret to split (is the replica unencrypted?)")
     kept = tuple(replace(s, value="", qr=False) if s.name in shared else s for s in kit.secrets)
     names = ", ".join(shared)
-    words = (
+    split_words = (
         f"{names} are not printed here: they are split between {scheme.count} sheets given to "
         f"trusted people, and any {scheme.threshold} of them give them back (each sheet says "
-        "how). Type each after its = below. " + kit.secrets_words
+        "how); type each after its =. "
     )
-    return replace(kit, secrets=kept, secrets_words=words), shared
+    how, rest = "", kit.secrets_words
+    if rest.startswith(content.HOW_TO_TYPE):
+        how, rest = content.HOW_TO_TYPE, rest[len(content.HOW_TO_TYPE) :]
+        if not any(s.qr for s in kept):  # no code is left to scan
+            how = _SCAN.sub("", how)
+    return replace(kit, secrets=kept, secrets_words=how + split_words + rest), shared
 
 
 def split_kit(kit: Kit, scheme: Scheme) -> SplitKit:
