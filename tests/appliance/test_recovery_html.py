@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from bluegrass.appliance import readme
 
 from tests.appliance.conftest import USER, Appliance, CloudData, enrollment, git
 from tests.appliance.fakecloud import FakeCloud
@@ -191,3 +192,23 @@ def test_recovery_html_opens_from_the_drive_in_a_browser_with_names_as_text(
             page.screenshot(path=str(shots / "recovery-html.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_an_unchanged_repository_is_not_asked_again(
+    appliance: Appliance,
+    cloud_data: CloudData,
+    fake_cloud: FakeCloud,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drive = tmp_path / "drive"
+    _mirrored(appliance, cloud_data, fake_cloud, drive)
+    readme.write(drive, "BLUEGRASS")
+    before = (drive / "README").read_text()
+    assert "docs: latest snapshot" in before
+    # No git at all now: what is listed must come from what this process already read.
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    readme.write(drive, "BLUEGRASS")
+    assert (drive / "README").read_text() == before

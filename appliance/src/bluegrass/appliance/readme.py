@@ -67,9 +67,9 @@ class SegmentInfo:
     count: int
 
 
-# (repository, its main's commit id) -> (latest date, count): a repository whose main has not
+# repository -> (its main's commit id, (latest date, count)): a repository whose main has not
 # moved is not asked again by this process (the daemon refreshes before and after each job).
-_seen: dict[tuple[Path, str], tuple[str | None, int]] = {}
+_seen: dict[Path, tuple[str, tuple[str | None, int]]] = {}
 
 
 def _tip(repo: Path) -> str | None:
@@ -90,11 +90,12 @@ def _tip(repo: Path) -> str | None:
 
 def _history(repo: Path) -> tuple[str | None, int]:
     tip = _tip(repo)
-    if tip is not None and (repo, tip) in _seen:
-        return _seen[(repo, tip)]
+    known = _seen.get(repo)
+    if tip is not None and known is not None and known[0] == tip:
+        return known[1]
     found = _ask_git(repo)
     if tip is not None:
-        _seen[(repo, tip)] = found
+        _seen[repo] = (tip, found)  # one entry a repository: the daemon runs for months
     return found
 
 
