@@ -178,3 +178,16 @@ def test_the_fingerprint_of_an_unknown_user_is_an_error(data: Path) -> None:
 
     with pytest.raises(UsageError, match="unknown user 'nobody'"):
         secrets_fingerprint(data, "nobody")
+
+
+def test_an_unencrypted_replica_has_no_passwords_on_the_kit(data: Path, tmp_path: Path) -> None:
+    (data / "bluegrass-cloud.toml").write_text(
+        replica_toml().replace("[replica]", "[replica]\nencrypt = false")
+    )
+    runner(data)("kit", "alice", "--out", str(tmp_path / "a.pdf"))
+    steps = commands(pdf_text(tmp_path / "a.pdf"))
+    assert not [line for line in steps["secrets"] if line.startswith("PASSWORD")]
+    assert (
+        steps["B2"][0]
+        == 'export RCLONE_CONFIG_AREA_TYPE=alias RCLONE_CONFIG_AREA_REMOTE="s3:$BUCKET/$AREA"'
+    )
