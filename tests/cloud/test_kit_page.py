@@ -8,6 +8,7 @@ secrets are compared with the server's own secrets files, never with what the te
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,12 +17,23 @@ from pathlib import Path
 import pytest
 
 from tests.cloud.server import Server
-from tests.cloud.web import Browser, Page, Run, cli, commit, set_password, start, write
-from tests.conftest import require_tool
+from tests.cloud.web import (
+    Browser,
+    Page,
+    Run,
+    cli,
+    commit,
+    configured,
+    set_password,
+    started,
+    write,
+)
+from tests.conftest import ROOT, require_tool
 from tests.support.net import free_port
-from tests.support.s3 import S3Server
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
 PASSWORD = "alice's long password"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run"]
 BOB_PASSWORD = "bob's own long password"
 
 
@@ -31,6 +43,7 @@ class Site:
     cloud: Run
     server: Server
     s3: S3Server
+    replica: str  # the [replica] table of its configuration
 
     def browser(self) -> Browser:
         return Browser(f"http://127.0.0.1:{self.server.http_port}")
@@ -53,16 +66,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     data = tmp / "data"
     cloud = cli(data)
     cloud("init")
-    for user, password in (("alice", PASSWORD), ("bob", BOB_PASSWORD)):
+    for user, password, *extra in (("alice", PASSWORD, "--admin"), ("bob", BOB_PASSWORD)):
         cloud("user", "add", user)
-        set_password(cloud, user, password)
+        set_password(cloud, user, password, *extra)
         write(data / "files" / user / "docs" / "letter.txt", f"{user}'s letter\n", 2)
         commit(cloud, user, "docs", 2)
+    # The key the kits print to read the bucket (a read-only one on a real bucket; the test
+    # server knows one key, so it is the same here).
+    replica = s3.config_text(kit_access_key_id=ACCESS_KEY, kit_secret_access_key=SECRET_KEY)
     server = None
     try:
-        server = start(data, tmp, ["alice/docs", "bob/docs"], s3.config_text())
+        server = configured(data, tmp, replica)
         cloud("replicate")  # every user's secrets now exist, as on a server in use
-        yield Site(data, cloud, server, s3)
+        started(server, ["alice/docs", "bob/docs"])
+        yield Site(data, cloud, server, s3, replica)
     finally:
         if server is not None:
             server.stop()
@@ -117,20 +134,63 @@ def test_the_kit_is_given_only_after_the_password_and_holds_only_ones_own_secret
     assert "You have not made a recovery kit yet" in bob.get("/kit").text
 
 
+def test_a_person_downloads_their_kit_in_a_real_browser(site: Site, tmp_path: Path) -> None:
+    """Chromium (Playwright): the dashboard's notice leads to the page, the password gives
+    the PDF as a download. The page's picture goes to $BLUEGRASS_SCREENSHOTS when set."""
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    executable = require_tool("chromium")
+    shots = os.environ.get("BLUEGRASS_SCREENSHOTS")
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        context = chromium.new_context(
+            viewport={"width": 1280, "height": 860},
+            base_url=f"http://127.0.0.1:{site.server.http_port}",
+            accept_downloads=True,
+        )
+        page = context.new_page()
+        expect = playwright_sync.expect
+        page.goto("/")
+        page.get_by_label("Name").fill("bob")
+        page.get_by_label("Password").fill(BOB_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+        notice = page.locator("#kit-notice")
+        expect(notice).to_contain_text("no printed recovery kit yet")
+        notice.get_by_role("link", name="Make one").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Your recovery kit")
+        page.get_by_label("Your password, again").fill(BOB_PASSWORD)
+        if shots:
+            page.screenshot(path=str(ROOT / shots / "kit-page.png"), full_page=True)
+        with page.expect_download() as download_info:
+            page.get_by_role("button", name="Download the recovery kit (PDF)").click()
+        download = download_info.value
+        assert download.suggested_filename == "bluegrass-recovery-kit-bob.pdf"
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        page.goto("/kit")
+        expect(page.locator("#kit-state")).to_contain_text("is up to date")
+        context.close()
+        chromium.close()
+    text = subprocess.run(
+        [require_tool("pdftotext"), "-layout", str(saved), "-"], capture_output=True, check=True
+    ).stdout.decode("utf-8")
+    assert site.secrets("bob")["password"] in text
+
+
 def test_a_printed_kit_goes_out_of_date_when_a_secret_on_it_changes(site: Site) -> None:
     bob = site.signed_in("bob", BOB_PASSWORD)
     assert kit_form(bob, BOB_PASSWORD).status == 200
     assert "is up to date" in bob.get("/kit").text
-    # The bucket's key changes (the administrator rotated it): the kit prints the key that
-    # reads the bucket, so the kit on paper no longer opens it.
+    # The administrator rotates the read key the kits print: the kit on paper no longer
+    # opens the bucket.
     config = site.data / "bluegrass-cloud.toml"
     before = config.read_text()
-    config.write_text(
-        before.replace(
-            site.s3.config_text(),
-            site.s3.config_text(secret_access_key="rotatedSecretKey0123456789abcdefghijklmn"),
-        )
+    assert site.replica in before
+    rotated = site.s3.config_text(
+        kit_access_key_id=ACCESS_KEY,
+        kit_secret_access_key="rotatedSecretKey0123456789abcdefghijklmn",
     )
+    config.write_text(before.replace(site.replica, rotated))
     try:
         assert "is out of date" in bob.get("/kit").text
         assert "recovery kit is out of date" in bob.get("/").text
