@@ -14,7 +14,15 @@ from urllib.parse import quote, urlencode
 from bluegrass.core.names import is_valid
 from bluegrass.core.store.browse import PathError, check_path
 from bluegrass.core.store.manifest import ROOT
-from bluegrass.panel.backend import Account, Backend, DeviceAdmin, Drive, Mode, RecoveryKit
+from bluegrass.panel.backend import (
+    Account,
+    Backend,
+    DeviceAdmin,
+    Drive,
+    EmergencyAccess,
+    Mode,
+    RecoveryKit,
+)
 from bluegrass.panel.security import Throttle
 from flask import abort, current_app, g, redirect, request, session, url_for
 
@@ -69,6 +77,7 @@ def offers(backend: Backend) -> dict[str, bool]:
         "devices": isinstance(backend, DeviceAdmin),
         "drive": isinstance(backend, Drive),
         "kit": isinstance(backend, RecoveryKit),
+        "emergency": isinstance(backend, EmergencyAccess),
     }
 
 
