@@ -34,12 +34,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bluegrass.cloud import authproxy, emergency, quota, settings, webjobs
+from bluegrass.cloud import authproxy, emergency, kit, quota, settings, webjobs
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import BUSY, SegmentCommit, commit_one, is_busy, is_upload, walk_tree
 from bluegrass.cloud.commitwatch import stuck_commits
 from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
 from bluegrass.cloud.emergency import DEFAULT_DAYS, MAX_DAYS, MIN_DAYS, EmergencyStore
+from bluegrass.cloud.kit import printed
 from bluegrass.cloud.liverestore import restore_live
 from bluegrass.cloud.replica import status as replica_status
 from bluegrass.cloud.scheduler import last_occurrence
@@ -64,6 +65,7 @@ from bluegrass.panel.backend import (
     HealthItem,
     JobKind,
     JobStatus,
+    KitState,
     Mode,
     NotFound,
     Problem,
@@ -773,6 +775,48 @@ class CloudBackend(SignIns):
         except UsageError as exc:
             raise BackendError(str(exc)) from exc
         return code
+
+    # -- the printed recovery kit ---------------------------------------------------------
+
+    def _kit_problem(self) -> str | None:
+        """Why no kit can be made here, in words for the person asking; None if one can."""
+        try:
+            cfg = settings.load(self.root.path)
+        except BluegrassError as exc:
+            return f"The kit cannot be made now: {exc}"
+        if not settings.replica_enabled(cfg):
+            return (
+                "This server keeps no encrypted copy in a storage bucket, so there is no kit "
+                "to print yet. Ask the server's administrator to set up a replica."
+            )
+        return None
+
+    def kit_state(self, account: Account) -> KitState:
+        problem = self._kit_problem()
+        if problem is not None:
+            return KitState(False, note=problem)
+        try:
+            current = kit.secrets_fingerprint(self.root.path, account.name)
+        except BluegrassError as exc:
+            return KitState(False, note=f"The kit cannot be made now: {exc}")
+        last = printed.read(self.root.path, account.name)
+        if last is None:
+            return KitState(True)
+        return KitState(True, last.at.astimezone(), last.fingerprint != current)
+
+    def recovery_kit(self, account: Account) -> bytes:
+        problem = self._kit_problem()
+        if problem is not None:
+            raise BackendError(problem)
+        try:
+            # The fingerprint first: if a secret changed between the two, the record says
+            # the older one and the page asks for a new kit, never the other way round.
+            fingerprint = kit.secrets_fingerprint(self.root.path, account.name)
+            pdf = kit.user_kit_pdf(self.root.path, account.name)
+        except BluegrassError as exc:
+            raise BackendError(f"The kit cannot be made now: {exc}") from exc
+        printed.record(self.root.path, account.name, fingerprint)
+        return pdf
 
 
 def _utc(stamp: float) -> datetime:

@@ -363,6 +363,30 @@ class Drive(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class KitState:
+    """An account's printed recovery kit, where the backend can make one (the cloud's)."""
+
+    available: bool  # False: nothing can be printed yet, and `note` says why
+    printed: datetime | None = None  # when a kit was last made for this account
+    out_of_date: bool = False  # a secret printed on that kit has changed since
+    note: str | None = None
+
+
+@runtime_checkable
+class RecoveryKit(Protocol):
+    """Printed recovery kits (the cloud's, with a replica): only such a backend implements it."""
+
+    def kit_state(self, account: Account) -> KitState:
+        """Whether the account can have a kit, and whether the one it printed is current."""
+        ...
+
+    def recovery_kit(self, account: Account) -> bytes:
+        """The account's own kit as a PDF, remembered as printed (with what it holds, so
+        `kit_state` can tell when it goes out of date); BackendError if none can be made."""
+        ...
+
+
 @runtime_checkable
 class Backend(SignInBackend, HistoryBackend, JobsBackend, RestoreBackend, AdminBackend, Protocol):
     """What every backend is; see the module docstring and docs/panel.md."""
