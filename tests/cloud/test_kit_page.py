@@ -199,6 +199,16 @@ def test_a_printed_kit_goes_out_of_date_when_a_secret_on_it_changes(site: Site) 
     assert "is up to date" in bob.get("/kit").text
 
 
+def test_a_kit_made_with_the_command_counts_as_printed(site: Site, tmp_path: Path) -> None:
+    site.cloud("user", "add", "dave")
+    set_password(site.cloud, "dave", "dave's long password")
+    dave = site.signed_in("dave", "dave's long password")
+    assert "You have not made a recovery kit yet" in dave.get("/kit").text
+    site.cloud("kit", "dave", "--out", str(tmp_path / "dave.pdf"))
+    assert "is up to date" in dave.get("/kit").text
+    assert "no printed recovery kit" not in dave.get("/").text
+
+
 def test_wrong_passwords_on_the_kit_page_count_as_failed_sign_ins(site: Site) -> None:
     # Last in this module: it locks sign-in from 127.0.0.1 for the login window. Failures
     # count per name and per address, so alice's one wrong password above counts too.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bluegrass.cloud import kit
 from bluegrass.cloud.datadir import DataRoot
-from bluegrass.cloud.kit import content, sheets, split
+from bluegrass.cloud.kit import content, printed, sheets, split
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import UsageError
 
@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         data = kit.user_kit_pdf(root.path, args.user)
         fingerprint = kit.secrets_fingerprint(root.path, args.user)
     kit.save(data, out, force=args.force)
+    if fingerprint is not None:
+        printed.record(root.path, args.user, fingerprint)  # the web page then knows it
     if args.json:
         emit_json({"out": str(out), "user": args.user, "fingerprint": fingerprint})
     else:
@@ -79,6 +81,8 @@ def _split(args: argparse.Namespace, scheme: split.Scheme) -> int:
     whole = content.server_kit(root.path) if args.server else content.user_kit(root.path, args.user)
     made = sheets.split_kit(whole, scheme)
     written = sheets.save(made, Path(args.out), force=args.force)
+    if not args.server:
+        printed.record(root.path, args.user, whole.fingerprint)
     if args.json:
         emit_json(
             {
