@@ -63,11 +63,16 @@ _OBSCURE_KEY = bytes.fromhex("9c935b48730a554d6bfd7c63c886a92bd390198eb8128afbf4
 # upload would go on after the server has gone (harmless, decision 143, but untidy).
 _children: set[subprocess.Popen[str]] = set()
 _children_lock = threading.Lock()
+# Set by stop_all(): a replicate makes bundles and sends them from several threads, so a
+# stop that falls between two rclone runs must also keep the next one from starting.
+_stopping = threading.Event()
 
 
 def stop_all() -> None:
-    """Terminate every rclone this process is running against the bucket."""
+    """Terminate every rclone this process is running against the bucket, and start no
+    other: the process is stopping."""
     with _children_lock:
+        _stopping.set()
         for child in _children:
             if child.poll() is None:
                 child.terminate()
@@ -196,16 +201,20 @@ class Bucket:
             "INFO",
             *NETWORK_FLAGS,
         ]
-        with subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env(area),
-        ) as child:
-            with _children_lock:
-                _children.add(child)
+        env = self.env(area)
+        with _children_lock:
+            if _stopping.is_set():
+                raise ReplicaError(f"rclone {args[0]} not started: stopping")
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            _children.add(child)
+        with child:
             try:
                 stdout, stderr = child.communicate(input, timeout=timeout)
             except subprocess.TimeoutExpired:

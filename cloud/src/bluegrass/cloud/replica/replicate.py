@@ -77,6 +77,10 @@ BUNDLES, REFS, MANIFESTS = "1-bundles", "2-refs", "3-manifest"
 # while another sends the smaller ones made meanwhile; more would only share the same CPU
 # and link.
 UPLOADS_AT_ONCE = 2
+# An upload starts once this much is ready (or nothing more is to be made): below it, what a
+# run of rclone costs by itself (a start and a key derivation, about 0.12 s, decision 164)
+# would send about as much at loopback pace, so a day's small bundles go up in one run.
+UPLOAD_AT_LEAST = 8 << 20
 
 
 @dataclass
@@ -581,9 +585,10 @@ def _make_and_send(
 ) -> None:
     """Run `jobs` one after another in a thread and send each bundle made (recorded first,
     in this thread) while the next ones are made: whenever fewer than UPLOADS_AT_ONCE
-    uploads run, one starts with every object made and not yet sent (and `waiting`, staged
-    by a killed run). On a failure nothing more starts; what runs is let finish (what it
-    sends is recorded, so the next run keeps it), then the failure is raised."""
+    uploads run and UPLOAD_AT_LEAST bytes are ready (or all are made), one starts with every
+    object made and not yet sent (and `waiting`, staged by a killed run). On a failure
+    nothing more starts; what runs is let finish (what it sends is recorded, so the next run
+    keeps it), then the failure is raised."""
     events: queue.Queue[tuple[str, object]] = queue.Queue()
     stop = threading.Event()
 
@@ -609,15 +614,16 @@ def _make_and_send(
         events.put(("sent", (count, size)))
 
     ready = list(waiting)
+    ready_bytes = sum((stage / name).stat().st_size for name in ready)
     making, running = True, 0
     failure: BaseException | None = None
     threads = [threading.Thread(target=make, name="bundles", daemon=True)]
     threads[0].start()
     try:
         while True:
-            if failure is None and ready and running < UPLOADS_AT_ONCE:
-                names, ready = ready, []
-                size = sum((stage / name).stat().st_size for name in names)
+            worth = ready_bytes >= UPLOAD_AT_LEAST or not making
+            if failure is None and ready and worth and running < UPLOADS_AT_ONCE:
+                names, size, ready, ready_bytes = ready, ready_bytes, [], 0
                 thread = threading.Thread(target=send, args=(names, size), daemon=True)
                 threads.append(thread)
                 thread.start()
@@ -630,6 +636,7 @@ def _make_and_send(
                 assert isinstance(value, Bundle)
                 record(value)
                 ready += [obj.key for obj in value.objects()]
+                ready_bytes += sum(obj.size for obj in value.objects())
             elif kind == "sent":
                 running -= 1
                 count, size = value  # type: ignore[misc]
