@@ -232,6 +232,10 @@ def test_after_the_wait_the_grantee_reads_that_owners_history_only_and_writes_no
         form_page=f"/s/alice/docs/tree/?at={site.commits['alice']}",
     )
     assert restore.status in (400, 403) and "read-only" in restore.text, restore.text[:500]
+    # Typed by hand, the restore page offers the downloads and no form to put anything back.
+    offered = bob.get(f"/s/alice/docs/restore/notes.md?at={site.commits['alice']}")
+    assert offered.status == 200 and "The file" in offered.text
+    assert "Put it back" not in offered.text and 'name="target"' not in offered.text
     job = bob.submit("/jobs", {"kind": "commit", "user": "alice", "segment": "docs"}, form_page="/")
     assert job.status == 302 and "/jobs/" not in job.location
     assert "read-only" in bob.get("/").text
