@@ -54,6 +54,14 @@ class TableMap:
     doc: str = ""
 
 
+@dataclass(frozen=True)
+class TableList:
+    """An array of tables, e.g. [[notify.targets]], each with the same fields."""
+
+    item: Table
+    doc: str = ""
+
+
 @dataclass
 class Config:
     path: Path | None
@@ -100,6 +108,21 @@ def _apply(schema: Table, data: Mapping[str, Value], path: Path | None, prefix: 
                     f"{_where(path)}: {dotted}: expected a table, got {_describe(sub)}"
                 )
             result[key] = _apply(spec, sub, path, dotted + ".")
+        elif isinstance(spec, TableList):
+            entries = data.get(key, [])
+            if not isinstance(entries, list):
+                raise ConfigError(
+                    f"{_where(path)}: {dotted}: expected a list of tables ([[{dotted}]]), "
+                    f"got {_describe(entries)}"
+                )
+            result[key] = []
+            for index, body in enumerate(entries):
+                if not isinstance(body, dict):
+                    raise ConfigError(
+                        f"{_where(path)}: {dotted}[{index}]: expected a table, "
+                        f"got {_describe(body)}"
+                    )
+                result[key].append(_apply(spec.item, body, path, f"{dotted}[{index}]."))
         else:
             sub = data.get(key, {})
             if not isinstance(sub, dict):
@@ -168,6 +191,16 @@ def render_defaults(schema: Table, header: str) -> str:
                 if spec.doc:
                     lines.append(f"# {spec.doc}")
                 lines.append(f"# [{dotted}.NAME]")
+            elif isinstance(spec, TableList):
+                lines.append("")
+                if spec.doc:
+                    lines.append(f"# {spec.doc}")
+                lines.append(f"# [[{dotted}]]")
+                for name, item in spec.item.fields.items():
+                    if isinstance(item, Field):
+                        if item.doc:
+                            lines.append(f"# {item.doc}")
+                        lines.append(f"# {name} = {_toml_value(item.default)}")
 
     emit(schema, "")
     return "\n".join(lines) + "\n"
