@@ -11,6 +11,7 @@ from bluegrass.cloud.actions import (
     init,
     log,
     maintain,
+    notify,
     rebuild,
     replica,
     replicate,
@@ -48,6 +49,7 @@ def build_parser() -> cli.Parser:
         replicate,
         replica,
         rebuild,
+        notify,
     ):
         action.add_parser(sub)
     return parser

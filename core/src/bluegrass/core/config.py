@@ -28,6 +28,7 @@ class Field:
     expected: str
     check: Callable[[Value], bool] | None = None
     doc: str = ""
+    secret: bool = False  # its value may hold a password: never repeated in an error
 
     def validate(self, value: Value) -> bool:
         # bool is an int in Python; a config that says `share = true` is still wrong.
@@ -83,6 +84,16 @@ def _describe(value: Value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _describe_secret(value: Value) -> str:
+    if isinstance(value, str):
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        shown = f"'{scheme}://…'" if scheme.isalnum() else "a value"
+        return f"{shown} (the rest not shown: it may hold a password)"
+    if isinstance(value, list):
+        return f"a list of {len(value)} (not shown: it may hold passwords)"
+    return _describe(value)
+
+
 def _apply(schema: Table, data: Mapping[str, Value], path: Path | None, prefix: str) -> dict:
     result: dict[str, Value] = {}
     for key in data:
@@ -97,7 +108,7 @@ def _apply(schema: Table, data: Mapping[str, Value], path: Path | None, prefix: 
             if key not in data:
                 result[key] = spec.default
             elif not spec.validate(data[key]):
-                got = _describe(data[key])
+                got = (_describe_secret if spec.secret else _describe)(data[key])
                 raise ConfigError(f"{_where(path)}: {dotted}: expected {spec.expected}, got {got}")
             else:
                 result[key] = data[key]

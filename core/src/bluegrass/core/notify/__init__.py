@@ -4,7 +4,14 @@ state folder; wiring an event is one call to `Notifier.update` (a problem that l
 `Notifier.occurred` (a one-off)."""
 
 from bluegrass.core.notify.events import EVENTS, for_role
-from bluegrass.core.notify.notifier import RESOLVED, STARTED, Notifier, Ping, TestResult
+from bluegrass.core.notify.notifier import (
+    RESOLVED,
+    STARTED,
+    Notifier,
+    Ping,
+    TestResult,
+    test_report,
+)
 from bluegrass.core.notify.settings import NotifySettings, Target, check, parse, schema
 
 __all__ = [
@@ -20,4 +27,5 @@ __all__ = [
     "for_role",
     "parse",
     "schema",
+    "test_report",
 ]

@@ -305,3 +305,13 @@ class Ping:
             raise
         if not self.ended:
             self.success()
+
+
+def test_report(results: list[TestResult], config_path: Path | None) -> tuple[list[str], int]:
+    """What `notify test` prints, one line per URL, and its exit code (1 if any failed, or
+    there was nothing to test)."""
+    if not results:
+        where = config_path or "the configuration file"
+        return [f"no notification URLs ([notify] urls or [[notify.targets]] in {where})"], 1
+    lines = [f"{r.url}: {'sent' if r.ok else 'FAILED: ' + r.error}" for r in results]
+    return lines, 0 if all(r.ok for r in results) else 1

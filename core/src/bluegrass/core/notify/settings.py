@@ -50,9 +50,15 @@ def _is_url_list(value: list) -> bool:
     return all(isinstance(v, str) and is_apprise_url(v) for v in value)
 
 
-def schema(role: str, main_job: str, other_jobs: tuple[str, ...] = ()) -> Table:
+def schema(
+    role: str,
+    main_job: str,
+    other_jobs: tuple[str, ...] = (),
+    extra: dict[str, Field] | None = None,
+) -> Table:
     """The `[notify]` table of `role`, whose main job (the one `ping_url` pings) is
-    `main_job`; `other_jobs` each get a key of `[notify.pings]`."""
+    `main_job`; `other_jobs` each get a key of `[notify.pings]`; `extra`: the role's own keys
+    (when its events are said)."""
     events = ", ".join(for_role(role))
     fields: dict[str, Field | Table | TableList] = {
         "urls": Field(
@@ -61,6 +67,7 @@ def schema(role: str, main_job: str, other_jobs: tuple[str, ...] = ()) -> Table:
             f"a list of Apprise URLs (each {_APPRISE_URL})",
             _is_url_list,
             doc="Apprise URLs told about every event (docs/notifications.md).",
+            secret=True,
         ),
         "repeat_hours": Field(
             int,
@@ -81,6 +88,7 @@ def schema(role: str, main_job: str, other_jobs: tuple[str, ...] = ()) -> Table:
             "",
             _PING_URL,
             is_ping_url,
+            secret=True,  # a ping URL's UUID lets anyone ping (or silence) the check
             doc=f"A healthchecks-style ping URL for the {main_job} job: /start, success, "
             "/EXIT-CODE with a short log on failure.",
         ),
@@ -94,7 +102,9 @@ def schema(role: str, main_job: str, other_jobs: tuple[str, ...] = ()) -> Table:
         "targets": TableList(
             Table(
                 {
-                    "url": Field(str, "", _APPRISE_URL, is_apprise_url, doc="An Apprise URL."),
+                    "url": Field(
+                        str, "", _APPRISE_URL, is_apprise_url, doc="An Apprise URL.", secret=True
+                    ),
                     "events": Field(
                         list,
                         [],
@@ -107,9 +117,10 @@ def schema(role: str, main_job: str, other_jobs: tuple[str, ...] = ()) -> Table:
             doc="An Apprise URL told only about some events.",
         ),
     }
+    fields.update(extra or {})
     if other_jobs:
         fields["pings"] = Table(
-            {job: Field(str, "", _PING_URL, is_ping_url) for job in other_jobs},
+            {job: Field(str, "", _PING_URL, is_ping_url, secret=True) for job in other_jobs},
             doc="Ping URLs of the other jobs, one check each.",
         )
     return Table(fields, doc="Notifications and pings (docs/notifications.md).")
