@@ -55,7 +55,7 @@ class HttpReceiver:
                 self.end_headers()
                 self.wfile.write(b"{}")
 
-            do_GET = do_POST = do_PUT = do_HEAD = _any  # noqa: N815 - http.server's names
+            do_GET = do_POST = do_PUT = do_HEAD = _any
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -83,7 +83,7 @@ class SmtpReceiver:
         receiver = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+            async def handle_DATA(self, server, session, envelope):
                 receiver.messages.append(email.message_from_bytes(envelope.content))
                 return "250 OK"
 

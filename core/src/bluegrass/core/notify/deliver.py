@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -93,7 +94,8 @@ def send_message(url: str, title: str, body: str, timeout: float) -> Sent:
             if hasattr(plugin, name):
                 setattr(plugin, name, timeout)
         with _bounded(timeout + 5.0):
-            ok = bool(plugin.notify(body=body, title=title))
+            # Apprise refuses an empty body (measured): the title stands in for it
+            ok = bool(plugin.notify(body=body or title, title=title))
         if ok:
             return Sent(True)
         why = collect.messages[-1] if collect.messages else "the service refused it"
@@ -154,19 +156,20 @@ class Deliverer:
         with hold(self.folder.sender_lock, wait=True):
             stay_until = time.time() + STAY
             while True:
-                due = self._due()
-                if due:
-                    for entry in due:
-                        self._attempt(entry)
-                    stay_until = time.time() + STAY
-                    continue
-                soonest = self._soonest()
-                now = time.time()
-                if soonest is None or soonest > stay_until or now >= stay_until:
+                due, leaving = self._next(stay_until)
+                if leaving:
                     return
-                time.sleep(POLL)
+                for entry in due:
+                    self._attempt(entry)
+                if due:
+                    stay_until = time.time() + STAY
+                else:
+                    time.sleep(POLL)
 
-    def _due(self) -> list[dict[str, Any]]:
+    def _next(self, stay_until: float) -> tuple[list[dict[str, Any]], bool]:
+        """What is due now, or whether to leave. Decided under the state's lock, and the
+        decision written there ("deliverer"): a process queueing a message looks at it under
+        the same lock, so it either sees this child still taking work or starts another."""
         now = time.time()
         with self.folder.changing() as state:
             kept = []
@@ -179,11 +182,11 @@ class Deliverer:
                 else:
                     kept.append(entry)
             state["outbox"] = kept
-            return [dict(e) for e in kept if e["next_try"] <= now]
-
-    def _soonest(self) -> float | None:
-        outbox = self.folder.read()["outbox"]
-        return min((e["next_try"] for e in outbox), default=None)
+            due = [dict(e) for e in kept if e["next_try"] <= now]
+            soonest = min((e["next_try"] for e in kept), default=None)
+            leaving = not due and (soonest is None or soonest > stay_until or now >= stay_until)
+            state["deliverer"] = None if leaving else os.getpid()
+            return due, leaving
 
     def _attempt(self, entry: dict[str, Any]) -> None:
         sent = send_entry(entry, float(entry.get("timeout", 20.0)))

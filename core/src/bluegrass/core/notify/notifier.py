@@ -28,7 +28,7 @@ from bluegrass.core.notify import deliver
 from bluegrass.core.notify.events import EVENTS
 from bluegrass.core.notify.masking import mask
 from bluegrass.core.notify.settings import NotifySettings
-from bluegrass.core.notify.store import Folder
+from bluegrass.core.notify.store import Folder, Held, hold
 
 Log = Callable[[str], None]
 MESSAGE_LIFETIME = 2 * 86400.0  # a message not delivered in two days is dropped (and logged)
@@ -185,13 +185,21 @@ class Notifier:
     # -- delivery ------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Start a delivery child if anything waits (a daemon calls this now and then, so
-        what failed is retried even when nothing new happens)."""
+        """Start a delivery child if something is due and no child is taking work (a daemon
+        calls this now and then, so what failed is retried even when nothing new happens)."""
         self._children = [c for c in self._children if c.poll() is None]
-        if not self.folder.state.exists() or not self.folder.read()["outbox"]:
+        if not self.folder.state.exists():
             return
-        if self._children:  # ours is still at it; it picks up what was just queued
-            return
+        now = time.time()
+        with hold(self.folder.lock, wait=True):
+            state = self.folder.read()
+            if not any(e["next_try"] <= now for e in state["outbox"]):
+                return
+            if state.get("deliverer") is not None and _held(self.folder.sender_lock):
+                return  # it decides under this lock whether to leave: it will see the work
+        self._spawn()
+
+    def _spawn(self) -> None:
         command = [sys.executable, "-m", "bluegrass.core.notify.worker", str(self.root)]
         if self.echo:
             command.append("--echo")
@@ -248,6 +256,15 @@ class Notifier:
             sent = deliver.send_message(target.url, title, body, self.settings.timeout_seconds)
             results.append(TestResult(mask(target.url), sent.ok, sent.error))
         return results
+
+
+def _held(path: Path) -> bool:
+    """Whether a live process holds the lock at `path` (a crashed child's is free)."""
+    try:
+        with hold(path, wait=False):
+            return False
+    except Held:
+        return True
 
 
 def ping_url(base: str, suffix: str) -> str:
