@@ -1,0 +1,77 @@
+"""The laptop's `[notify]`: checked at load, kept when `bluegrass segment add` rewrites the
+file (which then becomes private), and `bluegrass notify test` against a real HTTP receiver."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.laptop.conftest import Laptop, one_line_error
+from tests.support.net import free_port
+from tests.support.receivers import HttpReceiver
+
+
+@pytest.fixture
+def http() -> Iterator[HttpReceiver]:
+    receiver = HttpReceiver(free_port())
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+def configure(laptop: Laptop, text: str) -> Path:
+    laptop.config_dir.mkdir(parents=True, exist_ok=True)
+    path = laptop.config_dir / "bluegrass.toml"
+    path.write_text(text)
+    return path
+
+
+def test_notify_test_sends_and_says_so(laptop: Laptop, http: HttpReceiver) -> None:
+    down = free_port()
+    configure(
+        laptop,
+        f'[notify]\nurls = ["ntfy://127.0.0.1:{http.port}/laptop"]\n'
+        f'[[notify.targets]]\nurl = "json://127.0.0.1:{down}/x"\nevents = ["sync-failing"]\n',
+    )
+    proc = laptop.run("notify", "test", check=False)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"ntfy://127.0.0.1:{http.port}/…: sent"
+    assert lines[1].startswith(f"json://127.0.0.1:{down}/…: FAILED: ")
+    assert "test message" in json.loads(http.requests[0].body)["title"]
+
+
+def test_bad_notify_settings_are_refused(laptop: Laptop) -> None:
+    path = configure(
+        laptop, '[[notify.targets]]\nurl = "json://127.0.0.1:9/x"\nevents = ["drive-full"]\n'
+    )
+    line = one_line_error(laptop.run("notify", "test", check=False))
+    assert f"{path}: notify.targets[0].events: unknown event 'drive-full'" in line
+    assert "(expected some of: sync-failing, mass-change-stopped)" in line
+
+
+def test_segment_add_keeps_notify_and_makes_the_file_private(
+    laptop: Laptop, tmp_path: Path
+) -> None:
+    """The file is rewritten whole by `segment add`; the URLs, with their passwords, stay,
+    and no one else can read them."""
+    path = configure(
+        laptop,
+        '[notify]\nurls = ["json://bob:hunter2@127.0.0.1:9/x"]\nsync_failing_hours = 2\n'
+        '[[notify.targets]]\nurl = "ntfy://127.0.0.1:9/t"\nevents = ["sync-failing"]\n',
+    )
+    path.chmod(0o644)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    laptop.run("segment", "add", "docs", str(folder))
+    text = path.read_text()
+    assert "[segments.docs]" in text
+    assert 'urls = ["json://bob:hunter2@127.0.0.1:9/x"]' in text
+    assert "sync_failing_hours = 2" in text
+    assert '[[notify.targets]]\nurl = "ntfy://127.0.0.1:9/t"\nevents = ["sync-failing"]' in text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "repeat_hours" not in text  # defaults are not written out
