@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bluegrass.laptop import settings
+from bluegrass.laptop.daemon import Daemon
+from bluegrass.laptop.paths import Places
+from bluegrass.laptop.runner import Interrupts
 
-from tests.laptop.conftest import Laptop, one_line_error
+from tests.laptop.conftest import Laptop, SftpCloud, one_line_error, wait_until
 from tests.support.net import free_port
 from tests.support.receivers import HttpReceiver
 
@@ -75,3 +80,59 @@ def test_segment_add_keeps_notify_and_makes_the_file_private(
     assert '[[notify.targets]]\nurl = "ntfy://127.0.0.1:9/t"\nevents = ["sync-failing"]' in text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "repeat_hours" not in text  # defaults are not written out
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_syncs_failing_for_hours_are_said_once_then_resolved(
+    enrolled: Laptop, cloud: SftpCloud, http: HttpReceiver
+) -> None:
+    """The daemon's own sync step (`bluegrass run`'s, in this process) with the cloud down: the
+    first failure says nothing; with the notifier's clock moved three hours on, the next one
+    says so, once; with the cloud back, the next sync resolves it. Every sync pings."""
+    docs = enrolled.folder("docs")
+    (docs / "a.txt").write_text("a\n")
+    enrolled.run("segment", "add", "docs", str(docs))
+    with (enrolled.config_dir / "bluegrass.toml").open("a") as fh:
+        fh.write(
+            f'\n[notify]\nurls = ["json://127.0.0.1:{http.port}/hook"]\n'
+            f'ping_url = "http://127.0.0.1:{http.port}/ping/sync"\nsync_failing_hours = 2\n'
+        )
+    places = Places(enrolled.config_dir, enrolled.state_dir)
+    logs: list[str] = []
+    daemon = Daemon(settings.load(places), lambda: settings.load(places), logs.append)
+    clock = Clock()
+    daemon.notifier.clock = clock
+    segment = daemon.current.segments()["docs"]
+
+    def hook() -> list[dict]:
+        return [json.loads(r.body) for r in http.requests if r.path == "/hook"]
+
+    cloud.stop()
+    with Interrupts() as interrupts:
+        first = daemon._sync(segment, interrupts)
+        assert first is not None and first.kind == "retry"
+        assert daemon.notifier.wait(20)
+        assert hook() == []
+
+        clock.now += 3 * 3600
+        assert daemon._sync(segment, interrupts).kind == "retry"  # type: ignore[union-attr]
+        wait_until(hook, what="the message")
+        assert len(hook()) == 1 and hook()[0]["title"].endswith("Syncs failing: docs")
+
+        cloud.start()
+        assert daemon._sync(segment, interrupts).kind == "ok"  # type: ignore[union-attr]
+    wait_until(lambda: len(hook()) == 2, what="the resolution")
+    assert hook()[1]["title"].startswith("Resolved: ")
+    assert daemon.notifier.wait(20)
+    pings = [r.path for r in http.requests if r.path.startswith("/ping/")]
+    assert sorted(pings) == sorted(
+        ["/ping/sync/start", "/ping/sync/1"] * 2 + ["/ping/sync/start", "/ping/sync"]
+    )
+    assert any("sync-failing docs: started" in line for line in logs), logs

@@ -55,6 +55,7 @@ class Daemon:
                 self._schedule(segments)
                 self._publish()
                 self._sync_due(segments, interrupts)
+                self.notifier.flush()  # what a receiver did not take is tried again
                 self._pause(interrupts)
         finally:
             self.due.clear()

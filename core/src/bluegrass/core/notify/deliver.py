@@ -6,8 +6,10 @@ webhook and a hung one never holds a job up: each send is bounded (`timeout_seco
 failed one is tried again after RETRY_DELAYS, and one the receiver has not taken before its
 entry expires is dropped, each said in notify/notify.log (and on the role's log, when the
 role passed its standard error on). One child delivers at a time (notify/sender.lock); a
-second waits for the first, then finds its work done. The child stays while a retry is due
-within STAY seconds, and leaves the rest to the next child.
+second waits for the first, then finds its work done. A child of a command stays while a
+retry is due within STAY seconds, and leaves the rest to the next child; a child of a daemon,
+whose standard error it holds (a pipe its reader waits on), makes one pass and leaves the
+retries to the daemon's next `flush`, so that what they do is in the daemon's log too.
 """
 
 from __future__ import annotations
@@ -153,8 +155,9 @@ class Deliverer:
 
     def run(self) -> None:
         self.folder.ensure()
+        stay = 0.0 if self.echo else STAY
         with hold(self.folder.sender_lock, wait=True):
-            stay_until = time.time() + STAY
+            stay_until = time.time() + stay
             while True:
                 due, leaving = self._next(stay_until)
                 if leaving:
@@ -162,7 +165,7 @@ class Deliverer:
                 for entry in due:
                     self._attempt(entry)
                 if due:
-                    stay_until = time.time() + STAY
+                    stay_until = time.time() + stay
                 else:
                     time.sleep(POLL)
 
