@@ -112,6 +112,7 @@ def test_syncs_failing_for_hours_are_said_once_then_resolved(
     segment = daemon.current.segments()["docs"]
 
     def hook() -> list[dict]:
+        daemon.notifier.flush()  # as the daemon's loop does each round: retries, if any
         return [json.loads(r.body) for r in http.requests if r.path == "/hook"]
 
     cloud.stop()
@@ -123,12 +124,12 @@ def test_syncs_failing_for_hours_are_said_once_then_resolved(
 
         clock.now += 3 * 3600
         assert daemon._sync(segment, interrupts).kind == "retry"  # type: ignore[union-attr]
-        wait_until(hook, what="the message")
+        wait_until(hook, what="the message", timeout=60)
         assert len(hook()) == 1 and hook()[0]["title"].endswith("Syncs failing: docs")
 
         cloud.start()
         assert daemon._sync(segment, interrupts).kind == "ok"  # type: ignore[union-attr]
-    wait_until(lambda: len(hook()) == 2, what="the resolution")
+    wait_until(lambda: len(hook()) == 2, what="the resolution", timeout=60)
     assert hook()[1]["title"].startswith("Resolved: ")
     assert daemon.notifier.wait(20)
     pings = [r.path for r in http.requests if r.path.startswith("/ping/")]
