@@ -15,6 +15,7 @@ from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.replica import schedule as replica_schedule
 from bluegrass.cloud.replica.schedule import ReplicaRunner
 from bluegrass.cloud.scheduler import Scheduler
+from bluegrass.core.notify import Notifier
 
 from tests.cloud.conftest import Run, one_line_error
 from tests.support.net import free_port
@@ -120,7 +121,11 @@ def test_notify_test_with_nothing_configured_says_so(cloud: Run, data: Path) -> 
     assert "no notification URLs" in proc.stdout
 
 
-def titles(receiver: HttpReceiver, path: str) -> list[str]:
+def titles(receiver: HttpReceiver, path: str, notifier: Notifier | None = None) -> list[str]:
+    """What arrived at `path`; with `notifier`, its outbox flushed first, as `run`'s scheduler
+    does each tick (a send that failed under load is retried, as in `run`)."""
+    if notifier is not None:
+        notifier.flush()
     return [json.loads(r.body)["title"] for r in receiver.requests if r.path == path]
 
 
@@ -145,7 +150,9 @@ def test_a_failing_daily_commit_is_said_once_and_resolved_with_its_pings(
     scheduler = Scheduler(DataRoot(data), stop=threading.Event(), log=logs.append)
     scheduler.tick()
     scheduler.tick()  # the same day again: nothing more is said
-    wait_for(lambda: len(titles(http, "/hook")) == 1, what="the failure")
+    n = scheduler.notifier
+    assert n is not None
+    wait_for(lambda: len(titles(http, "/hook", n)) == 1, what="the failure")
     assert titles(http, "/hook")[0].endswith("Daily snapshot failed: alice/docs")
     wait_for(
         lambda: [r.path for r in http.requests if "ping" in r.path][-1:] == ["/ping/commit-uuid/1"]
@@ -156,7 +163,7 @@ def test_a_failing_daily_commit_is_said_once_and_resolved_with_its_pings(
     (data / "repos" / "alice" / "docs.git").unlink()
     config.write_text(f'[schedule]\ncommit_at = "00:01"\n{notify}')
     scheduler.tick()
-    wait_for(lambda: len(titles(http, "/hook")) == 2, what="the resolution")
+    wait_for(lambda: len(titles(http, "/hook", n)) == 2, what="the resolution")
     assert titles(http, "/hook")[1].startswith("Resolved: ")
     wait_for(
         lambda: [r.path for r in http.requests if "ping" in r.path][-1:] == ["/ping/commit-uuid"]
@@ -193,14 +200,18 @@ def test_a_failing_replica_upload_is_said_and_resolved(
     logs: list[str] = []
     runner = ReplicaRunner(DataRoot(data), threading.Event(), logs.append)
     runner.once()
-    wait_for(lambda: len(titles(http, "/hook")) == 1, what="the failure")
+    n = runner._notifier
+    assert n is not None
+    wait_for(lambda: len(titles(http, "/hook", n)) == 1, what="the failure")
     assert titles(http, "/hook")[0].endswith("Replica upload failing: replica")
     s3.start()
     try:
         runner.once()
     finally:
         s3.stop()
-    wait_for(lambda: len(titles(http, "/hook")) == 2, what="the resolution")
+    n = runner._notifier
+    assert n is not None
+    wait_for(lambda: len(titles(http, "/hook", n)) == 2, what="the resolution")
     assert titles(http, "/hook")[1].startswith("Resolved: ")
     wait_for(lambda: len([r for r in http.requests if "ping" in r.path]) == 4)
     assert [r.path for r in http.requests if "ping" in r.path] == [
