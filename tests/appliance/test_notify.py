@@ -4,13 +4,16 @@ real SMTP server (aiosmtpd) and a real HTTP receiver on loopback."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.appliance.conftest import Appliance
+from tests.appliance.conftest import USER, Appliance, CloudData, enrollment
+from tests.appliance.fakecloud import FakeCloud
 from tests.support.net import free_port
-from tests.support.receivers import HttpReceiver, SmtpReceiver
+from tests.support.receivers import HttpReceiver, SmtpReceiver, wait_for
 
 
 @pytest.fixture
@@ -77,3 +80,34 @@ def test_bad_notify_settings_are_refused(
     assert line.startswith("bluegrass-appliance: error: ")
     assert f"{appliance.state / 'bluegrass-appliance.toml'}: {key}: " in line
     assert expected in line
+
+
+def test_the_daemons_mirror_job_pings_start_failure_and_success(
+    appliance: Appliance, cloud_data: CloudData, tmp_path: Path, http: HttpReceiver
+) -> None:
+    """`run` with the cloud down, then up (the fake cloud over real git HTTP): each mirror job
+    pings /start, then /1 with its outcome while the cloud is down, the URL itself once it
+    mirrored."""
+    (cloud_data.files("docs") / "a.txt").write_text("hello\n")
+    cloud_data.commit("docs")
+    port = free_port()
+    code = enrollment(port)
+    appliance.enroll(code)
+    appliance.configure(
+        '[schedule]\nretry_min = "1s"\nretry_max = "2s"\n[files]\nenabled = false\n'
+        f'[notify]\nping_url = "http://127.0.0.1:{http.port}/ping/mirror"\n'
+    )
+    appliance.global_args = ["--drive-dir", str(tmp_path / "drive")]
+    log = tmp_path / "daemon.log"
+    with appliance.daemon(log) as proc:
+        wait_for(lambda: "/ping/mirror/1" in [r.path for r in http.requests], what="a failure")
+        failed = next(r for r in http.requests if r.path == "/ping/mirror/1")
+        assert failed.body.startswith(b"cloud-unreachable: ")
+        with FakeCloud(cloud_data.root / "repos", {USER: code.password}, port=port):
+            wait_for(lambda: "/ping/mirror" in [r.path for r in http.requests], what="success")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    paths = [r.path for r in http.requests]
+    assert paths[0] == "/ping/mirror/start"
+    ends = [p for p in paths if p != "/ping/mirror/start"]
+    assert ends[-1] == "/ping/mirror" and set(ends[:-1]) == {"/ping/mirror/1"}
