@@ -288,3 +288,20 @@ def test_a_thread_can_call_it_too(tmp_path: Path, http: HttpReceiver) -> None:
     assert results == ["started"]
     wait_for(lambda: len(http.requests) == 1)
     n.wait(10)
+
+
+def test_a_state_folder_it_cannot_write_is_logged_and_the_job_goes_on(tmp_path: Path) -> None:
+    """notify/ is a file here (a disk full or a folder made read-only would do the same)."""
+    (tmp_path / "notify").write_text("in the way\n")
+    lines: list[str] = []
+    settings = NotifySettings(
+        targets=(Target("json://127.0.0.1:9/x", frozenset()),), pings={"commit": "http://x/y"}
+    )
+    n = Notifier(tmp_path, settings, role="cloud", log=lines.append)
+    assert n.update("commit-failed", "alice/docs", active=True) is None
+    assert n.occurred("login-lockout", "alice") is False
+    with n.ping("commit").running():
+        pass
+    n.flush()
+    assert any("could not record commit-failed alice/docs" in line for line in lines), lines
+    assert any("could not queue ping commit start" in line for line in lines), lines

@@ -80,7 +80,17 @@ class Notifier:
     ) -> str | None:
         """The problem `event` about `subject` is (still) there, or not: what was queued.
         `after`: said only once it has lasted this many seconds (a blip is not news, and a
-        problem that comes and goes within it never makes a message)."""
+        problem that comes and goes within it never makes a message). Never raises for a
+        state folder it cannot write: that is logged, and the job goes on."""
+        try:
+            return self._update(event, subject, active, detail, after)
+        except OSError as exc:
+            self.log(f"notify: could not record {event} {subject}: {exc}")
+            return None
+
+    def _update(
+        self, event: str, subject: str, active: bool, detail: str, after: float
+    ) -> str | None:
         targets = self._targets(event)
         if not targets:
             return None
@@ -125,6 +135,13 @@ class Notifier:
     def occurred(self, event: str, subject: str, detail: str = "") -> bool:
         """A one-off event (a lockout, a request): sent unless the same was sent within
         `repeat_hours`, so a flood of them is one message."""
+        try:
+            return self._occurred(event, subject, detail)
+        except OSError as exc:
+            self.log(f"notify: could not record {event} {subject}: {exc}")
+            return False
+
+    def _occurred(self, event: str, subject: str, detail: str) -> bool:
         targets = self._targets(event)
         if not targets:
             return False
@@ -186,7 +203,14 @@ class Notifier:
 
     def flush(self) -> None:
         """Start a delivery child if something is due and no child is taking work (a daemon
-        calls this now and then, so what failed is retried even when nothing new happens)."""
+        calls this now and then, so what failed is retried even when nothing new happens).
+        Never raises: a state folder it cannot read is logged."""
+        try:
+            self._flush()
+        except (OSError, ValueError) as exc:
+            self.log(f"notify: could not look at the outbox: {exc}")
+
+    def _flush(self) -> None:
         self._children = [c for c in self._children if c.poll() is None]
         if not self.folder.state.exists():
             return
@@ -240,8 +264,12 @@ class Notifier:
         return Ping(self, job, self.settings.pings.get(job, ""))
 
     def _queue_ping(self, url: str, label: str, body: str) -> None:
-        with self.folder.changing() as state:
-            self._queue(state, "ping", url, label, body=body)
+        try:
+            with self.folder.changing() as state:
+                self._queue(state, "ping", url, label, body=body)
+        except OSError as exc:  # a ping lost is better than a job stopped for it
+            self.log(f"notify: could not queue {label}: {exc}")
+            return
         self.flush()
 
     # -- notify test ---------------------------------------------------------------------
