@@ -126,12 +126,19 @@ def test_syncs_failing_for_hours_are_said_once_then_resolved(
         assert daemon._sync(segment, interrupts).kind == "retry"  # type: ignore[union-attr]
         wait_until(hook, what="the message", timeout=60)
         assert len(hook()) == 1 and hook()[0]["title"].endswith("Syncs failing: docs")
+        # `bluegrass status` says it too, for whoever looks there instead
+        problems = enrolled.status()["notify"]["problems"]
+        assert [(p["event"], p["subject"], p["said"]) for p in problems] == [
+            ("sync-failing", "docs", True)
+        ]
+        assert "Problem: sync-failing docs since " in enrolled.run("status").stdout
 
         cloud.start()
         assert daemon._sync(segment, interrupts).kind == "ok"  # type: ignore[union-attr]
     wait_until(lambda: len(hook()) == 2, what="the resolution", timeout=60)
     assert hook()[1]["title"].startswith("Resolved: ")
     assert daemon.notifier.wait(20)
+    assert enrolled.status()["notify"] == {"problems": [], "waiting": 0, "last_error": None}
     pings = [r.path for r in http.requests if r.path.startswith("/ping/")]
     assert sorted(pings) == sorted(
         ["/ping/sync/start", "/ping/sync/1"] * 2 + ["/ping/sync/start", "/ping/sync"]

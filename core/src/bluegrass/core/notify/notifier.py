@@ -163,6 +163,27 @@ class Notifier:
         self.flush()
         return True
 
+    def summary(self) -> dict[str, Any]:
+        """For a role's status: the problems seen and not resolved (said or not yet), and
+        what waits in the outbox with the last error (URLs already masked out of it)."""
+        state = self.folder.read() if self.folder.state.exists() else {}
+        problems = [
+            {
+                "event": key.split(":", 1)[0],
+                "subject": key.split(":", 1)[1],
+                "since": datetime.fromtimestamp(p["since"]).astimezone().isoformat("T", "seconds"),
+                "said": p.get("last_sent") is not None,
+            }
+            for key, p in sorted(state.get("problems", {}).items())
+        ]
+        waiting = state.get("outbox", [])
+        errors = [e["error"] for e in waiting if e.get("error")]
+        return {
+            "problems": problems,
+            "waiting": len(waiting),
+            "last_error": errors[-1] if errors else None,
+        }
+
     def active(self) -> dict[str, dict[str, Any]]:
         """The problems seen and not yet resolved, by "event:subject" ("last_sent" None: not
         said yet, waiting for `after`)."""
