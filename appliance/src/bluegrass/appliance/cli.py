@@ -10,6 +10,7 @@ from bluegrass.appliance.actions import (
     drive,
     enroll,
     jobs,
+    notify,
     password,
     restore,
     run,
@@ -37,7 +38,18 @@ def build_parser() -> cli.Parser:
         help="use a plain folder instead of a drive (no detection, no mounting)",
     )
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=cli.Parser)
-    for action in (enroll, drive, jobs, run, status, restore, alerts, password, setup_code):
+    for action in (
+        enroll,
+        drive,
+        jobs,
+        run,
+        status,
+        restore,
+        alerts,
+        password,
+        setup_code,
+        notify,
+    ):
         action.add_parser(sub)
     return parser
 

@@ -28,13 +28,14 @@ from pathlib import Path
 from types import FrameType
 
 import pyudev
-from bluegrass.appliance import drive, health, jobs, setupcode
+from bluegrass.appliance import drive, health, jobs, notifications, setupcode
 from bluegrass.appliance.context import Appliance, JobBusy, job_lock
 from bluegrass.appliance.eject import eject
 from bluegrass.appliance.errors import DriveMissing
 from bluegrass.appliance.panelserver import PanelServer, url
 from bluegrass.appliance.runner import Runner
 from bluegrass.core.errors import BluegrassError
+from bluegrass.core.notify import Ping
 
 log = logging.getLogger("bluegrass.appliance")
 
@@ -86,6 +87,9 @@ class Daemon:
         self.monitor_source = "none"
         self.started = time.time()
         self.attach_failures = 0
+        # [notify]: each job pings its URL (mirror: ping_url, files: [notify.pings] files)
+        self.notifier = notifications.notifier(app.paths.state, app.config, log.info, echo=True)
+        self.ping: Ping | None = None
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -180,6 +184,7 @@ class Daemon:
             changed = True
         if changed:
             self.publish()
+        self.notifier.flush()  # what a receiver did not take is tried again
 
     # -- drive ------------------------------------------------------------------------------
 
@@ -371,6 +376,8 @@ class Daemon:
         root = Path(self.drive.root or self.app.mountpoint)
         devnum = None if self.app.drive_dir else self.drive.devnum
         self.runner, self.running_kind = runner, kind
+        self.ping = self.notifier.ping(kind)
+        self.ping.start()
         self.worker = threading.Thread(
             target=self._work,
             args=(kind, root, devnum, runner, request),
@@ -465,6 +472,12 @@ class Daemon:
         if self.worker is not None:
             self.worker.join()
         self.worker, self.runner, self.running_kind = None, None, None
+        if self.ping is not None:
+            if outcome.ok or outcome.outcome == "busy":  # busy: another job is the one running
+                self.ping.success(outcome.message)
+            else:
+                self.ping.fail(1, f"{outcome.outcome}: {outcome.message}")
+            self.ping = None
         if outcome.request is not None:
             message = outcome.message[:1].upper() + outcome.message[1:]
             self.state.request_done(outcome.request, outcome.ok, message)

@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bluegrass.core import config
+from bluegrass.appliance import notifications
+from bluegrass.core import config, notify
 from bluegrass.core.config import Field, Table
 
 FILENAME = "bluegrass-appliance.toml"
@@ -216,6 +217,7 @@ SCHEMA = Table(
             },
             doc="Health checks.",
         ),
+        "notify": notifications.SCHEMA,
     }
 )
 
@@ -269,7 +271,9 @@ class Paths:
 
 
 def load(paths: Paths) -> config.Config:
-    return config.load(paths.config, SCHEMA)
+    cfg = config.load(paths.config, SCHEMA)
+    notify.check(cfg, notifications.ROLE)
+    return cfg
 
 
 def default_text() -> str:

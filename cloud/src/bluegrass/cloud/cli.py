@@ -12,6 +12,7 @@ from bluegrass.cloud.actions import (
     kit,
     log,
     maintain,
+    notify,
     rebuild,
     replica,
     replicate,
@@ -50,6 +51,7 @@ def build_parser() -> cli.Parser:
         replica,
         rebuild,
         kit,
+        notify,
     ):
         action.add_parser(sub)
     return parser

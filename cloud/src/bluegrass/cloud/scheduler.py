@@ -11,6 +11,8 @@ commits without the files in flight (they are reported, and wait for the next co
 other failure is logged and recorded, and waits for the next day. Each tick also measures
 again the users with a storage quota whose use is older than quota.MAX_AGE. After a tick
 that committed something, the replica's thread is poked (bluegrass.cloud.replica.schedule).
+A failed commit raises `commit-failed` for its segment, the next good one resolves it; a tick
+that commits pings the commit job's URL (bluegrass.cloud.notifications).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bluegrass.cloud import quota, settings
+from bluegrass.cloud import notifications, quota, settings
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import commit_one, is_busy, summary, upload_in_flight
 from bluegrass.cloud.database import now_text
@@ -32,6 +34,7 @@ from bluegrass.cloud.maintenance import summary as maintain_summary
 from bluegrass.cloud.replica.schedule import ReplicaRunner
 from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
+from bluegrass.core.notify import Notifier, Ping
 
 Log = Callable[[str], None]
 TICK = 30.0  # new segments and config edits are noticed within this long
@@ -63,6 +66,9 @@ class Scheduler(threading.Thread):
         # (user, segment) -> (occurrence, monotonic times: began waiting, last saw an upload)
         self._waiting: dict[tuple[str, str], tuple[str, float, float]] = {}
         self.replica = ReplicaRunner(root, stop, log)
+        self.notifier: Notifier | None = None
+        self._failed: list[str] = []  # this tick's failed commits, for the commit job's ping
+        self._ping: Ping | None = None
 
     def run(self) -> None:
         self.replica.start()
@@ -84,6 +90,12 @@ class Scheduler(threading.Thread):
         try:
             self.cfg = settings.load(self.root.path)
             self._config_error = ""
+            if self.notifier is None:
+                self.notifier = notifications.notifier(
+                    self.root.path, self.cfg, self.log, echo=True
+                )
+            else:
+                self.notifier.settings = notifications.settings_of(self.cfg)
         except BluegrassError as exc:
             if str(exc) != self._config_error:  # once per change, not every tick
                 self._config_error = str(exc)
@@ -112,13 +124,25 @@ class Scheduler(threading.Thread):
         cfg = self._config()
         if cfg is None:
             return
+        notifier = self.notifier
+        assert notifier is not None  # made with the first configuration
+        notifier.flush()  # what a receiver did not take before is tried again
         with Accounts.open(self.root.path) as accounts:
             committed = []
-            for user, segment, occurrence in self.due(accounts, cfg, datetime.now()):
+            due = self.due(accounts, cfg, datetime.now())
+            # The commit job's ping: started at its first commit of the tick (not while a
+            # segment only waits for an upload, polled every few seconds), ended after its last.
+            self._ping = notifier.ping(notifications.MAIN_JOB)
+            self._failed = []
+            for user, segment, occurrence in due:
                 if self.stop.is_set():
                     return
                 if self._commit(accounts, cfg, user, segment, occurrence):
                     committed.append((user, segment))
+            if self._ping.started and self._failed:
+                self._ping.fail(1, "\n".join(self._failed))
+            elif self._ping.started:
+                self._ping.success()
             for user, segment in committed:
                 if self.stop.is_set():
                     return
@@ -136,6 +160,8 @@ class Scheduler(threading.Thread):
         if self._wait_for_upload(cfg, user, segment, occurrence):
             return False
         started = now_text()
+        if self._ping is not None and not self._ping.started:
+            self._ping.start()
         try:
             result = commit_one(self.root, cfg, user, segment)
         except BluegrassError as exc:
@@ -145,6 +171,8 @@ class Scheduler(threading.Thread):
                 outcome, detail = "busy", f"busy; retrying in {delay:g}s"
             else:
                 outcome, detail = "error", str(exc)
+                self._failed.append(f"commit {name}: {detail}")
+                self._tell(name, failed=True, detail=detail)
             self.log(f"commit {name}: {detail}")
             accounts.record_job(
                 Job("commit", user, segment, occurrence, started, now_text(), outcome, detail)
@@ -153,10 +181,18 @@ class Scheduler(threading.Thread):
         self._retry.pop((user, segment), None)
         detail = summary(result)
         self.log(f"commit {name}: {detail}")
+        self._tell(name, failed=False, detail=detail)
         accounts.record_job(
             Job("commit", user, segment, occurrence, started, now_text(), "ok", detail)
         )
         return result.snapshot.committed
+
+    def _tell(self, name: str, *, failed: bool, detail: str) -> None:
+        if self.notifier is not None:
+            try:
+                self.notifier.update("commit-failed", name, active=failed, detail=detail)
+            except OSError as exc:  # the state folder, not the network: said, never fatal
+                self.log(f"notify: could not record commit-failed {name}: {exc}")
 
     def _wait_for_upload(self, cfg: Config, user: str, segment: str, occurrence: str) -> bool:
         """Whether to put this commit off because files are being uploaded into the segment."""

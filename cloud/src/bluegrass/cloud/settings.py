@@ -6,7 +6,8 @@ import ipaddress
 import re
 from pathlib import Path
 
-from bluegrass.core import config
+from bluegrass.cloud import notifications
+from bluegrass.core import config, notify
 from bluegrass.core.config import Field, Table, TableMap
 from bluegrass.core.errors import ConfigError
 from bluegrass.core.names import NAME_PATTERN
@@ -237,6 +238,7 @@ SCHEMA = Table(
             dict(_REPLICA),
             doc="An encrypted copy of every history on S3 (docs/replica.md).",
         ),
+        "notify": notifications.SCHEMA,
         "segments": TableMap(
             Table(dict(_SEGMENT_OVERRIDE)),
             key_pattern=rf"{NAME_PATTERN}/{NAME_PATTERN}",
@@ -253,6 +255,7 @@ Documented in docs/configuration.md."""
 def load(data_root: Path) -> config.Config:
     cfg = config.load(data_root / FILENAME, SCHEMA)
     _check_replica(cfg)
+    notify.check(cfg, notifications.ROLE)
     return cfg
 
 

@@ -28,6 +28,7 @@ class Field:
     expected: str
     check: Callable[[Value], bool] | None = None
     doc: str = ""
+    secret: bool = False  # its value may hold a password: never repeated in an error
 
     def validate(self, value: Value) -> bool:
         # bool is an int in Python; a config that says `share = true` is still wrong.
@@ -54,6 +55,14 @@ class TableMap:
     doc: str = ""
 
 
+@dataclass(frozen=True)
+class TableList:
+    """An array of tables, e.g. [[notify.targets]], each with the same fields."""
+
+    item: Table
+    doc: str = ""
+
+
 @dataclass
 class Config:
     path: Path | None
@@ -75,6 +84,16 @@ def _describe(value: Value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _describe_secret(value: Value) -> str:
+    if isinstance(value, str):
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        shown = f"'{scheme}://…'" if scheme.isalnum() else "a value"
+        return f"{shown} (the rest not shown: it may hold a password)"
+    if isinstance(value, list):
+        return f"a list of {len(value)} (not shown: it may hold passwords)"
+    return _describe(value)
+
+
 def _apply(schema: Table, data: Mapping[str, Value], path: Path | None, prefix: str) -> dict:
     result: dict[str, Value] = {}
     for key in data:
@@ -89,7 +108,7 @@ def _apply(schema: Table, data: Mapping[str, Value], path: Path | None, prefix: 
             if key not in data:
                 result[key] = spec.default
             elif not spec.validate(data[key]):
-                got = _describe(data[key])
+                got = (_describe_secret if spec.secret else _describe)(data[key])
                 raise ConfigError(f"{_where(path)}: {dotted}: expected {spec.expected}, got {got}")
             else:
                 result[key] = data[key]
@@ -100,6 +119,21 @@ def _apply(schema: Table, data: Mapping[str, Value], path: Path | None, prefix: 
                     f"{_where(path)}: {dotted}: expected a table, got {_describe(sub)}"
                 )
             result[key] = _apply(spec, sub, path, dotted + ".")
+        elif isinstance(spec, TableList):
+            entries = data.get(key, [])
+            if not isinstance(entries, list):
+                raise ConfigError(
+                    f"{_where(path)}: {dotted}: expected a list of tables ([[{dotted}]]), "
+                    f"got {_describe(entries)}"
+                )
+            result[key] = []
+            for index, body in enumerate(entries):
+                if not isinstance(body, dict):
+                    raise ConfigError(
+                        f"{_where(path)}: {dotted}[{index}]: expected a table, "
+                        f"got {_describe(body)}"
+                    )
+                result[key].append(_apply(spec.item, body, path, f"{dotted}[{index}]."))
         else:
             sub = data.get(key, {})
             if not isinstance(sub, dict):
@@ -168,6 +202,16 @@ def render_defaults(schema: Table, header: str) -> str:
                 if spec.doc:
                     lines.append(f"# {spec.doc}")
                 lines.append(f"# [{dotted}.NAME]")
+            elif isinstance(spec, TableList):
+                lines.append("")
+                if spec.doc:
+                    lines.append(f"# {spec.doc}")
+                lines.append(f"# [[{dotted}]]")
+                for name, item in spec.item.fields.items():
+                    if isinstance(item, Field):
+                        if item.doc:
+                            lines.append(f"# {item.doc}")
+                        lines.append(f"# {name} = {_toml_value(item.default)}")
 
     emit(schema, "")
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 from bluegrass.core import cli, rclone
-from bluegrass.laptop.actions import enroll, run, segment, service, status, sync
+from bluegrass.laptop.actions import enroll, notify, run, segment, service, status, sync
 
 
 def build_parser() -> cli.Parser:
@@ -17,7 +17,7 @@ def build_parser() -> cli.Parser:
         "with your Bluegrass cloud, which keeps every day's version.",
     )
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=cli.Parser)
-    for action in (enroll, segment, sync, run, status, service):
+    for action in (enroll, segment, sync, run, status, service, notify):
         action.add_parser(sub)
     shown = sub.add_parser("version", help="show versions of Bluegrass and its rclone")
     shown.set_defaults(handler=_version)

@@ -4,6 +4,10 @@ Segments are synced one at a time: first when the daemon starts (unless one sync
 an interval ago), then every interval with 10% jitter; after a failure, retries back off 1, 2,
 4, ... minutes up to [sync] backoff_max_minutes. The configuration is re-read when its file
 changes, so `bluegrass segment add` takes effect without a restart (decision 25).
+
+Each sync pings `[notify] ping_url` (start, then success or its exit code and report), and a
+segment whose syncs have failed for `[notify] sync_failing_hours` raises `sync-failing`,
+resolved by its next good sync (bluegrass.laptop.notifications).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bluegrass.core.errors import BluegrassError, ConfigError, UsageError
-from bluegrass.laptop import report, schedule
+from bluegrass.laptop import notifications, report, schedule
 from bluegrass.laptop.bisync import OK, Outcome, SegmentSync
 from bluegrass.laptop.progress import Progress
 from bluegrass.laptop.runner import Interrupts
@@ -38,6 +42,9 @@ class Daemon:
         self.started = datetime.now(UTC)
         self.config_mtime = _mtime(current.path)
         self.rng = random.Random()  # noqa: S311 - jitter, not secrecy
+        self.notifier = notifications.notifier(
+            current.places.state_dir, current.notify, log, echo=True
+        )
 
     def run(self, interrupts: Interrupts) -> None:
         """Sync what is due, look again every POLL_SECONDS, until `interrupts` says stop."""
@@ -48,6 +55,7 @@ class Daemon:
                 self._schedule(segments)
                 self._publish()
                 self._sync_due(segments, interrupts)
+                self.notifier.flush()  # what a receiver did not take is tried again
                 self._pause(interrupts)
         finally:
             self.due.clear()
@@ -59,6 +67,7 @@ class Daemon:
         self.config_mtime = mtime
         try:
             self.current = self.reload()
+            self.notifier.settings = notifications.settings_of(self.current.notify)
             self.log("configuration re-read")
         except (ConfigError, UsageError) as exc:
             self.log(f"bluegrass: error: {exc} (keeping the previous configuration)")
@@ -89,16 +98,36 @@ class Daemon:
     def _sync(self, segment: Segment, interrupts: Interrupts) -> Outcome | None:
         progress = Progress(segment.name, plain_every=30.0)
         engine = SegmentSync(self.current, segment, interrupts=interrupts, on_record=progress)
+        ping = self.notifier.ping(notifications.MAIN_JOB)
+        ping.start()
         try:
             outcome = engine.run()
         except BluegrassError as exc:
             self.log(f"{segment.name}: error: {exc}")
+            ping.fail(exc.exit_code, f"{segment.name}: error: {exc}")
+            self._tell(segment, failed=True, detail=str(exc))
             return None
         finally:
             progress.finish()
-        for line in report.outcome_lines(segment.name, outcome):
+        lines = report.outcome_lines(segment.name, outcome)
+        for line in lines:
             self.log(line)
+        if outcome.kind == OK:
+            ping.success("\n".join(lines))
+        else:
+            ping.fail(outcome.exit_code or 1, "\n".join(lines))
+        if outcome.recorded:  # not when another process was syncing it
+            self._tell(segment, failed=outcome.kind != OK, detail=outcome.message)
         return outcome
+
+    def _tell(self, segment: Segment, *, failed: bool, detail: str) -> None:
+        hours = self.current.notify["sync_failing_hours"]
+        try:
+            self.notifier.update(
+                "sync-failing", segment.name, active=failed, detail=detail, after=hours * 3600.0
+            )
+        except OSError as exc:  # the state folder, not the network: said, never fatal
+            self.log(f"notify: could not record sync-failing {segment.name}: {exc}")
 
     def _next_wait(self, segment: Segment, outcome: Outcome | None) -> float:
         """Seconds until this segment's next sync: soon when it was only busy, the interval

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bluegrass.core import config, enrollment, pinnedhttps
+from bluegrass.core import config, enrollment, notify, pinnedhttps
 from bluegrass.core.config import Field, Table, TableMap
 from bluegrass.core.errors import ConfigError
 from bluegrass.core.names import NAME_PATTERN
+from bluegrass.laptop import notifications
 from bluegrass.laptop.paths import Places
 
 _MINUTES = "a whole number of minutes from 1 to 1440"
@@ -150,6 +151,7 @@ SCHEMA = Table(
     {
         "server": _SERVER,
         "sync": _SYNC,
+        "notify": notifications.SCHEMA,
         "segments": TableMap(
             _SEGMENT,
             key_pattern=NAME_PATTERN,
@@ -207,6 +209,10 @@ class Settings:
     def sync(self) -> dict[str, Any]:
         return self.values["sync"]
 
+    @property
+    def notify(self) -> dict[str, Any]:
+        return self.values["notify"]
+
     def segments(self) -> dict[str, Segment]:
         found = {}
         for name, body in sorted(self.values["segments"].items()):
@@ -221,11 +227,13 @@ class Settings:
         return found
 
     def save(self) -> None:
-        write_atomic(self.path, render(self.values), private=False)
+        # Notification URLs carry passwords and tokens: then the file is this user's alone.
+        write_atomic(self.path, render(self.values), private=_has_urls(self.values))
 
 
 def load(places: Places) -> Settings:
     cfg = config.load(places.config_file, SCHEMA)
+    notify.check(cfg, notifications.ROLE)
     values = cfg.values
     where = str(places.config_file)
     server = {k: v for k, v in values["server"].items() if k not in OPTIONAL_SERVER_KEYS}
@@ -287,11 +295,25 @@ def _table(lines: list[str], header: str, body: Mapping[str, Any]) -> None:
     lines += [f"{k} = {_value(v)}" for k, v in items]
 
 
+def _has_urls(values: Mapping[str, Any]) -> bool:
+    kept = values.get("notify", {})
+    return bool(kept.get("urls") or kept.get("targets") or kept.get("ping_url"))
+
+
 def render(values: Mapping[str, Any]) -> str:
     lines = [f"# {line}" for line in HEADER.splitlines()]
     if values["server"]["host"]:
         _table(lines, "server", values["server"])
     _table(lines, "sync", values["sync"])
+    kept = values.get("notify")
+    if kept is not None:
+        # Only what differs from the defaults, so a file without [notify] stays without it.
+        default = config.defaults(SCHEMA).values["notify"]
+        scalars = {k: v for k, v in kept.items() if k != "targets" and v != default[k]}
+        _table(lines, "notify", scalars)
+        for target in kept.get("targets", []):
+            lines += ["", "[[notify.targets]]"]
+            lines += [f"{k} = {_value(v)}" for k, v in target.items()]
     for name, body in sorted(values["segments"].items()):
         _table(lines, f"segments.{name}", body)
     return "\n".join(lines) + "\n"

@@ -3,7 +3,9 @@ every daily commit that committed something; while the bucket cannot be reached,
 a delay that doubles from FIRST_RETRY up to MAX_RETRY.
 
 Its own thread, so that an upload of hours never holds the next day's commits back; the
-scheduler only pokes it. Nothing runs when [replica] is not set.
+scheduler only pokes it. Nothing runs when [replica] is not set. Each outcome also goes to
+`replica-failed` (said at once, or once unreachable for FAILING_AFTER; resolved by the next
+good upload) and to the replicate job's ping.
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ import threading
 import time
 from collections.abc import Callable
 
-from bluegrass.cloud import settings
+from bluegrass.cloud import notifications, settings
 from bluegrass.cloud.datadir import Busy, DataRoot
 from bluegrass.cloud.replica import status
 from bluegrass.cloud.replica.remote import ReplicaUnreachable, stop_all
 from bluegrass.cloud.replica.replicate import ReplicateResult, replicate
 from bluegrass.core.errors import BluegrassError
+from bluegrass.core.notify import Notifier, Ping
 
 FIRST_RETRY = 10.0
 MAX_RETRY = 3600.0
 IDLE = 1.0  # how often a waiting thread looks at its stop event
+# A bucket unreachable for a few retries is not news; one failing for this long is.
+FAILING_AFTER = 1800.0
 
 
 def describe(result: ReplicateResult) -> str:
@@ -45,6 +50,7 @@ class ReplicaRunner(threading.Thread):
         self._wanted.set()
         self._next_try = 0.0
         self._delay = FIRST_RETRY
+        self._notifier: Notifier | None = None
 
     def halt(self) -> None:
         """`run` is stopping: end the rclone of a replicate in progress (the run is then
@@ -74,20 +80,26 @@ class ReplicaRunner(threading.Thread):
                 self.log(f"replicate: error: {exc!r}")
 
     def once(self) -> None:
+        ping = None
         try:
             cfg = settings.load(self.root.path)
             if not settings.replica_enabled(cfg):
                 return
+            self._notifier = notifications.notifier(self.root.path, cfg, self.log, echo=True)
+            ping = self._notifier.ping("replicate")
+            ping.start()
             result = replicate(self.root, cfg)
         except Busy as exc:  # another replicate is at it: not a problem of the replica
+            if ping is not None:
+                ping.success(str(exc))  # this run ended; the other one pings its own
             self._retry(str(exc))
             return
         except ReplicaUnreachable as exc:
-            self._record(status.UNREACHABLE, f"{exc} (trying again)")
+            self._record(status.UNREACHABLE, f"{exc} (trying again)", ping)
             self._retry(str(exc))
             return
         except BluegrassError as exc:  # a bad configuration, a damaged secret: said, not retried
-            self._record(status.FAILED, str(exc))
+            self._record(status.FAILED, str(exc), ping)
             self.log(f"replicate: error: {exc}")
             return
         self._delay = FIRST_RETRY
@@ -96,16 +108,34 @@ class ReplicaRunner(threading.Thread):
             self.log(f"replicate {error['area']}: error: {error['error']}")
         if result.errors:
             shown = "; ".join(f"{e['area']}: {e['error']}" for e in result.errors)
-            self._record(status.FAILED, shown)
+            self._record(status.FAILED, shown, ping)
         else:
-            self._record(status.OK, describe(result))
+            self._record(status.OK, describe(result), ping)
 
-    def _record(self, outcome: str, detail: str) -> None:
-        """Where the dashboard and /health read it."""
+    def _record(self, outcome: str, detail: str, ping: Ping | None = None) -> None:
+        """Where the dashboard and /health read it, and whom [notify] names."""
         try:
             status.record(self.root.path, outcome, detail)
         except OSError as exc:
             self.log(f"replicate: could not record the outcome: {exc}")
+        if ping is not None:
+            if outcome == status.OK:
+                ping.success(detail)
+            else:
+                ping.fail(1, detail)
+        if self._notifier is not None:
+            try:
+                self._notifier.update(
+                    "replica-failed",
+                    "replica",
+                    active=outcome != status.OK,
+                    detail=detail,
+                    # retried soon, so a blip resolves itself; a failure that is not retried
+                    # until tomorrow's commit is said now
+                    after=FAILING_AFTER if outcome == status.UNREACHABLE else 0.0,
+                )
+            except OSError as exc:
+                self.log(f"notify: could not record replica-failed: {exc}")
 
     def _retry(self, why: str) -> None:
         self.log(f"replicate: {why}; retrying in {self._delay:g}s")

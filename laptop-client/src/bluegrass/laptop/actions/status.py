@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bluegrass.core.cli import emit_json
-from bluegrass.laptop import actions, locking, report
+from bluegrass.laptop import actions, locking, notifications, report
 from bluegrass.laptop.bisync import OK
 from bluegrass.laptop.state import SegmentFiles, load_daemon_info, parse_time
 
@@ -67,12 +67,14 @@ def collect() -> dict[str, Any]:
                 "warnings": state.warnings,
             }
         )
+    notifier = notifications.notifier(places.state_dir, current.notify)
     return {
         "version": STATUS_VERSION,
         "enrolled": current.enrolled,
         "server": server,
         "daemon": {"running": running, "pid": info.get("pid") if running else None},
         "segments": segments,
+        "notify": notifier.summary(),
     }
 
 
@@ -148,4 +150,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"  worth knowing ({len(seg['warnings'])}):")
             for item in seg["warnings"]:
                 print(f"    {item['path']}: {item['reason']}")
+    _print_notify(data["notify"])
     return 0
+
+
+def _print_notify(notify: dict[str, Any]) -> None:
+    """Only when there is something to say: a problem notifications are about, or messages
+    that could not be sent."""
+    if not notify["problems"] and not notify["waiting"]:
+        return
+    print()
+    for problem in notify["problems"]:
+        said = "notified" if problem["said"] else "not notified yet"
+        since = _when(problem["since"])
+        print(f"Problem: {problem['event']} {problem['subject']} since {since} ({said})")
+    if notify["waiting"]:
+        why = f": {notify['last_error']}" if notify["last_error"] else ""
+        print(f"Notifications waiting to be sent: {notify['waiting']}{why}")
