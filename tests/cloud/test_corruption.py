@@ -1,0 +1,113 @@
+"""Issue 16 part 6, a drill finding: a flipped byte in a cloud repository was found only by a
+manual `verify`; commits went on onto it and `maintain` said "maintained". Here the damage is
+met and acted on: the job stops, says the repository is damaged, and says it everywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from bluegrass.cloud.accounts import Accounts
+
+from tests.cloud.conftest import Run
+from tests.cloud.test_cli import make_user
+
+
+def flip_in_pack(repo: Path) -> str:
+    """Flip one byte in the middle of the largest object of the repository's only pack;
+    return that object's id."""
+    (idx,) = (repo / "objects" / "pack").glob("pack-*.idx")
+    listing = subprocess.run(
+        ["git", "show-index"], stdin=idx.open("rb"), capture_output=True, check=True, text=True
+    ).stdout
+    entries = sorted((int(off), oid) for off, oid, *_ in (ln.split() for ln in listing.splitlines()))
+    pack = idx.with_suffix(".pack")
+    ends = [off for off, _ in entries[1:]] + [pack.stat().st_size - 20]
+    start, end, oid = max(((s, e, o) for (s, o), e in zip(entries, ends)), key=lambda t: t[1] - t[0])
+    flip(pack, (start + end) // 2)
+    return oid
+
+
+def flip(path: Path, at: int) -> None:
+    path.chmod(0o644)  # git writes packs and loose objects read-only
+    with path.open("r+b") as handle:
+        handle.seek(at)
+        byte = handle.read(1)
+        handle.seek(at)
+        handle.write(bytes([byte[0] ^ 0x40]))
+
+
+def loose_blob(repo: Path, content: bytes) -> tuple[str, Path]:
+    oid = subprocess.run(
+        ["git", "hash-object", "--stdin"], input=content, capture_output=True, check=True
+    ).stdout.decode().strip()
+    return oid, repo / "objects" / oid[:2] / oid[2:]
+
+
+def damaged_segment(cloud: Run, data: Path) -> tuple[Path, Path, str]:
+    """alice/docs with two snapshots, packed by `maintain`, then a byte flipped in the pack."""
+    tree = make_user(cloud, data)
+    (tree / "photo.bin").write_bytes(os.urandom(200_000))
+    (tree / "a.txt").write_text("first\n")
+    cloud("commit")
+    (tree / "a.txt").write_text("second\n")
+    cloud("commit")
+    cloud("maintain")
+    repo = data / "repos" / "alice" / "docs.git"
+    return tree, repo, flip_in_pack(repo)
+
+
+def test_a_commit_onto_a_damaged_pack_stops_and_says_so(cloud: Run, data: Path) -> None:
+    tree, repo, oid = damaged_segment(cloud, data)
+    before = subprocess.run(
+        ["git", "--git-dir", str(repo), "rev-parse", "main"], capture_output=True, text=True
+    ).stdout
+    (tree / "a.txt").write_text("third\n")
+    proc = cloud("commit", check=False)
+    assert proc.returncode == 1
+    assert "alice/docs" in proc.stderr and "damaged" in proc.stderr and oid in proc.stderr
+    after = subprocess.run(
+        ["git", "--git-dir", str(repo), "rev-parse", "main"], capture_output=True, text=True
+    ).stdout
+    assert after == before, "a snapshot was committed onto the damaged repository"
+    # Known from now on, without checking again: the next commit says so too.
+    again = cloud("commit", check=False)
+    assert again.returncode == 1 and "damaged" in again.stderr
+    with Accounts.open(data) as accounts:
+        last = accounts.last_job("commit", "alice", "docs")
+    assert last is not None and last.outcome == "error" and "damaged" in last.detail
+
+
+def test_a_commit_onto_a_damaged_loose_object_stops(cloud: Run, data: Path) -> None:
+    tree = make_user(cloud, data)
+    content = os.urandom(50_000)
+    (tree / "one.bin").write_bytes(content)
+    cloud("commit")
+    repo = data / "repos" / "alice" / "docs.git"
+    oid, path = loose_blob(repo, content)
+    assert path.is_file(), "the snapshot's blob is not loose before maintain"
+    flip(path, path.stat().st_size // 2)
+    (tree / "two.txt").write_text("more\n")
+    proc = cloud("commit", check=False)
+    assert proc.returncode == 1
+    assert "damaged" in proc.stderr and oid in proc.stderr
+
+
+def test_maintain_never_says_maintained_over_a_damaged_repository(cloud: Run, data: Path) -> None:
+    _, _, oid = damaged_segment(cloud, data)
+    proc = cloud("maintain", check=False)
+    assert proc.returncode == 1
+    assert "maintained" not in proc.stdout
+    assert "alice/docs" in proc.stderr and oid in proc.stderr
+
+
+def test_verify_marks_the_repository_and_commit_then_refuses(cloud: Run, data: Path) -> None:
+    tree, repo, _ = damaged_segment(cloud, data)
+    proc = cloud("verify", "--json", check=False)
+    assert proc.returncode == 1
+    assert not json.loads(proc.stdout)["ok"]
+    (tree / "a.txt").write_text("third\n")
+    refused = cloud("commit", check=False)
+    assert refused.returncode == 1 and "damaged" in refused.stderr and "verify" in refused.stderr
