@@ -22,10 +22,14 @@ def flip_in_pack(repo: Path) -> str:
     listing = subprocess.run(
         ["git", "show-index"], stdin=idx.open("rb"), capture_output=True, check=True, text=True
     ).stdout
-    entries = sorted((int(off), oid) for off, oid, *_ in (ln.split() for ln in listing.splitlines()))
+    entries = sorted(
+        (int(off), oid) for off, oid, *_ in (ln.split() for ln in listing.splitlines())
+    )
     pack = idx.with_suffix(".pack")
     ends = [off for off, _ in entries[1:]] + [pack.stat().st_size - 20]
-    start, end, oid = max(((s, e, o) for (s, o), e in zip(entries, ends)), key=lambda t: t[1] - t[0])
+    start, end, oid = max(
+        ((s, e, o) for (s, o), e in zip(entries, ends)), key=lambda t: t[1] - t[0]
+    )
     flip(pack, (start + end) // 2)
     return oid
 
@@ -40,9 +44,13 @@ def flip(path: Path, at: int) -> None:
 
 
 def loose_blob(repo: Path, content: bytes) -> tuple[str, Path]:
-    oid = subprocess.run(
-        ["git", "hash-object", "--stdin"], input=content, capture_output=True, check=True
-    ).stdout.decode().strip()
+    oid = (
+        subprocess.run(
+            ["git", "hash-object", "--stdin"], input=content, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .strip()
+    )
     return oid, repo / "objects" / oid[:2] / oid[2:]
 
 

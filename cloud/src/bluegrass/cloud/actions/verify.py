@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bluegrass.cloud import corruption
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import BluegrassError
@@ -30,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
                 problems = Repository.open(path).verify()
             except BluegrassError as exc:
                 problems = [str(exc)]
+            damaged = [p for p in problems if p.startswith("fsck: ")]
+            if damaged:
+                # What fsck finds is damage: later jobs refuse to write onto it (decision 220).
+                corruption.report_damaged(root, user_dir.name, path.name[:-4], damaged, "verify")
             reports.append(
                 {
                     "user": user_dir.name,

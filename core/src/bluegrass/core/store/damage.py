@@ -97,11 +97,13 @@ def check_objects(repo_path: Path) -> list[str]:
     problems: list[str] = []
     for idx in sorted((objects / "pack").glob("pack-*.idx")):
         pack = idx.with_suffix(".pack")
-        if pack.is_file():
+        try:
             problems += _check_pack(idx, pack)
+        except FileNotFoundError:
+            continue  # merged away by a repack meanwhile: its objects are in the new pack
     for folder in sorted(objects.glob("[0-9a-f][0-9a-f]")):
         for path in sorted(folder.iterdir()):
-            if len(path.name) == 38 and not path.name.startswith("tmp"):
+            if len(path.name) == 38 and not path.name.startswith("tmp_"):
                 problem = _check_loose(folder.name + path.name, path)
                 if problem:
                     problems.append(problem)
