@@ -28,7 +28,7 @@ def flip_in_pack(repo: Path) -> str:
     pack = idx.with_suffix(".pack")
     ends = [off for off, _ in entries[1:]] + [pack.stat().st_size - 20]
     start, end, oid = max(
-        ((s, e, o) for (s, o), e in zip(entries, ends)), key=lambda t: t[1] - t[0]
+        ((s, e, o) for (s, o), e in zip(entries, ends, strict=True)), key=lambda t: t[1] - t[0]
     )
     flip(pack, (start + end) // 2)
     return oid
@@ -112,10 +112,22 @@ def test_maintain_never_says_maintained_over_a_damaged_repository(cloud: Run, da
 
 
 def test_verify_marks_the_repository_and_commit_then_refuses(cloud: Run, data: Path) -> None:
-    tree, repo, _ = damaged_segment(cloud, data)
+    tree, _, _ = damaged_segment(cloud, data)
     proc = cloud("verify", "--json", check=False)
     assert proc.returncode == 1
     assert not json.loads(proc.stdout)["ok"]
     (tree / "a.txt").write_text("third\n")
     refused = cloud("commit", check=False)
     assert refused.returncode == 1 and "damaged" in refused.stderr and "verify" in refused.stderr
+
+
+def test_a_restore_that_meets_the_damage_marks_the_repository(
+    cloud: Run, data: Path, tmp_path: Path
+) -> None:
+    tree, _, _ = damaged_segment(cloud, data)
+    proc = cloud("restore", "alice", "docs", "--to", str(tmp_path / "out"), check=False)
+    assert proc.returncode != 0
+    assert "damaged" in proc.stderr and "repair" in proc.stderr
+    with Accounts.open(data) as accounts:
+        found = accounts.last_job("integrity", "alice", "docs")
+    assert found is not None and found.outcome == "error" and "restore" in found.detail
