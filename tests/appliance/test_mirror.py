@@ -23,6 +23,7 @@ from tests.appliance.conftest import (
 )
 from tests.appliance.fakecloud import FakeCloud
 from tests.conftest import VENV_BIN
+from tests.support.damage import flip_in_pack
 
 
 def setup(appliance: Appliance, cloud: FakeCloud, drive: Path) -> None:
@@ -417,3 +418,35 @@ def test_mirroring_a_big_file_stays_within_a_small_pis_memory(
     assert (
         git("--git-dir", str(mirror_of(drive, "video")), "rev-parse", "main").stdout.strip() == head
     )
+
+
+def test_a_damaged_cloud_copy_is_alerted_and_the_drive_copy_kept(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    """Issue 16 part 6 (a drill): a byte flipped in the cloud's pack made the mirror fail with
+    no alert, and no new snapshot was taken from then on without anyone being told."""
+    folder = cloud_data.files("docs")
+    (folder / "a.txt").write_text("first\n")
+    good = cloud_data.commit("docs")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    assert appliance.json("mirror")["outcome"] == "ok"
+    write_random(folder / "photo.bin", 300_000)
+    cloud_data.commit("docs")
+    server = cloud_data.repo_path("docs")
+    git("--git-dir", str(server), "repack", "-adq")
+    flip_in_pack(server)
+
+    proc = appliance("mirror", check=False)
+
+    assert proc.returncode == 1
+    mirror = mirror_of(drive, "docs")
+    assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == good
+    fsck(mirror)
+    alerts = appliance.json("alerts")["alerts"]
+    assert [a["kind"] for a in alerts] == ["cloud-damaged"], alerts
+    assert alerts[0]["subject"] == f"{USER}/docs"
+    message = alerts[0]["message"]
+    assert f"{USER}/docs" in message and "damaged" in message and "kept" in message, message
+    (result,) = [s for s in appliance.json("status")["segments"] if s["segment"] == "docs"]
+    assert not result["ok"] and "damaged" in result["message"]

@@ -13,34 +13,7 @@ from bluegrass.cloud.accounts import Accounts
 
 from tests.cloud.conftest import Run
 from tests.cloud.test_cli import make_user
-
-
-def flip_in_pack(repo: Path) -> str:
-    """Flip one byte in the middle of the largest object of the repository's only pack;
-    return that object's id."""
-    (idx,) = (repo / "objects" / "pack").glob("pack-*.idx")
-    listing = subprocess.run(
-        ["git", "show-index"], stdin=idx.open("rb"), capture_output=True, check=True, text=True
-    ).stdout
-    entries = sorted(
-        (int(off), oid) for off, oid, *_ in (ln.split() for ln in listing.splitlines())
-    )
-    pack = idx.with_suffix(".pack")
-    ends = [off for off, _ in entries[1:]] + [pack.stat().st_size - 20]
-    start, end, oid = max(
-        ((s, e, o) for (s, o), e in zip(entries, ends, strict=True)), key=lambda t: t[1] - t[0]
-    )
-    flip(pack, (start + end) // 2)
-    return oid
-
-
-def flip(path: Path, at: int) -> None:
-    path.chmod(0o644)  # git writes packs and loose objects read-only
-    with path.open("r+b") as handle:
-        handle.seek(at)
-        byte = handle.read(1)
-        handle.seek(at)
-        handle.write(bytes([byte[0] ^ 0x40]))
+from tests.support.damage import flip, flip_in_pack
 
 
 def loose_blob(repo: Path, content: bytes) -> tuple[str, Path]:
@@ -124,7 +97,7 @@ def test_verify_marks_the_repository_and_commit_then_refuses(cloud: Run, data: P
 def test_a_restore_that_meets_the_damage_marks_the_repository(
     cloud: Run, data: Path, tmp_path: Path
 ) -> None:
-    tree, _, _ = damaged_segment(cloud, data)
+    damaged_segment(cloud, data)
     proc = cloud("restore", "alice", "docs", "--to", str(tmp_path / "out"), check=False)
     assert proc.returncode != 0
     assert "damaged" in proc.stderr and "repair" in proc.stderr
