@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 
-def flip_in_pack(repo: Path) -> str:
-    """Flip one byte in the middle of the largest object of the repository's only pack;
-    return that object's id."""
+def flip_in_pack(repo: Path, oid: str | None = None) -> str:
+    """Flip one byte in the middle of an object (the largest, unless named) of the
+    repository's only pack; return that object's id."""
     (idx,) = (repo / "objects" / "pack").glob("pack-*.idx")
     listing = subprocess.run(
         ["git", "show-index"], stdin=idx.open("rb"), capture_output=True, check=True, text=True
@@ -18,9 +18,11 @@ def flip_in_pack(repo: Path) -> str:
     )
     pack = idx.with_suffix(".pack")
     ends = [off for off, _ in entries[1:]] + [pack.stat().st_size - 20]
-    start, end, oid = max(
-        ((s, e, o) for (s, o), e in zip(entries, ends, strict=True)), key=lambda t: t[1] - t[0]
-    )
+    spans = [(s, e, o) for (s, o), e in zip(entries, ends, strict=True)]
+    if oid is None:
+        start, end, oid = max(spans, key=lambda t: t[1] - t[0])
+    else:
+        start, end, _ = next(t for t in spans if t[2] == oid)
     flip(pack, (start + end) // 2)
     return oid
 
