@@ -118,7 +118,9 @@ def commit_one(
         path = root.repo_path(user, segment)
         # Never onto a damaged history: its new snapshots would share the damaged objects
         # (git stores an object once), and a mirror fetching them fails (decision 220).
-        corruption.check_before_writing(root, user, segment, "a commit's object check")
+        corruption.check_before_writing(
+            root, user, segment, "a commit's object check", corruption.COMMIT_LOOSE_LIMIT
+        )
         try:
             repo = Repository.init(path)
         except OSError as exc:  # a traceback is never the answer, a full disk least of all

@@ -81,14 +81,23 @@ def refuse_if_damaged(root: DataRoot, user: str, segment: str) -> None:
         raise RepositoryDamaged(found.describe(f"{user}/{segment}"))
 
 
-def check_before_writing(root: DataRoot, user: str, segment: str, found_by: str) -> float:
+# A commit checks loose objects only while they are few: the daily maintain packs them after
+# each daily commit (and inflates every one as it does), so more than this many means a big
+# import not yet maintained, where the check would cost seconds per commit (decision 224).
+COMMIT_LOOSE_LIMIT = 5000
+
+
+def check_before_writing(
+    root: DataRoot, user: str, segment: str, found_by: str, loose_limit: int | None = None
+) -> float:
     """Refuse if known damaged; else check the stored objects (packs by CRC, loose objects by
-    hash) and mark and refuse if any is damaged. Returns the seconds the check took."""
+    hash, up to `loose_limit` of them) and mark and refuse if any is damaged. Returns the
+    seconds the check took."""
     refuse_if_damaged(root, user, segment)
     path = root.repo_path(user, segment)
     started = time.monotonic()
     if (path / "HEAD").is_file():
-        problems = damage.check_objects(path)
+        problems = damage.check_objects(path, loose_limit)
         if problems:
             found = report_damaged(root, user, segment, problems, found_by)
             raise RepositoryDamaged(found.describe(f"{user}/{segment}"))

@@ -90,9 +90,11 @@ def clear_mark(repo_path: Path) -> None:
     (_state(repo_path) / MARK).unlink(missing_ok=True)
 
 
-def check_objects(repo_path: Path) -> list[str]:
+def check_objects(repo_path: Path, loose_limit: int | None = None) -> list[str]:
     """Given a bare repository's path, return one line per damaged stored object (empty: the
-    stored bytes are as written). Packs by their index's CRCs, loose objects by their hash."""
+    stored bytes are as written). Packs by their index's CRCs, loose objects by their hash;
+    with `loose_limit`, loose objects only when there are no more than that many (inflating
+    them is the slow part: 78k of them, a fresh snapshot of the Linux tree, took 22 s)."""
     objects = repo_path / "objects"
     problems: list[str] = []
     for idx in sorted((objects / "pack").glob("pack-*.idx")):
@@ -101,12 +103,18 @@ def check_objects(repo_path: Path) -> list[str]:
             problems += _check_pack(idx, pack)
         except FileNotFoundError:
             continue  # merged away by a repack meanwhile: its objects are in the new pack
-    for folder in sorted(objects.glob("[0-9a-f][0-9a-f]")):
-        for path in sorted(folder.iterdir()):
-            if len(path.name) == 38 and not path.name.startswith("tmp_"):
-                problem = _check_loose(folder.name + path.name, path)
-                if problem:
-                    problems.append(problem)
+    loose = [
+        path
+        for folder in sorted(objects.glob("[0-9a-f][0-9a-f]"))
+        for path in sorted(folder.iterdir())
+        if len(path.name) == 38 and not path.name.startswith("tmp_")
+    ]
+    if loose_limit is not None and len(loose) > loose_limit:
+        return problems
+    for path in loose:
+        problem = _check_loose(path.parent.name + path.name, path)
+        if problem:
+            problems.append(problem)
     return problems
 
 
