@@ -17,6 +17,8 @@ from tests.appliance.conftest import Appliance
 from tests.cloud.conftest import Run, one_line_error, tree_state
 from tests.cloud.test_cli import make_user
 from tests.support.damage import flip_in_pack
+from tests.support.s3 import S3Server
+from tests.support.s3 import s3 as s3  # a fixture, used by name
 
 
 def head(repo: Path) -> str:
@@ -154,3 +156,32 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert "holds no history of bob/docs" in error, error
     assert tree_state(setup.repo) == before
     assert sorted(p.name for p in setup.repo.parent.iterdir()) == ["docs.git"]
+
+
+def test_repair_from_the_replica(cloud: Run, data: Path, setup: Setup, s3: S3Server) -> None:
+    """The replica as the good copy: replicated after the newest snapshot, so it holds all."""
+    config = data / "bluegrass-cloud.toml"
+    config.write_text(s3.config_text())
+    cloud("replicate")
+    flip_in_pack(setup.repo, setup.photo)
+    assert cloud("commit", check=False).returncode == 1
+
+    out = json.loads(cloud("repair", "alice", "docs", "--from-replica", "--json").stdout)
+
+    assert out["head"] == setup.newest and out["lost"] == [] and "replica" in out["source"]
+    assert json.loads(cloud("verify", "--json").stdout)["ok"]
+    assert cloud("commit").returncode == 0
+    assert not any(p.name.startswith("bluegrass-repair-") for p in data.iterdir())
+
+
+def test_repair_from_a_replica_that_lacks_the_segment_is_one_line(
+    cloud: Run, data: Path, setup: Setup, s3: S3Server
+) -> None:
+    config = data / "bluegrass-cloud.toml"
+    config.write_text(s3.config_text())
+    flip_in_pack(setup.repo, setup.photo)
+    assert cloud("verify", check=False).returncode == 1  # marks it
+    before = tree_state(setup.repo)
+    error = one_line_error(cloud("repair", "alice", "docs", "--from-replica", check=False))
+    assert "alice" in error, error
+    assert tree_state(setup.repo) == before

@@ -2,9 +2,10 @@
 
 Whatever meets damage first (a commit's own check, `maintain`, `verify`, a restore, the git
 HTTP serving) calls `report_damaged`: the mark goes into the repository (every later job
-refuses to write onto it), a failed `integrity` job goes into the job history (the dashboard
-and /health read it) and a line goes to the log. Notifications hook in here (issue 16 part 1).
-`repair` is the only way the mark is cleared, and only once a full verify passes.
+refuses to write onto it) and a failed `integrity` job goes into the job history (the
+dashboard reads it); the caller's error line and the scheduler's log say it. Notifications
+hook in here (issue 16 part 1). `repair` is the only way the mark is cleared, and only once
+a full verify passes.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def report_damaged(
     found = known or damage.write_mark(path, problems, found_by)
     name = f"{user}/{segment}"
     if known is None:
-        sys.stderr.write(f"bluegrass-cloud: {found.describe(name)}\n")
+        # The caller says it (its error line, the scheduler's log): recorded here once.
         _record(
             root.path,
             Job(KIND, user, segment, None, now_text(), now_text(), "error", found.describe(name)),

@@ -11,6 +11,7 @@ from pathlib import Path
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.cloud.repair import RepairResult, damage_found, repair, require_repository
 from bluegrass.cloud.replica.fromdrive import DRIVE_FOLDER, drive_id_of, safe_to_read
+from bluegrass.cloud.replica.segmentcopy import history_from_replica
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import UsageError
 
@@ -101,4 +102,15 @@ def _from_drive(root: DataRoot, args: argparse.Namespace) -> RepairResult:
 
 
 def _from_replica(root: DataRoot, args: argparse.Namespace) -> RepairResult:
-    raise UsageError("--from-replica is not available yet; use --from-drive")
+    problems = damage_found(root, args.user, args.segment, args.even_if_sound)
+    with tempfile.TemporaryDirectory(prefix="bluegrass-repair-", dir=root.path) as scratch:
+        copy, manifest = history_from_replica(root, args.user, args.segment, Path(scratch))
+        return repair(
+            root,
+            args.user,
+            args.segment,
+            copy,
+            f"the replica's {manifest}",
+            problems,
+            force=args.force,
+        )
