@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from bluegrass.cloud.accounts import Accounts
 
 from tests.cloud.conftest import Run
+from tests.cloud.server import Server
 from tests.cloud.test_cli import make_user
 from tests.support.damage import flip, flip_in_pack
+from tests.support.net import free_port
 
 
 def loose_blob(repo: Path, content: bytes) -> tuple[str, Path]:
@@ -104,3 +108,34 @@ def test_a_restore_that_meets_the_damage_marks_the_repository(
     with Accounts.open(data) as accounts:
         found = accounts.last_job("integrity", "alice", "docs")
     assert found is not None and found.outcome == "error" and "restore" in found.detail
+
+
+def test_runs_daily_commit_stops_on_a_damaged_repository_and_health_says_so(
+    cloud: Run, data: Path, tmp_path: Path
+) -> None:
+    tree, repo, oid = damaged_segment(cloud, data)
+    before = head(repo)
+    (tree / "a.txt").write_text("third\n")
+    server = Server(data, tmp_path, free_port(), free_port())
+    # The snapshots so far were taken by hand: today's daily commit is due at once.
+    server.start()
+    try:
+        server.wait_log("commit alice/docs: ")
+        line = next(ln for ln in server.log().splitlines() if "commit alice/docs: " in ln)
+        assert "damaged" in line and oid in line, line
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/health") as answer:
+                health = json.loads(answer.read())
+        except urllib.error.HTTPError as failed:
+            health = json.loads(failed.read())
+    finally:
+        assert server.stop() == 0
+    assert head(repo) == before
+    assert "maintain alice/docs" not in server.log()
+    assert not health["ok"] and health["commits"] == "failing", health
+
+
+def head(repo: Path) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(repo), "rev-parse", "main"], capture_output=True, text=True
+    ).stdout.strip()
