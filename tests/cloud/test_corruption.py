@@ -12,10 +12,13 @@ import urllib.request
 from pathlib import Path
 
 from bluegrass.cloud.accounts import Accounts
+from bluegrass.cloud.datadir import DataRoot
+from bluegrass.cloud.panelbackend import CloudBackend
 
 from tests.cloud.conftest import Run
 from tests.cloud.server import Server
 from tests.cloud.test_cli import make_user
+from tests.cloud.test_drills import web_admin
 from tests.support.damage import flip, flip_in_pack
 from tests.support.net import free_port
 
@@ -139,3 +142,20 @@ def head(repo: Path) -> str:
     return subprocess.run(
         ["git", "--git-dir", str(repo), "rev-parse", "main"], capture_output=True, text=True
     ).stdout.strip()
+
+
+def test_the_dashboard_says_the_history_is_damaged(cloud: Run, data: Path) -> None:
+    _, _, oid = damaged_segment(cloud, data)
+    web_admin(data, "alice")
+    backend = CloudBackend(DataRoot(data))
+    alice = backend.account("alice")
+    assert alice is not None
+
+    def problems() -> list[str]:
+        (docs,) = [s for s in backend.dashboard(alice).segments if s.segment == "docs"]
+        return [p.text for p in docs.problems]
+
+    assert not any("damaged" in t for t in problems())
+    assert cloud("verify", check=False).returncode == 1
+    found = [t for t in problems() if "damaged" in t]
+    assert found and oid in found[0] and "repair" in found[0], problems()

@@ -8,7 +8,7 @@ from bluegrass.cloud import corruption
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import BluegrassError
-from bluegrass.core.store import Repository
+from bluegrass.core.store import Repository, damage
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
             damaged = [p for p in problems if p.startswith("fsck: ")]
             if damaged:
                 # What fsck finds is damage: later jobs refuse to write onto it (decision 220).
-                corruption.report_damaged(root, user_dir.name, path.name[:-4], damaged, "verify")
+                # The object check names the damaged object where fsck names a pack offset.
+                found = damage.check_objects(path) + damaged
+                corruption.report_damaged(root, user_dir.name, path.name[:-4], found, "verify")
             reports.append(
                 {
                     "user": user_dir.name,
