@@ -23,7 +23,7 @@ from tests.appliance.conftest import (
 )
 from tests.appliance.fakecloud import FakeCloud
 from tests.conftest import VENV_BIN
-from tests.support.damage import flip_in_pack
+from tests.support.damage import flip, flip_in_pack
 
 
 def setup(appliance: Appliance, cloud: FakeCloud, drive: Path) -> None:
@@ -450,3 +450,29 @@ def test_a_damaged_cloud_copy_is_alerted_and_the_drive_copy_kept(
     assert f"{USER}/docs" in message and "damaged" in message and "kept" in message, message
     (result,) = [s for s in appliance.json("status")["segments"] if s["segment"] == "docs"]
     assert not result["ok"] and "damaged" in result["message"]
+
+
+def test_a_damaged_loose_object_on_the_cloud_is_alerted_too(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    """A loose object is inflated by the cloud's upload-pack, which fails there: git's
+    sideband brings its "remote: error: inflate: ..." to the Pi."""
+    folder = cloud_data.files("docs")
+    (folder / "a.txt").write_text("first\n")
+    good = cloud_data.commit("docs")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    assert appliance.json("mirror")["outcome"] == "ok"
+    write_random(folder / "photo.bin", 100_000)
+    cloud_data.commit("docs")
+    oid = git("hash-object", str(folder / "photo.bin")).stdout.strip()
+    loose = cloud_data.repo_path("docs") / "objects" / oid[:2] / oid[2:]
+    flip(loose, loose.stat().st_size // 2)
+
+    assert appliance("mirror", check=False).returncode == 1
+
+    assert (
+        git("--git-dir", str(mirror_of(drive, "docs")), "rev-parse", "main").stdout.strip() == good
+    )
+    alerts = appliance.json("alerts")["alerts"]
+    assert [a["kind"] for a in alerts] == ["cloud-damaged"], alerts
