@@ -18,11 +18,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from bluegrass.cloud.accounts import Accounts
 
 from tests.appliance.conftest import Appliance
 from tests.cloud.server import Server
 from tests.cloud.test_drills import runner
-from tests.support.damage import flip_in_pack
+from tests.support.damage import flip, flip_in_pack
 from tests.support.net import free_port
 
 
@@ -152,5 +153,56 @@ def test_the_pi_alerts_when_the_damaged_object_is_one_it_still_needs(tmp_path: P
         # The photo's only copy is the damaged one: repair names the snapshot and refuses.
         refused = cloud("repair", "alice", "docs", "--from-drive", str(drive), check=False)
         assert refused.returncode == 1 and "--force" in refused.stderr
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_a_fetch_the_cloud_cannot_serve_marks_its_repository(tmp_path: Path) -> None:
+    """A damaged loose object: the cloud's own upload-pack fails reading it as the Pi fetches,
+    so the cloud knows before its next commit, and says so in its job history."""
+    data = tmp_path / "data"
+    cloud = runner(data)
+    cloud("init")
+    sftp, http = free_port(), free_port()
+    server = Server(data, tmp_path, sftp, http)
+    (data / "bluegrass-cloud.toml").write_text(
+        f"[server]\nsftp_port = {sftp}\nhttp_port = {http}\ndevice_port = {server.device_port}\n"
+    )
+    cloud("user", "add", "alice")
+    code = json.loads(cloud("device", "add", "alice", "--name", "pi", "--json").stdout)
+    tree = data / "files" / "alice" / "docs"
+    tree.mkdir()
+    (tree / "letter.txt").write_text("dear grandma\n")
+    cloud("commit")
+    repo = data / "repos" / "alice" / "docs.git"
+    server.start()
+    try:
+        server.wait_log("commit alice/docs: ")
+        pi = Appliance(tmp_path / "pi")
+        pi("enroll", code["enrollment_code"])
+        pi.global_args = ["--drive-dir", str(tmp_path / "drive")]
+        assert pi.json("mirror")["outcome"] == "ok"
+        content = os.urandom(100_000)
+        (tree / "photo.bin").write_bytes(content)
+        cloud("commit")
+        oid = (
+            subprocess.run(
+                ["git", "hash-object", "--stdin"], input=content, capture_output=True, check=True
+            )
+            .stdout.decode()
+            .strip()
+        )
+        loose = repo / "objects" / oid[:2] / oid[2:]
+        flip(loose, loose.stat().st_size // 2)
+
+        assert pi("mirror", check=False).returncode == 1
+
+        assert [a["kind"] for a in pi.json("alerts")["alerts"]] == ["cloud-damaged"]
+        mark = json.loads((repo / "bluegrass" / "damaged.json").read_text())
+        assert mark["found_by"] == "the git HTTP serving", mark
+        with Accounts.open(data) as accounts:
+            found = accounts.last_job("integrity", "alice", "docs")
+        assert found is not None and found.outcome == "error"
     finally:
         assert server.stop() == 0
