@@ -10,7 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from bluegrass.appliance import settings as pi_settings
+from bluegrass.appliance.context import Appliance as PiContext
 from bluegrass.appliance.mirror import MAX_PACKS
+from bluegrass.appliance.panelbackend import PiBackend
+from bluegrass.panel.backend import Severity
 
 from tests.appliance.conftest import (
     USER,
@@ -450,6 +454,15 @@ def test_a_damaged_cloud_copy_is_alerted_and_the_drive_copy_kept(
     assert f"{USER}/docs" in message and "damaged" in message and "kept" in message, message
     (result,) = [s for s in appliance.json("status")["segments"] if s["segment"] == "docs"]
     assert not result["ok"] and "damaged" in result["message"]
+    # The Pi's dashboard: an error on the segment's card.
+    paths = pi_settings.Paths(appliance.state)
+    backend = PiBackend(PiContext(paths, pi_settings.load(paths), str(drive)))
+    backend.complete_setup("admin", "a long enough password", None)
+    admin = backend.account("admin")
+    assert admin is not None
+    (docs,) = [s for s in backend.dashboard(admin).segments if s.segment == "docs"]
+    errors = [p.text for p in docs.problems if p.severity == Severity.ERROR]
+    assert any("damaged" in t and "kept" in t for t in errors), docs.problems
 
 
 def test_a_damaged_loose_object_on_the_cloud_is_alerted_too(
