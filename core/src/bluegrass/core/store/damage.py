@@ -168,6 +168,8 @@ def _check_loose(oid: str, path: Path) -> str | None:
             return f"object {oid} (loose) is damaged (it ends early)"
     except zlib.error as exc:
         return f"object {oid} (loose) is damaged ({exc})"
+    except FileNotFoundError:
+        return None  # packed by a repack meanwhile: the pack's check covers it
     except OSError as exc:
         return f"object {oid} (loose) cannot be read ({exc.strerror})"
     if digest.hexdigest() != oid:
