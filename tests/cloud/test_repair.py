@@ -185,3 +185,16 @@ def test_repair_from_a_replica_that_lacks_the_segment_is_one_line(
     error = one_line_error(cloud("repair", "alice", "docs", "--from-replica", check=False))
     assert "alice" in error, error
     assert tree_state(setup.repo) == before
+
+
+def test_a_sound_repository_is_rebuilt_only_when_asked(
+    cloud: Run, data: Path, setup: Setup
+) -> None:
+    out = json.loads(
+        cloud(
+            "repair", "alice", "docs", "--from-drive", str(setup.drive), "--even-if-sound", "--json"
+        ).stdout
+    )
+    assert out["problems"] == [] and out["head"] == setup.newest and out["lost"] == []
+    assert json.loads(cloud("verify", "--json").stdout)["ok"]
+    assert cloud("log", "alice", "docs").stdout.count("\n") >= 3
