@@ -25,6 +25,7 @@ from tests.conftest import VENV_BIN
 from tests.core.conftest import Print, assert_same_tree, fingerprint
 from tests.core.test_store_corpus import build_corpus
 from tests.support.net import free_port
+from tests.support.replica import as_json, runner
 from tests.support.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
 ALICE, BERT = "alice", "bertrand"
@@ -32,25 +33,6 @@ DOCS, NOTES = "documents", "notebook"
 BERT_NOTE = b"bertrand's private note: the combination is 31-41-59\n"
 CRYPT_MAGIC = b"RCLONE\x00\x00"
 TLS_KEY, TLS_CERT = "tls_device_key.pem", "tls_device_cert.pem"
-
-
-def runner(data: Path) -> Run:
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(VENV_BIN / "bluegrass-cloud"), "--data", str(data), *args],
-            capture_output=True,
-            text=True,
-            env={k: v for k, v in os.environ.items() if k != "BLUEGRASS_DATA"},
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"bluegrass-cloud {' '.join(args)} failed: {proc.stderr}")
-        return proc
-
-    return run
-
-
-def as_json(proc: subprocess.CompletedProcess[str]) -> dict:
-    return json.loads(proc.stdout)
 
 
 def days_ago(n: int) -> str:
@@ -369,6 +351,25 @@ def test_rebuild_without_the_administrator_secret_says_what_to_copy(tmp_path: Pa
     line = one_line_error(runner(data)("rebuild", "--from-replica", check=False))
     assert "no administrator secret" in line and "admin.json" in line
     assert sorted(p.name for p in data.iterdir()) == ["bluegrass-cloud.toml"]
+
+
+def test_secrets_are_obscured_as_rclone_reveals_them() -> None:
+    """The replica obscures the crypt passwords itself (no `rclone obscure` per secret):
+    rclone must read back exactly the secret, whatever its characters."""
+    from bluegrass.cloud.replica.remote import obscure
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
+    for secret in ["0" * 64, "b4f1" * 16, "pässwörd with spaces", "x"]:
+        shown = obscure(secret)
+        assert shown != obscure(secret)  # a fresh IV each time, as rclone's own
+        revealed = subprocess.run(
+            [str(VENV_BIN / "rclone"), "reveal", shown],
+            capture_output=True,
+            text=True,
+            env=clean,
+            check=True,
+        ).stdout
+        assert revealed.rstrip("\n") == secret
 
 
 def test_an_unreachable_bucket_is_one_line_and_the_secret_is_said_again(tmp_path: Path) -> None:

@@ -12,28 +12,19 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.cloud.test_replica import as_json, rclone_with, runner
+from tests.cloud.test_replica import rclone_with
 from tests.core.conftest import git_env
-from tests.support.net import free_port
-from tests.support.s3 import S3Server
-
-USER, SEGMENT = "alice", "documents"
+from tests.support.replica import SEGMENT, USER, ReplicaSite, as_json, replica_site, runner
 
 
 @dataclass
-class Site:
-    base: Path
-    s3: S3Server
-    data: Path
-    heads: list[str]
-
-    def cloud(self, *args: str, check: bool = True):
-        return runner(self.data)(*args, check=check)
+class Site(ReplicaSite):
+    heads: list[str] = field(default_factory=list)
 
     def raw_path(self, plain: str) -> Path:
         """Where the bucket keeps alice's object `plain` (found with rclone and her keys)."""
@@ -56,25 +47,14 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    s3 = S3Server(tmp_path / "s3", free_port())
-    s3.start()
-    try:
-        data = tmp_path / "data"
-        cloud = runner(data)
-        cloud("init")
-        cloud("user", "add", USER)
-        live = data / "files" / USER / SEGMENT
-        live.mkdir()
-        (data / "bluegrass-cloud.toml").write_text(s3.config_text())
-        heads = []
+    """Two days of alice's history, each replicated."""
+    with replica_site(tmp_path, Site) as site:
         for day in range(2):
-            (live / f"day-{day}.bin").write_bytes(os.urandom(300_000))
-            out = as_json(cloud("commit", "--json"))
-            heads.append(out["segments"][0]["commit"])
-            cloud("replicate")
-        yield Site(tmp_path, s3, data, heads)
-    finally:
-        s3.stop()
+            (site.live / f"day-{day}.bin").write_bytes(os.urandom(300_000))
+            out = as_json(site.cloud("commit", "--json"))
+            site.heads.append(out["segments"][0]["commit"])
+            site.cloud("replicate")
+        yield site
 
 
 def test_a_sound_replica_checks_out(site: Site) -> None:

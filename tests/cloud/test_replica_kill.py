@@ -4,8 +4,8 @@ server (`rclone serve s3` on loopback): no kill leaves a state that `replica che
 sending again what had arrived.
 
 The chosen moments are found by watching, not by waiting: the local record of a bundle made
-but not sent, and the first finished object in the user's area of the bucket (the bundle is
-sent before its refs and the manifest, so that is the window between them).
+but not sent, and the first finished object in the user's area of the bucket (a bundle and
+its refs file go up together, before the manifest, so that is the window between them).
 """
 
 from __future__ import annotations
@@ -23,26 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.cloud.test_replica import as_json, runner
 from tests.conftest import VENV_BIN
-from tests.support.net import free_port
+from tests.support.replica import SEGMENT, USER, ReplicaSite, as_json, replica_site, runner
 from tests.support.s3 import S3Server
 
-USER, SEGMENT = "alice", "documents"
 SEED = 20261207
 TEMP = ".rclone_temp_put_"  # rclone serve s3 writes an object here first, then renames it
 
 
 @dataclass
-class Site:
-    base: Path
-    s3: S3Server
-    data: Path
-    live: Path
+class Site(ReplicaSite):
     rounds: int = 0
-
-    def cloud(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return runner(self.data)(*args, check=check)
 
     def prefix(self) -> Path:
         keys = json.loads((self.data / "replica" / "keys" / f"{USER}.json").read_text())
@@ -128,19 +119,8 @@ def rebuilt_head(site: Site, name: str) -> str | None:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    s3 = S3Server(tmp_path / "s3", free_port())
-    s3.start()
-    try:
-        data = tmp_path / "data"
-        cloud = runner(data)
-        cloud("init")
-        cloud("user", "add", USER)
-        live = data / "files" / USER / SEGMENT
-        live.mkdir()
-        (data / "bluegrass-cloud.toml").write_text(s3.config_text())
-        yield Site(tmp_path, s3, data, live)
-    finally:
-        s3.stop()
+    with replica_site(tmp_path, Site) as site:
+        yield site
 
 
 def test_a_kill_between_bundle_and_manifest_is_not_complete_and_is_resumed(site: Site) -> None:
@@ -152,7 +132,8 @@ def test_a_kill_between_bundle_and_manifest_is_not_complete_and_is_resumed(site:
     before = finished_objects(area)
 
     assert replicate_killed_when(site, lambda: len(finished_objects(area)) > len(before))
-    # The bundle arrived; no manifest names it: neither check nor rebuild take it as done.
+    # One of the two arrived (the small refs file, mostly); no manifest names it: neither
+    # check nor rebuild take it as done.
     arrived = all_objects(site.s3)
     assert len(finished_objects(area)) == len(before) + 1
     checked = assert_nothing_taken_for_complete_wrongly(site)
@@ -164,7 +145,8 @@ def test_a_kill_between_bundle_and_manifest_is_not_complete_and_is_resumed(site:
     now = all_objects(site.s3)
     # Nothing that had arrived was sent again (same inode and time: not rewritten) ...
     assert {k: now[k] for k in arrived} == arrived
-    # ... the bundle was not made again, only its refs and the manifest went up for alice ...
+    # ... the bundle was not made again, only the object still missing and the manifest
+    # went up for alice ...
     assert areas[USER]["new_bundles"] == []
     assert areas[USER]["uploaded"] == 2
     assert areas[USER]["manifest"] == "manifests/000002.json"
@@ -215,3 +197,52 @@ def test_kills_at_random_moments_never_leave_a_false_complete_state(site: Site) 
     assert sum(a["uploaded"] for a in out["areas"]) == len(set(now) - set(arrived))
     assert assert_nothing_taken_for_complete_wrongly(site)[USER]["problems"] == []
     assert rebuilt_head(site, "rebuilt") == heads[-1]
+
+
+def test_a_segment_that_fails_midway_keeps_what_went_up_for_the_next_run(site: Site) -> None:
+    """Bundles are sent while the next ones are made: when one segment's bundle cannot be
+    made, what was sent meanwhile is recorded, no manifest goes up, and once the segment is
+    repaired the next run sends only what is missing."""
+    (site.live / "report.bin").write_bytes(os.urandom(4 << 20))
+    photos = site.data / "files" / USER / "photos"
+    photos.mkdir()
+    (photos / "beach.jpg").write_bytes(os.urandom(1 << 20))
+    broken = site.data / "files" / USER / "zz-broken"  # named last: its bundle is made last
+    broken.mkdir()
+    (broken / "notes.txt").write_text("a note\n")
+    site.cloud("commit")
+    repo = site.data / "repos" / USER / "zz-broken.git"
+    blob = subprocess.run(
+        ["git", "--git-dir", str(repo), "rev-parse", "main:files/notes.txt"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    loose = repo / "objects" / blob[:2] / blob[2:]
+    saved = loose.read_bytes()
+    loose.unlink()  # the blob is gone: git cannot make this segment's bundle
+
+    proc = site.cloud("replicate", "--json", check=False)
+    assert proc.returncode == 1
+    failed = as_json(proc)
+    assert [e["area"] for e in failed["errors"]] == [USER]
+    assert "zz-broken" in failed["errors"][0]["error"]
+    checked = assert_nothing_taken_for_complete_wrongly(site)
+    assert checked[USER]["manifest"] is None
+    pending = json.loads((site.data / "replica" / "state" / f"{USER}.json").read_text())
+    assert sorted(b["key"] for b in pending["pending"]) == [
+        f"{SEGMENT}/000001-full.bundle",
+        "photos/000001-full.bundle",
+    ]
+    arrived = all_objects(site.s3)
+
+    loose.parent.mkdir(exist_ok=True)
+    loose.write_bytes(saved)
+    out = as_json(site.cloud("replicate", "--json"))
+    now = all_objects(site.s3)
+    alice = next(a for a in out["areas"] if a["area"] == USER)
+    assert {k: now[k] for k in arrived} == arrived  # nothing that went up is sent again
+    assert alice["new_bundles"] == ["zz-broken/000001-full.bundle"]
+    assert alice["manifest"] == "manifests/000001.json"
+    assert sum(a["uploaded"] for a in out["areas"]) == len(set(now) - set(arrived))
+    assert assert_nothing_taken_for_complete_wrongly(site)[USER]["problems"] == []

@@ -94,6 +94,16 @@ def processes_naming(path: Path) -> list[str]:
     return found
 
 
+def sending_into(data: Path, s3: S3Server, user: str) -> bool:
+    """Whether an upload into the user's area of the bucket is under way."""
+    try:
+        prefix = json.loads((data / "replica" / "keys" / f"{user}.json").read_text())["prefix"]
+    except (OSError, ValueError):
+        return False  # no secret yet: nothing of the user's is being sent
+    area = s3.bucket_dir / prefix
+    return area.is_dir() and any(".rclone_temp_put_" in p.name for p in area.rglob("*"))
+
+
 def test_stopping_run_mid_upload_ends_its_rclone(cloud: Run, data: Path, tmp_path: Path) -> None:
     cloud("init")
     cloud("user", "add", "alice")
@@ -108,12 +118,9 @@ def test_stopping_run_mid_upload_ends_its_rclone(cloud: Run, data: Path, tmp_pat
         server = Server(data, tmp_path, free_port(), free_port())
         server.start()
         try:
-            # The bundle is being sent: rclone writes it under a temporary name first.
-            wait_for(
-                lambda: any(".rclone_temp_put_" in p.name for p in s3.bucket_dir.rglob("*")),
-                60,
-                "the bundle's upload to begin",
-            )
+            # alice's bundle is being sent: rclone writes it under a temporary name first
+            # (in her area: the server's state goes up beside it, under another prefix).
+            wait_for(lambda: sending_into(data, s3, "alice"), 60, "the bundle's upload to begin")
         finally:
             assert server.stop() == 0
         assert processes_naming(data / "replica") == []

@@ -110,3 +110,11 @@ def test_admin_manages_users_devices_and_enrollment_codes(alice, client_for) -> 
     bob_token = csrf_of(bob, "/")
     for url in ("/admin/users", "/admin/users/carol/enroll", "/admin/users/carol/password"):
         assert bob.post(url, data={"csrf_token": bob_token}).status_code == 403, url
+
+
+def test_a_backend_without_recovery_kits_offers_no_kit_page(alice) -> None:
+    # The reference backend, like the Pi's, makes no kits: no link, no page, no notice.
+    board = alice.get("/").get_data(as_text=True)
+    assert "Recovery kit" not in board and 'href="/kit"' not in board
+    assert alice.get("/kit").status_code == 404
+    assert alice.post("/kit", data={"password": "x"}).status_code in (400, 404)

@@ -28,6 +28,8 @@ class S3Server:
     root: Path  # the served folder; root / BUCKET holds the bucket's raw objects
     port: int
     proc: subprocess.Popen[bytes] | None = None
+    # More (access key, secret) pairs the server accepts, e.g. a recovery kit's own key.
+    more_keys: tuple[tuple[str, str], ...] = ()
 
     @property
     def endpoint(self) -> str:
@@ -47,6 +49,7 @@ class S3Server:
                 "s3",
                 "--auth-key",
                 f"{ACCESS_KEY},{SECRET_KEY}",
+                *(arg for pair in self.more_keys for arg in ("--auth-key", ",".join(pair))),
                 "--addr",
                 f"127.0.0.1:{self.port}",
                 "--config",

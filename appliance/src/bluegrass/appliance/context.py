@@ -121,7 +121,7 @@ class Appliance:
                 f"asks for {self.expected_id}"
             )
         (root / "bluegrass").mkdir(exist_ok=True)
-        readme.write(root)
+        readme.write(root, self.label)
         return marker
 
     def prepare_drive_dir(self) -> Path:

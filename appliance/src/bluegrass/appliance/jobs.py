@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bluegrass.appliance import errors, files, mirror
+from bluegrass.appliance import errors, files, mirror, readme
 from bluegrass.appliance.context import Appliance
 from bluegrass.appliance.errors import (
     Cancelled,
@@ -73,6 +73,8 @@ def run(
         source = app.source()
         if kind == "mirror":
             report = mirror.mirror_all(root, source, runner, state, progress)
+            # The drive's README and RECOVERY.html list the segments: new ones, new dates.
+            readme.write(root, app.label)
             result = Outcome(
                 kind,
                 "ok" if report.ok else "failed",

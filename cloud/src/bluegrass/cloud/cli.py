@@ -9,6 +9,7 @@ from bluegrass.cloud.actions import (
     commit,
     device,
     init,
+    kit,
     log,
     maintain,
     rebuild,
@@ -50,6 +51,7 @@ def build_parser() -> cli.Parser:
         replicate,
         replica,
         rebuild,
+        kit,
     ):
         action.add_parser(sub)
     return parser

@@ -149,6 +149,44 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE login_failures ADD COLUMN device TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX login_failures_by_source ON login_failures(client_ip, at)",
     ],
+    # 7: emergency access (bluegrass.cloud.emergency, decision 180): the trusted people each
+    # owner names with their waiting period; the requests (kept after they end, for the log's
+    # sake: `state` waiting, granted, refused or ended; times in the server's own epoch
+    # seconds); and the log of every step, which the owner reads. An access is logged once per
+    # request and session (the unique index).
+    [
+        """CREATE TABLE emergency_contacts (
+            owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+            grantee TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+            wait_days INTEGER NOT NULL,
+            added REAL NOT NULL,
+            PRIMARY KEY (owner, grantee)
+        )""",
+        "CREATE INDEX emergency_contacts_by_grantee ON emergency_contacts(grantee)",
+        """CREATE TABLE emergency_requests (
+            id INTEGER PRIMARY KEY,
+            owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+            grantee TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+            requested REAL NOT NULL,
+            wait_days INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            closed REAL
+        )""",
+        "CREATE INDEX emergency_requests_by_pair ON emergency_requests(owner, grantee, state)",
+        """CREATE TABLE emergency_log (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+            grantee TEXT NOT NULL,
+            event TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            request INTEGER,
+            session TEXT
+        )""",
+        "CREATE INDEX emergency_log_by_owner ON emergency_log(owner, at)",
+        """CREATE UNIQUE INDEX emergency_log_access_once ON emergency_log(request, session)
+            WHERE event = 'accessed'""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -8,7 +8,10 @@ no Drive) on a data root:
   setup, which also takes the one-time setup code that `run` logs
   (bluegrass.cloud.setupcode), or from `bluegrass-cloud user password NAME --admin`;
 - visibility: every account, administrators included, sees only its own user's segments;
-  another user's segment is NotFound exactly like a missing one;
+  another user's segment is NotFound exactly like a missing one; the one exception is
+  emergency access (bluegrass.cloud.emergency): a grantee with a live grant reads that
+  owner's segments, and writes nothing of theirs (`_visible` is the one read check,
+  `_own` the write check);
 - administration goes through the same code as the command line: `user add` (create_user),
   `device add` (add_device), `device revoke`;
 - "snapshot now" runs `commit`'s code in a process of its own (bluegrass.cloud.webjobs);
@@ -27,15 +30,17 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bluegrass.cloud import authproxy, corruption, quota, settings, webjobs
+from bluegrass.cloud import authproxy, corruption, emergency, kit, quota, settings, webjobs
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import BUSY, SegmentCommit, commit_one, is_busy, is_upload, walk_tree
 from bluegrass.cloud.commitwatch import stuck_commits
 from bluegrass.cloud.datadir import STATUS_FILE, DataRoot
+from bluegrass.cloud.emergency import DEFAULT_DAYS, MAX_DAYS, MIN_DAYS, EmergencyStore
+from bluegrass.cloud.kit import printed
 from bluegrass.cloud.liverestore import restore_live
 from bluegrass.cloud.replica import status as replica_status
 from bluegrass.cloud.scheduler import last_occurrence
@@ -53,9 +58,14 @@ from bluegrass.panel.backend import (
     BackendError,
     Dashboard,
     DeviceInfo,
+    EmergencyEvent,
+    EmergencyPage,
+    EmergencyRequest,
+    Forbidden,
     HealthItem,
     JobKind,
     JobStatus,
+    KitState,
     Mode,
     NotFound,
     Problem,
@@ -65,6 +75,7 @@ from bluegrass.panel.backend import (
     SegmentStatus,
     Severity,
     StorageUse,
+    TrustedPerson,
     UserInfo,
 )
 from bluegrass.panel.backendkit import (
@@ -170,9 +181,31 @@ class CloudBackend(SignIns):
             yield accounts.web()
 
     def _visible(self, account: Account, user: str, segment: str) -> None:
-        """NotFound unless this is the account's own (valid) user: names do not leak."""
-        if user != account.name or not names.is_valid(user) or not names.is_valid(segment):
+        """NotFound unless the account may read this user's segments: its own, or an owner's
+        who granted it emergency access that is live now (read from the database on every
+        call, so an ended grant ends in sessions already open). Names do not leak."""
+        if not names.is_valid(user) or not names.is_valid(segment):
             raise NotFound("No such segment.")
+        if user != account.name and user not in self._granted_owners(account):
+            raise NotFound("No such segment.")
+
+    def _own(self, account: Account, user: str, segment: str) -> None:
+        """For every write: the account's own segments only. A grantee gets Forbidden (it
+        may see the segment), anyone else NotFound."""
+        self._visible(account, user, segment)
+        if user != account.name:
+            raise Forbidden(
+                "Emergency access is read-only: download what you need (zip or tar.gz) and "
+                "unpack it into a new folder of your own."
+            )
+
+    def _emergency(self) -> EmergencyStore:
+        return EmergencyStore.open(self.root.path)
+
+    def _granted_owners(self, account: Account) -> list[str]:
+        with self._emergency() as store:
+            store.refresh()
+            return store.granted_owners(account.name)
 
     def _user_exists(self, accounts: Accounts, name: str) -> bool:
         return names.is_valid(name) and (
@@ -238,9 +271,10 @@ class CloudBackend(SignIns):
 
     def segments(self, account: Account) -> list[SegmentRef]:
         return [
-            SegmentRef(account.name, s)
-            for s in self._segment_names(account.name)
-            if (self.root.repo_path(account.name, s) / "HEAD").is_file()
+            SegmentRef(user, s)
+            for user in [account.name, *self._granted_owners(account)]
+            for s in self._segment_names(user)
+            if (self.root.repo_path(user, s) / "HEAD").is_file()
         ]
 
     def repository(self, account: Account, user: str, segment: str) -> Repository:
@@ -417,6 +451,7 @@ class CloudBackend(SignIns):
                 else:
                     text = f"{stray.name!r} lies outside every segment, so it is not backed up."
                     board.problems.append(Problem(Severity.WARNING, text))
+        board.problems += self._emergency_problems(account)
         endpoint = self._endpoint_state()
         if endpoint == "down":
             board.problems.append(
@@ -464,6 +499,105 @@ class CloudBackend(SignIns):
             return "unknown"
         return str(state)
 
+    # -- emergency access (bluegrass.cloud.emergency) -------------------------------------
+
+    def _emergency_problems(self, account: Account) -> list[Problem]:
+        """The owner is told at once, at the top of the dashboard, while a request is open;
+        a grantee, that they can read."""
+        out = []
+        with self._emergency() as store:
+            store.refresh()
+            for contact in store.trusted(account.name):
+                req = store.open_request(account.name, contact.grantee)
+                if req is None:
+                    continue
+                if req.state == "waiting":
+                    when = _utc(req.grants_at)
+                    text = (
+                        f"{contact.grantee} asked for emergency access to your history on "
+                        f"{_utc(req.requested):%Y-%m-%d %H:%M} UTC. Unless you refuse it on the "
+                        f"Emergency access page, they can read all your segments from "
+                        f"{when:%Y-%m-%d %H:%M} UTC."
+                    )
+                else:
+                    text = (
+                        f"{contact.grantee} can read your history (emergency access granted "
+                        f"{_utc(req.grants_at):%Y-%m-%d %H:%M} UTC). End it on the Emergency "
+                        "access page if you did not mean this."
+                    )
+                out.append(Problem(Severity.ERROR, text))
+            for owner in store.granted_owners(account.name):
+                text = f"You have read-only emergency access to {owner}'s history (Browse)."
+                out.append(Problem(Severity.INFO, text))
+        return out
+
+    def emergency(self, account: Account) -> EmergencyPage:
+        with self._emergency() as store:
+            store.refresh()
+            trusted = [
+                TrustedPerson(
+                    c.grantee,
+                    c.wait_days,
+                    _utc(c.added),
+                    _request(store.latest(account.name, c.grantee)),
+                )
+                for c in store.trusted(account.name)
+            ]
+            trusted_by = [
+                TrustedPerson(
+                    c.owner, c.wait_days, _utc(c.added), _request(store.latest(c.owner, c.grantee))
+                )
+                for c in store.trusted_by(account.name)
+            ]
+            log = [
+                EmergencyEvent(_utc(e.at), e.grantee, e.event, e.detail)
+                for e in store.events(account.name)
+            ]
+        return EmergencyPage(trusted, trusted_by, log, MIN_DAYS, MAX_DAYS, DEFAULT_DAYS)
+
+    def add_trusted(self, account: Account, name: str, wait_days: int) -> None:
+        if name == account.name:
+            raise BackendError("You cannot name yourself as your own trusted person.")
+        if not names.is_valid(name):
+            raise BackendError(
+                f"There is no user {name!r} with a web login on this server: a trusted "
+                "person needs their own account here."
+            )
+        try:
+            with self._emergency() as store:
+                store.add_trusted(account.name, name, wait_days)
+        except UsageError as exc:
+            raise BackendError(str(exc)) from exc
+
+    def remove_trusted(self, account: Account, name: str) -> None:
+        with self._emergency() as store:
+            if not store.remove_trusted(account.name, name):
+                raise NotFound("Not one of your trusted people.")
+
+    def request_access(self, account: Account, owner: str) -> EmergencyRequest:
+        if owner == account.name:
+            raise BackendError("You cannot ask for emergency access to your own history.")
+        try:
+            with self._emergency() as store:
+                found = store.request(owner, account.name)
+        except UsageError as exc:
+            raise NotFound(str(exc)) from exc
+        req = _request(found)
+        assert req is not None
+        return req
+
+    def end_access(self, account: Account, grantee: str) -> EmergencyRequest:
+        with self._emergency() as store:
+            found = _request(store.end(account.name, grantee))
+        if found is None:
+            raise NotFound("No open request from that person.")
+        return found
+
+    def note_access(self, account: Account, owner: str, session: str) -> None:
+        if owner != account.name:
+            with self._emergency() as store:
+                store.note_access(owner, account.name, session)
+
     # -- jobs -----------------------------------------------------------------------------
 
     def start_job(
@@ -473,7 +607,7 @@ class CloudBackend(SignIns):
             raise BackendError(f"Unknown job {kind!r}.")
         if user is None or segment is None:
             raise BackendError("Which segment?")
-        self._visible(account, user, segment)
+        self._own(account, user, segment)
         if segment not in self._segment_names(user):
             raise NotFound("No such segment.")
         if not (self.root.files / user / segment).is_dir():
@@ -504,6 +638,7 @@ class CloudBackend(SignIns):
         target: RestoreTarget,
         folder: str | None = None,
     ) -> str:
+        self._own(account, user, segment)
         repo = self.repository(account, user, segment)
         if target != "live":
             raise BackendError("Here a restore goes into your synced folder.")
@@ -643,6 +778,66 @@ class CloudBackend(SignIns):
         except UsageError as exc:
             raise BackendError(str(exc)) from exc
         return code
+
+    # -- the printed recovery kit ---------------------------------------------------------
+
+    def _kit_problem(self) -> str | None:
+        """Why no kit can be made here, in words for the person asking; None if one can."""
+        try:
+            cfg = settings.load(self.root.path)
+        except BluegrassError as exc:
+            return f"The kit cannot be made now: {exc}"
+        if not settings.replica_enabled(cfg):
+            return (
+                "This server keeps no encrypted copy in a storage bucket, so there is no kit "
+                "to print yet. Ask the server's administrator to set up a replica."
+            )
+        return None
+
+    def kit_state(self, account: Account) -> KitState:
+        problem = self._kit_problem()
+        if problem is not None:
+            return KitState(False, note=problem)
+        try:
+            current = kit.secrets_fingerprint(self.root.path, account.name)
+        except BluegrassError as exc:
+            return KitState(False, note=f"The kit cannot be made now: {exc}")
+        last = printed.read(self.root.path, account.name)
+        if last is None:
+            return KitState(True)
+        return KitState(True, last.at.astimezone(), last.fingerprint != current)
+
+    def recovery_kit(self, account: Account) -> bytes:
+        problem = self._kit_problem()
+        if problem is not None:
+            raise BackendError(problem)
+        try:
+            # The fingerprint first: if a secret changed between the two, the record says
+            # the older one and the page asks for a new kit, never the other way round.
+            fingerprint = kit.secrets_fingerprint(self.root.path, account.name)
+            pdf = kit.user_kit_pdf(self.root.path, account.name)
+        except BluegrassError as exc:
+            raise BackendError(f"The kit cannot be made now: {exc}") from exc
+        printed.record(self.root.path, account.name, fingerprint)
+        return pdf
+
+
+def _utc(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, UTC)
+
+
+def _request(req: emergency.Request | None) -> EmergencyRequest | None:
+    if req is None:
+        return None
+    return EmergencyRequest(
+        req.id,
+        req.owner,
+        req.grantee,
+        _utc(req.requested),
+        req.wait_days,
+        req.state,  # type: ignore[arg-type]
+        _utc(req.closed) if req.closed is not None else None,
+    )
 
 
 def _under(candidate: bytes, path: bytes) -> bool:

@@ -170,6 +170,28 @@ _REPLICA = {
         lambda value: value == "" or Path(value).is_absolute(),
         doc="A file holding the secret, instead of secret_access_key.",
     ),
+    "kit_access_key_id": Field(
+        str,
+        "",
+        "an access key id without spaces",
+        lambda value: value == "" or _TOKEN.fullmatch(value) is not None,
+        doc="A read-only key printed on recovery kits (`kit`); empty: users' kits print no "
+        "key, the administrator's prints the server's own.",
+    ),
+    "kit_secret_access_key": Field(
+        str,
+        "",
+        "a secret access key without spaces",
+        lambda value: value == "" or _TOKEN.fullmatch(value) is not None,
+        doc="Its secret (or kit_secret_access_key_file).",
+    ),
+    "kit_secret_access_key_file": Field(
+        str,
+        "",
+        "an absolute path to a file holding the secret access key",
+        lambda value: value == "" or Path(value).is_absolute(),
+        doc="A file holding the kit key's secret, instead of kit_secret_access_key.",
+    ),
     "encrypt": Field(
         bool,
         True,
@@ -259,6 +281,19 @@ def _check_replica(cfg: config.Config) -> None:
         raise ConfigError(
             f"{where}: replica.secret_access_key: expected exactly one of secret_access_key "
             f"and secret_access_key_file, got {got}"
+        )
+
+    kit_given = [k for k in ("kit_secret_access_key", "kit_secret_access_key_file") if values[k]]
+    if values["kit_access_key_id"] and len(kit_given) != 1:
+        got = "both" if kit_given else "neither"
+        raise ConfigError(
+            f"{where}: replica.kit_secret_access_key: expected exactly one of "
+            f"kit_secret_access_key and kit_secret_access_key_file, got {got}"
+        )
+    if kit_given and not values["kit_access_key_id"]:
+        raise ConfigError(
+            f"{where}: replica.kit_access_key_id: expected the read-only key's id, since "
+            f"[replica] sets {kit_given[0]}"
         )
 
 

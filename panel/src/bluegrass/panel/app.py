@@ -85,12 +85,14 @@ def create_app(config: PanelConfig) -> Flask:
 
     offered = helpers.offers(config.backend)
 
-    from bluegrass.panel.views import admin, auth, browse, dashboard
+    from bluegrass.panel.views import admin, auth, browse, dashboard, emergency, kit
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(browse.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(kit.bp)
+    app.register_blueprint(emergency.bp)
 
     @app.before_request
     def before() -> None:

@@ -191,9 +191,9 @@ RestoreTarget = Literal["live", "drive"]
 
 # The interface is composed of small role interfaces, each a few methods with one-line
 # contracts (as restic's internal/restic/repository.go composes Repository). Every backend is a
-# `Backend`: sign-ins, history, jobs, restore and administration. `DeviceAdmin` and `Drive` are
-# what only some have; the panel offers their pages and buttons only where
-# `isinstance(backend, DeviceAdmin)` / `isinstance(backend, Drive)` holds, so no backend stubs
+# `Backend`: sign-ins, history, jobs, restore and administration. `DeviceAdmin`, `Drive` and
+# `EmergencyAccess` are what only some have; the panel offers their pages and buttons only where
+# `isinstance(backend, DeviceAdmin)` / `Drive` / `EmergencyAccess` holds, so no backend stubs
 # what its machine does not have (decision 100).
 
 
@@ -363,6 +363,118 @@ class Drive(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class KitState:
+    """An account's printed recovery kit, where the backend can make one (the cloud's)."""
+
+    available: bool  # False: nothing can be printed yet, and `note` says why
+    printed: datetime | None = None  # when a kit was last made for this account
+    out_of_date: bool = False  # a secret printed on that kit has changed since
+    note: str | None = None
+
+
+@runtime_checkable
+class RecoveryKit(Protocol):
+    """Printed recovery kits (the cloud's, with a replica): only such a backend implements it."""
+
+    def kit_state(self, account: Account) -> KitState:
+        """Whether the account can have a kit, and whether the one it printed is current."""
+        ...
+
+    def recovery_kit(self, account: Account) -> bytes:
+        """The account's own kit as a PDF, remembered as printed (with what it holds, so
+        `kit_state` can tell when it goes out of date); BackendError if none can be made."""
+        ...
+
+
 @runtime_checkable
 class Backend(SignInBackend, HistoryBackend, JobsBackend, RestoreBackend, AdminBackend, Protocol):
     """What every backend is; see the module docstring and docs/panel.md."""
+
+
+EmergencyState = Literal["waiting", "granted", "refused", "ended"]
+
+
+@dataclass(frozen=True)
+class EmergencyRequest:
+    """A trusted person's request for read access to an owner's history."""
+
+    id: int
+    owner: str
+    grantee: str
+    requested: datetime
+    wait_days: int  # as it was when the request was made
+    state: EmergencyState
+    closed: datetime | None = None  # refused or ended
+
+    @property
+    def grants_at(self) -> datetime:
+        """When the wait ends, by the server's clock: access starts then unless refused."""
+        return self.requested + timedelta(days=self.wait_days)
+
+    @property
+    def open(self) -> bool:
+        return self.state in ("waiting", "granted")
+
+
+@dataclass(frozen=True)
+class TrustedPerson:
+    """Someone an owner named (seen by the owner), or who named the account (by the grantee):
+    `other` is the person on the other side, `request` the newest request between them."""
+
+    other: str
+    wait_days: int
+    added: datetime
+    request: EmergencyRequest | None = None
+
+
+@dataclass(frozen=True)
+class EmergencyEvent:
+    at: datetime
+    grantee: str
+    event: str  # added, changed, removed, requested, refused, granted, ended, accessed
+    text: str  # one line for the owner
+
+
+@dataclass
+class EmergencyPage:
+    trusted: list[TrustedPerson] = field(default_factory=list)  # whom this account trusts
+    trusted_by: list[TrustedPerson] = field(default_factory=list)  # who trusts this account
+    log: list[EmergencyEvent] = field(default_factory=list)  # this account's, newest first
+    min_days: int = 1
+    max_days: int = 90
+    default_days: int = 7
+
+
+@runtime_checkable
+class EmergencyAccess(Protocol):
+    """Emergency access (the cloud's): trusted people may ask for read-only access to an
+    owner's history and get it after a waiting period the owner can stop. Reads go through
+    `HistoryBackend` (a live grant makes the owner's segments visible to the grantee, and
+    nothing else of the owner's); every write stays the owner's own."""
+
+    def emergency(self, account: Account) -> EmergencyPage:
+        """The account's trusted people, who trusts it, and its log."""
+        ...
+
+    def add_trusted(self, account: Account, name: str, wait_days: int) -> None:
+        """Name `name` (another user with a web login) as trusted, or change their wait;
+        BackendError for oneself, a non-user or a wait outside the page's range."""
+        ...
+
+    def remove_trusted(self, account: Account, name: str) -> None:
+        """No longer trusted: an open request ends at once, sessions included."""
+        ...
+
+    def request_access(self, account: Account, owner: str) -> EmergencyRequest:
+        """The account asks for access to `owner`'s history; NotFound unless `owner` named it."""
+        ...
+
+    def end_access(self, account: Account, grantee: str) -> EmergencyRequest:
+        """The owner refuses a waiting request or ends a granted one; NotFound if none is open."""
+        ...
+
+    def note_access(self, account: Account, owner: str, session: str) -> None:
+        """Log the account reading `owner`'s history under a live grant, once per session
+        (`session` is an opaque key of the sign-in, never its token)."""
+        ...

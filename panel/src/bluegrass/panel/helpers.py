@@ -14,7 +14,15 @@ from urllib.parse import quote, urlencode
 from bluegrass.core.names import is_valid
 from bluegrass.core.store.browse import PathError, check_path
 from bluegrass.core.store.manifest import ROOT
-from bluegrass.panel.backend import Account, Backend, DeviceAdmin, Drive, Mode
+from bluegrass.panel.backend import (
+    Account,
+    Backend,
+    DeviceAdmin,
+    Drive,
+    EmergencyAccess,
+    Mode,
+    RecoveryKit,
+)
 from bluegrass.panel.security import Throttle
 from flask import abort, current_app, g, redirect, request, session, url_for
 
@@ -55,9 +63,22 @@ def drive() -> Drive:
     return found
 
 
+def recovery_kit() -> RecoveryKit:
+    """Return the backend as a RecoveryKit. Abort 404 where it makes no kits (the Pi's)."""
+    found = backend()
+    if not isinstance(found, RecoveryKit):
+        abort(404)
+    return found
+
+
 def offers(backend: Backend) -> dict[str, bool]:
     """Given a backend, return which optional parts its pages show (the templates' `offers`)."""
-    return {"devices": isinstance(backend, DeviceAdmin), "drive": isinstance(backend, Drive)}
+    return {
+        "devices": isinstance(backend, DeviceAdmin),
+        "drive": isinstance(backend, Drive),
+        "kit": isinstance(backend, RecoveryKit),
+        "emergency": isinstance(backend, EmergencyAccess),
+    }
 
 
 def load_account() -> Account | None:

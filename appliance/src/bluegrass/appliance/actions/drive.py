@@ -141,7 +141,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         try:
             drive.write_marker(where, marker)
             (where / "bluegrass").mkdir(exist_ok=True)
-            readme.write(where)
+            readme.write(where, app.label)
             os.sync()
         finally:
             drive.unmount(where)

@@ -8,10 +8,15 @@ git runs with its configuration shut out, bluegrass.core.store.git).
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from bluegrass.core.store.git import Git, GitError
+from bluegrass.core.store.git import Git, GitError, describe_failure
+
+_CHUNK = 1 << 20
 
 
 def tips(git: Git, env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -36,11 +41,24 @@ def descends(git: Git, old: str, new: str) -> bool:
     return git.run(["merge-base", "--is-ancestor", old, new], check=False).returncode == 0
 
 
-def create(git: Git, dest: Path, refs: list[str], prerequisites: list[str]) -> None:
-    args = ["bundle", "create", "--quiet", str(dest), *refs]
+def create(git: Git, dest: Path, refs: list[str], prerequisites: list[str]) -> str:
+    """Write the bundle to `dest` and return its sha256, hashed as git writes it: reading
+    the bundle again to hash it would add its whole size to the time before it is sent."""
+    args = ["bundle", "create", "--quiet", "-", *refs]
     if prerequisites:
         args += ["--not", *prerequisites]
-    git.run(args)
+    digest = hashlib.sha256()
+    with git.popen(args, stdin=subprocess.DEVNULL) as proc, dest.open("wb") as out:
+        assert proc.stdout is not None and proc.stderr is not None
+        while chunk := proc.stdout.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+        # With --quiet git says little on stderr, only after its output: no deadlock.
+        stderr = proc.stderr.read()
+    if proc.wait() != 0:
+        dest.unlink(missing_ok=True)
+        raise GitError(describe_failure(args, stderr, git.git_dir))
+    return digest.hexdigest()
 
 
 def verify(git: Git, bundle: Path) -> str | None:
@@ -61,3 +79,13 @@ def fetch(git: Git, bundle: Path, refs: list[str], env: Mapping[str, str] | None
         git.run(args, env=env)
     except GitError as exc:
         raise GitError(f"fetching {bundle.name}: {exc}") from None
+
+
+def packed_size(git: Git) -> int:
+    """Bytes in the repository's packs: how big its full bundle will roughly be (to make the
+    largest first); 0 for a repository of loose objects only."""
+    try:
+        with os.scandir(git.git_dir / "objects" / "pack") as entries:
+            return sum(e.stat().st_size for e in entries if e.name.endswith(".pack"))
+    except OSError:
+        return 0

@@ -1,21 +1,30 @@
 """Uploading what is new: per segment a git bundle, then its refs, then the user's manifest.
 
 Order and naming are what make an interrupted run harmless (decision 143):
-1. each new bundle is made, checked with `git bundle verify`, and recorded locally as
-   pending (DATA/replica/state/<area>.json) before anything is sent;
-2. bundles, then refs files, are uploaded with `rclone copy --immutable` under names no
+1. each new bundle is made, checked with `git bundle verify`, hashed, and recorded locally
+   as pending (DATA/replica/state/<area>.json) before it is sent;
+2. bundles and their refs files are uploaded with `rclone copy --immutable` under names no
    object in the bucket has yet: nothing is overwritten or deleted, so a key without delete
    rights is enough;
-3. last, a manifest naming every object with its sha256, under a new name too.
+3. last, once every object it names is uploaded, a manifest naming each with its sha256,
+   under a new name too.
 A run killed anywhere leaves at most objects no manifest names; the next run finds them in
 the bucket's listing (the listing is trusted over the local record), uploads only what is
 missing, and writes the manifest.
 
-The server's own state (bluegrass.cloud.replica.serverstate) goes first, under the
-administrator's secret, so that a user's secrets are in the bucket before their data.
+Bundles are made one after another in a thread, the largest repository first, and what is
+made is sent while the rest is made, up to two uploads at once, each taking everything made
+since the last one started (decision 162): making them all before sending any left the
+upload idle for as long as git took.
+
+The server's own state (bluegrass.cloud.replica.serverstate) goes up under the
+administrator's secret, in a thread beside the users' bundles; a user's manifest waits for
+the server's, so that a user's secrets are in the bucket before their data is complete.
 
 With nothing new, one raw listing of the bucket (no key derivation) and one `git
-for-each-ref` per segment are all a run costs.
+for-each-ref` per segment are all a run costs. An area the raw listing shows empty (a first
+upload) is not listed through crypt either: each such listing is an rclone start and a key
+derivation.
 """
 
 from __future__ import annotations
@@ -24,9 +33,12 @@ import contextlib
 import fcntl
 import json
 import os
+import queue
 import shutil
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +70,17 @@ from bluegrass.core.errors import BluegrassError
 from bluegrass.core.store.git import Git
 
 SERVER_AREA = "server"
+# A bundle and its refs file are staged (and sent) together in BUNDLES; REFS is where older
+# versions staged refs files, only cleaned up now.
 BUNDLES, REFS, MANIFESTS = "1-bundles", "2-refs", "3-manifest"
+# At most this many uploads of a user's objects at once: one keeps the largest bundle going
+# while another sends the smaller ones made meanwhile; more would only share the same CPU
+# and link.
+UPLOADS_AT_ONCE = 2
+# An upload starts once this much is ready (or nothing more is to be made): below it, what a
+# run of rclone costs by itself (a start and a key derivation, about 0.12 s, decision 164)
+# would send about as much at loopback pace, so a day's small bundles go up in one run.
+UPLOAD_AT_LEAST = 8 << 20
 
 
 @dataclass
@@ -198,15 +220,22 @@ def replicate(root: DataRoot, cfg: Config, user: str | None = None) -> Replicate
         for name in users:
             keys.user_secret(root.path, name)
         raw = bucket.list_raw()
-        areas = [_server(root, bucket, admin, raw)]
+        areas: list[AreaResult] = []
         errors: list[dict[str, str]] = []
-        for name in users:
-            try:
-                areas.append(_user(root, bucket, settings, name, raw))
-            except ReplicaUnreachable:
-                raise
-            except BluegrassError as exc:
-                errors.append({"area": name, "error": str(exc)})
+        # The server's state goes up while the users' bundles are made; a failure there
+        # fails the run, as before, once the user being worked on stops.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="server-area") as pool:
+            server = pool.submit(_server, root, bucket, admin, raw)
+            for name in users:
+                if server.done() and server.exception() is not None:
+                    break
+                try:
+                    areas.append(_user(root, bucket, settings, name, raw, server.result))
+                except ReplicaUnreachable:
+                    raise
+                except BluegrassError as exc:
+                    errors.append({"area": name, "error": str(exc)})
+            areas.insert(0, server.result())
     created = str(keys.admin_path(root.path)) if announce else None
     return ReplicateResult(areas, errors, created, time.monotonic() - started)
 
@@ -271,6 +300,14 @@ def read_manifest(bucket: Bucket, secret: CryptSecret, key: str, scratch: Path) 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def area_listing(bucket: Bucket, secret: CryptSecret, raw: dict[str, int]) -> dict[str, Listed]:
+    """The area's listing through crypt, or none at all when the bucket's raw listing (made
+    at the start of this run, under the replica lock) has no object below its prefix."""
+    if not any(name.startswith(f"{secret.prefix}/") for name in raw):
+        return {}
+    return bucket.list(secret)
+
+
 def complete(manifest: Manifest, listing: dict[str, Listed]) -> bool:
     return all(o.key in listing and listing[o.key].size == o.size for o in manifest.objects())
 
@@ -299,7 +336,7 @@ def _server(root: DataRoot, bucket: Bucket, admin: CryptSecret, raw: dict[str, i
         result.nothing_new = True
         shutil.rmtree(fresh, ignore_errors=True)
         return result
-    listing = bucket.list(admin)
+    listing = area_listing(bucket, admin, raw)
     manifest = latest_manifest(bucket, admin, listing, work / "read", local.manifest)
     if manifest is not None and same(manifest.state):
         local.remember(manifest, listing)
@@ -387,8 +424,25 @@ def _segment(bundle: Bundle) -> str:
     return bundle.key.split("/", 1)[0]
 
 
+@dataclass
+class _Plan:
+    """A bundle to make: decided before any is made, made in the bundle thread."""
+
+    segment: str
+    git: Git
+    seq: int
+    full: bool
+    prerequisites: list[str]
+    tips: dict[str, str]
+
+
 def _user(
-    root: DataRoot, bucket: Bucket, settings: ReplicaSettings, user: str, raw: dict[str, int]
+    root: DataRoot,
+    bucket: Bucket,
+    settings: ReplicaSettings,
+    user: str,
+    raw: dict[str, int],
+    server_done: Callable[[], object] = lambda: None,
 ) -> AreaResult:
     result = AreaResult(user)
     secret = keys.user_secret(root.path, user)
@@ -413,10 +467,10 @@ def _user(
         result.nothing_new = True
         return result
 
-    listing = bucket.list(secret)
+    listing = area_listing(bucket, secret, raw)
     manifest = latest_manifest(bucket, secret, listing, work / "read", local.manifest)
     named = {b.key for bs in (manifest.segments.values() if manifest else []) for b in bs}
-    stage_bundles, stage_refs = work / BUNDLES, work / REFS
+    stage = work / BUNDLES
 
     def there(obj: StoredObject) -> bool:
         return obj.key in listing and listing[obj.key].size == obj.size
@@ -427,14 +481,18 @@ def _user(
         bundle = Bundle(**data)  # type: ignore[arg-type]
         if bundle.key in named:
             continue
-        if all(there(o) or (work / _stage_of(o.key) / o.key).is_file() for o in bundle.objects()):
+        if all(there(o) or (stage / o.key).is_file() for o in bundle.objects()):
             kept.append(bundle)
+    waiting: list[str] = []  # staged by a killed run and not in the bucket: sent first
     for bundle in kept:
         for obj in bundle.objects():
             if there(obj):  # uploaded before the kill: never sent again
-                (work / _stage_of(obj.key) / obj.key).unlink(missing_ok=True)
+                (stage / obj.key).unlink(missing_ok=True)
+            else:
+                waiting.append(obj.key)
     _forget_unrecorded(work, kept)
 
+    plans: list[_Plan] = []
     for segment, tips in sorted(current.items()):
         chain = (manifest.chain(segment) if manifest else []) + [
             b for b in kept if _segment(b) == segment
@@ -457,54 +515,146 @@ def _user(
                     )
         taken = [b.seq for b in chain] + [b.seq for b in kept if _segment(b) == segment]
         seq = 1 + max([highest_seq(list(listing), segment), *taken])
-        kind = "full" if full else "inc"
-        key = bundle_key(segment, seq, kind)
-        target = stage_bundles / key
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        refs = sorted(tips)
-        bundles.create(git, target, refs, [] if full else prerequisites)
-        problem = bundles.verify(git, target)
-        if problem:
-            target.unlink(missing_ok=True)
-            raise ReplicaError(f"{user}/{segment}: the new bundle does not verify: {problem}")
-        rkey = refs_key(segment, seq)
-        refs_file = stage_refs / rkey
-        refs_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        refs_file.write_text("".join(f"{tips[r]} {r}\n" for r in refs), encoding="utf-8")
-        bundle = Bundle(
-            key=key,
-            kind=kind,
-            prerequisites=[] if full else prerequisites,
-            tips=dict(tips),
-            sha256=sha256_file(target),
-            size=target.stat().st_size,
-            refs_key=rkey,
-            refs_sha256=sha256_file(refs_file),
-            refs_size=refs_file.stat().st_size,
-        )
-        kept.append(bundle)
-        result.new_bundles.append(key)
-        local.pending = [asdict(b) for b in kept]
-        local.save()  # recorded before it is sent: a kill from here on is resumed
+        plans.append(_Plan(segment, git, seq, full, [] if full else prerequisites, dict(tips)))
 
-    if not kept:
+    if not kept and not plans:
         if manifest is not None:
             local.remember(manifest, listing)
         result.nothing_new = True
         return result
-    _send(bucket, secret, stage_bundles, result)
-    _send(bucket, secret, stage_refs, result)
+
+    def record(bundle: Bundle) -> None:
+        kept.append(bundle)
+        result.new_bundles.append(bundle.key)
+        local.pending = [asdict(b) for b in kept]
+        local.save()  # recorded before it is sent: a kill from here on is resumed
+
+    # The largest repository first: its bundle takes longest to make and to send.
+    plans.sort(key=lambda plan: (-bundles.packed_size(plan.git), plan.segment))
+    jobs = [lambda plan=plan: _make(user, stage, plan) for plan in plans]
+    _make_and_send(bucket, secret, stage, jobs, waiting, record, result)
+    result.new_bundles.sort()
+    shutil.rmtree(stage, ignore_errors=True)
+
     segments = {name: list(bs) for name, bs in (manifest.segments if manifest else {}).items()}
     for bundle in sorted(kept, key=lambda b: b.seq):
         segments.setdefault(_segment(bundle), []).append(bundle)
     seq = 1 + max((manifest_seq(k) or 0 for k in listing), default=0)
     new = Manifest("user", seq, now_text(), user=user, segments=segments)
+    server_done()  # the server's manifest (with this user's secrets) is up before this one
     _finish(bucket, secret, work, new, local, result)
     return result
 
 
-def _stage_of(key: str) -> str:
-    return BUNDLES if key.endswith(".bundle") else REFS
+def _make(user: str, stage: Path, plan: _Plan) -> Bundle:
+    """Make, verify and hash one bundle and its refs file, staged under their keys."""
+    kind = "full" if plan.full else "inc"
+    key = bundle_key(plan.segment, plan.seq, kind)
+    target = stage / key
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    refs = sorted(plan.tips)
+    digest = bundles.create(plan.git, target, refs, plan.prerequisites)
+    problem = bundles.verify(plan.git, target)
+    if problem:
+        target.unlink(missing_ok=True)
+        raise ReplicaError(f"{user}/{plan.segment}: the new bundle does not verify: {problem}")
+    rkey = refs_key(plan.segment, plan.seq)
+    refs_file = stage / rkey
+    refs_file.write_text("".join(f"{plan.tips[r]} {r}\n" for r in refs), encoding="utf-8")
+    return Bundle(
+        key=key,
+        kind=kind,
+        prerequisites=plan.prerequisites,
+        tips=plan.tips,
+        sha256=digest,
+        size=target.stat().st_size,
+        refs_key=rkey,
+        refs_sha256=sha256_file(refs_file),
+        refs_size=refs_file.stat().st_size,
+    )
+
+
+def _make_and_send(
+    bucket: Bucket,
+    secret: CryptSecret,
+    stage: Path,
+    jobs: list[Callable[[], Bundle]],
+    waiting: list[str],
+    record: Callable[[Bundle], None],
+    result: AreaResult,
+) -> None:
+    """Run `jobs` one after another in a thread and send each bundle made (recorded first,
+    in this thread) while the next ones are made: whenever fewer than UPLOADS_AT_ONCE
+    uploads run and UPLOAD_AT_LEAST bytes are ready (or all are made), one starts with every
+    object made and not yet sent (and `waiting`, staged by a killed run). On a failure
+    nothing more starts; what runs is let finish (what it sends is recorded, so the next run
+    keeps it), then the failure is raised."""
+    events: queue.Queue[tuple[str, object]] = queue.Queue()
+    stop = threading.Event()
+
+    def make() -> None:
+        try:
+            for job in jobs:
+                if stop.is_set():
+                    break
+                events.put(("made", job()))
+        except BaseException as exc:  # handed over: the coordinating thread raises it
+            events.put(("failed", exc))
+        finally:
+            events.put(("made all", None))
+
+    def send(names: list[str], size: int) -> None:
+        try:
+            count = bucket.upload(secret, stage, names)
+        except BaseException as exc:  # handed over: the coordinating thread raises it
+            events.put(("send failed", exc))
+            return
+        for name in names:
+            (stage / name).unlink(missing_ok=True)
+        events.put(("sent", (count, size)))
+
+    ready = list(waiting)
+    ready_bytes = sum((stage / name).stat().st_size for name in ready)
+    making, running = True, 0
+    failure: BaseException | None = None
+    threads = [threading.Thread(target=make, name="bundles", daemon=True)]
+    threads[0].start()
+    try:
+        while True:
+            worth = ready_bytes >= UPLOAD_AT_LEAST or not making
+            if failure is None and ready and worth and running < UPLOADS_AT_ONCE:
+                names, size, ready, ready_bytes = ready, ready_bytes, [], 0
+                thread = threading.Thread(target=send, args=(names, size), daemon=True)
+                threads.append(thread)
+                thread.start()
+                running += 1
+                continue
+            if not making and running == 0 and (failure is not None or not ready):
+                break
+            kind, value = events.get()
+            if kind == "made":
+                assert isinstance(value, Bundle)
+                record(value)
+                ready += [obj.key for obj in value.objects()]
+                ready_bytes += sum(obj.size for obj in value.objects())
+            elif kind == "sent":
+                running -= 1
+                count, size = value  # type: ignore[misc]
+                result.uploaded += count
+                result.uploaded_bytes += size
+            elif kind == "made all":
+                making = False
+            else:  # "failed" or "send failed"
+                running -= kind == "send failed"
+                if failure is None:
+                    failure = value  # type: ignore[assignment]
+                stop.set()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    if failure is not None:
+        raise failure
 
 
 def _forget_unrecorded(work: Path, kept: list[Bundle]) -> None:
@@ -515,7 +665,9 @@ def _forget_unrecorded(work: Path, kept: list[Bundle]) -> None:
         if not folder.is_dir():
             continue
         for path in folder.rglob("*"):
-            if path.is_file() and path.relative_to(folder).as_posix() not in wanted:
+            if path.is_file() and (
+                stage != BUNDLES or path.relative_to(folder).as_posix() not in wanted
+            ):
                 path.unlink()
 
 

@@ -51,11 +51,18 @@ class ReplicaRunner(threading.Thread):
         abandoned like a killed one, and finished at the next start)."""
         stop_all()
 
+    def _halt_on_stop(self) -> None:
+        self.stop.wait()
+        stop_all()
+
     def poke(self) -> None:
         """Something was committed: replicate soon."""
         self._wanted.set()
 
     def run(self) -> None:
+        # The scheduler calls halt() only after its current job (a commit may take a while),
+        # and a replicate is several threads now: end its rclone as soon as `run` stops.
+        threading.Thread(target=self._halt_on_stop, name="replica-stop", daemon=True).start()
         while not self.stop.is_set():
             if not self._wanted.is_set() or time.monotonic() < self._next_try:
                 self.stop.wait(IDLE)

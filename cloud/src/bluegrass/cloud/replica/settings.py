@@ -20,6 +20,9 @@ class ReplicaSettings:
     secret_access_key: str
     encrypt: bool
     full_every: int
+    # The read-only key printed on recovery kits (bluegrass.cloud.kit); "" when not set.
+    kit_access_key_id: str = ""
+    kit_secret_access_key: str = ""
 
     def __repr__(self) -> str:  # never a secret in a log line or a traceback
         return f"ReplicaSettings(endpoint={self.endpoint!r}, bucket={self.bucket!r})"
@@ -34,21 +37,8 @@ def from_config(cfg: Config) -> ReplicaSettings:
             f"no replica configured: set [replica] endpoint, bucket and keys in {where}"
         )
     values = cfg.get("replica")
-    secret = values["secret_access_key"]
-    if values["secret_access_key_file"]:
-        path = Path(values["secret_access_key_file"])
-        try:
-            secret = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise ConfigError(
-                f"{cfg.path}: replica.secret_access_key_file: cannot read {path}: {reason}"
-            ) from None
-        if not secret or any(ch.isspace() or not ch.isprintable() for ch in secret):
-            raise ConfigError(
-                f"{cfg.path}: replica.secret_access_key_file: expected {path} to hold one "
-                "secret access key (printable, no spaces)"
-            )
+    secret = _secret(cfg, values, "secret_access_key")
+    kit_secret = _secret(cfg, values, "kit_secret_access_key")
     return ReplicaSettings(
         endpoint=values["endpoint"],
         bucket=values["bucket"],
@@ -58,4 +48,24 @@ def from_config(cfg: Config) -> ReplicaSettings:
         secret_access_key=secret,
         encrypt=values["encrypt"],
         full_every=values["full_every"],
+        kit_access_key_id=values["kit_access_key_id"],
+        kit_secret_access_key=kit_secret,
     )
+
+
+def _secret(cfg: Config, values: dict, key: str) -> str:
+    """values[key], or the content of the file values[key + "_file"] names."""
+    if not values[key + "_file"]:
+        return str(values[key])
+    path = Path(values[key + "_file"])
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"{cfg.path}: replica.{key}_file: cannot read {path}: {reason}") from None
+    if not secret or any(ch.isspace() or not ch.isprintable() for ch in secret):
+        raise ConfigError(
+            f"{cfg.path}: replica.{key}_file: expected {path} to hold one "
+            "secret access key (printable, no spaces)"
+        )
+    return secret

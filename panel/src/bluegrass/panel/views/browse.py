@@ -15,7 +15,7 @@ from urllib.parse import quote
 from bluegrass.core.store import Repository, RepositoryError, browse
 from bluegrass.core.store.manifest import ROOT, Entry
 from bluegrass.panel import archive, preview
-from bluegrass.panel.backend import BackendError, NotFound
+from bluegrass.panel.backend import BackendError, EmergencyAccess, NotFound
 from bluegrass.panel.helpers import (
     account,
     backend,
@@ -389,6 +389,11 @@ def restore(user: str, segment: str, subpath: str) -> Response | str | tuple[str
     )
     if not _FOLDER_NAME.fullmatch(default_folder):
         default_folder = f"{segment}-restored-{place.snap.date:%Y-%m-%d}"
+    if error is None and isinstance(backend(), EmergencyAccess) and user != account().name:
+        # Someone else's segment is only ever seen under emergency access, which is read-only
+        # (decision 182): the page offers its downloads and no form the backend would refuse.
+        # A form posted anyway still gets the backend's refusal, shown above the form.
+        targets = []
     page = render_template(
         "restore.html",
         place=place,

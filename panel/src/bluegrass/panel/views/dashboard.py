@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bluegrass.core.names import is_valid
-from bluegrass.panel.backend import BackendError, NotFound
+from bluegrass.panel.backend import BackendError, NotFound, RecoveryKit
 from bluegrass.panel.helpers import account, backend, drive, login_required
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
@@ -18,7 +18,9 @@ def index() -> str:
     # Worst first, then by name: a problem should be the first thing one sees.
     board.segments.sort(key=lambda s: (-s.worst, s.user, s.segment))
     board.problems.sort(key=lambda p: -p.severity)
-    return render_template("dashboard.html", board=board)
+    kits = backend()
+    kit = kits.kit_state(account()) if isinstance(kits, RecoveryKit) else None
+    return render_template("dashboard.html", board=board, kit=kit)
 
 
 @bp.route("/jobs", methods=["POST"])
