@@ -10,7 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from bluegrass.appliance import settings as pi_settings
+from bluegrass.appliance.context import Appliance as PiContext
 from bluegrass.appliance.mirror import MAX_PACKS
+from bluegrass.appliance.panelbackend import PiBackend
+from bluegrass.panel.backend import Severity
 
 from tests.appliance.conftest import (
     USER,
@@ -23,6 +27,7 @@ from tests.appliance.conftest import (
 )
 from tests.appliance.fakecloud import FakeCloud
 from tests.conftest import VENV_BIN
+from tests.support.damage import flip, flip_in_pack
 
 
 def setup(appliance: Appliance, cloud: FakeCloud, drive: Path) -> None:
@@ -417,3 +422,70 @@ def test_mirroring_a_big_file_stays_within_a_small_pis_memory(
     assert (
         git("--git-dir", str(mirror_of(drive, "video")), "rev-parse", "main").stdout.strip() == head
     )
+
+
+def test_a_damaged_cloud_copy_is_alerted_and_the_drive_copy_kept(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    """Issue 16 part 6 (a drill): a byte flipped in the cloud's pack made the mirror fail with
+    no alert, and no new snapshot was taken from then on without anyone being told."""
+    folder = cloud_data.files("docs")
+    (folder / "a.txt").write_text("first\n")
+    good = cloud_data.commit("docs")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    assert appliance.json("mirror")["outcome"] == "ok"
+    write_random(folder / "photo.bin", 300_000)
+    cloud_data.commit("docs")
+    server = cloud_data.repo_path("docs")
+    git("--git-dir", str(server), "repack", "-adq")
+    flip_in_pack(server)
+
+    proc = appliance("mirror", check=False)
+
+    assert proc.returncode == 1
+    mirror = mirror_of(drive, "docs")
+    assert git("--git-dir", str(mirror), "rev-parse", "main").stdout.strip() == good
+    fsck(mirror)
+    alerts = appliance.json("alerts")["alerts"]
+    assert [a["kind"] for a in alerts] == ["cloud-damaged"], alerts
+    assert alerts[0]["subject"] == f"{USER}/docs"
+    message = alerts[0]["message"]
+    assert f"{USER}/docs" in message and "damaged" in message and "kept" in message, message
+    (result,) = [s for s in appliance.json("status")["segments"] if s["segment"] == "docs"]
+    assert not result["ok"] and "damaged" in result["message"]
+    # The Pi's dashboard: an error on the segment's card.
+    paths = pi_settings.Paths(appliance.state)
+    backend = PiBackend(PiContext(paths, pi_settings.load(paths), str(drive)))
+    backend.complete_setup("admin", "a long enough password", None)
+    admin = backend.account("admin")
+    assert admin is not None
+    (docs,) = [s for s in backend.dashboard(admin).segments if s.segment == "docs"]
+    errors = [p.text for p in docs.problems if p.severity == Severity.ERROR]
+    assert any("damaged" in t and "kept" in t for t in errors), docs.problems
+
+
+def test_a_damaged_loose_object_on_the_cloud_is_alerted_too(
+    appliance: Appliance, cloud_data: CloudData, fake_cloud: FakeCloud, tmp_path: Path
+) -> None:
+    """A loose object is inflated by the cloud's upload-pack, which fails there: git's
+    sideband brings its "remote: error: inflate: ..." to the Pi."""
+    folder = cloud_data.files("docs")
+    (folder / "a.txt").write_text("first\n")
+    good = cloud_data.commit("docs")
+    drive = tmp_path / "drive"
+    setup(appliance, fake_cloud, drive)
+    assert appliance.json("mirror")["outcome"] == "ok"
+    write_random(folder / "photo.bin", 100_000)
+    cloud_data.commit("docs")
+    oid = git("hash-object", str(folder / "photo.bin")).stdout.strip()
+    loose = cloud_data.repo_path("docs") / "objects" / oid[:2] / oid[2:]
+    flip(loose, loose.stat().st_size // 2)
+
+    assert appliance("mirror", check=False).returncode == 1
+
+    assert (
+        git("--git-dir", str(mirror_of(drive, "docs")), "rev-parse", "main").stdout.strip() == good
+    )
+    alerts = appliance.json("alerts")["alerts"]
+    assert [a["kind"] for a in alerts] == ["cloud-damaged"], alerts

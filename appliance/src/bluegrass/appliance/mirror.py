@@ -319,6 +319,34 @@ class ObjectsRejected(BluegrassError):
     pass
 
 
+class CloudCopyDamaged(BluegrassError):
+    """The cloud sent bytes that do not inflate or hash: its stored copy is damaged."""
+
+
+CLOUD_DAMAGED = "cloud-damaged"
+
+# What index-pack says (LC_ALL=C) of a pack whose bytes were damaged where the cloud stores
+# them: the cloud sends its stored bytes as they are, so the damage arrives here.
+_DAMAGED = (
+    "pack has bad object",
+    "inflate returned",
+    "incorrect data check",
+    "invalid distance too far back",
+    "serious inflate inconsistency",
+    "did not receive expected object",
+    "unresolved delta",
+    "sha1 collision",
+    "hash mismatch",
+)
+
+
+def report_cloud_damaged(state: State, key: str, message: str) -> None:
+    """The appliance's one place that says "the cloud's copy of this history is damaged"
+    (decision 222): an alert on the dashboard, in `status` and `alerts`, counted up while it
+    lasts. Notifications hook in here (issue 16 part 1)."""
+    state.alert(CLOUD_DAMAGED, key, message)
+
+
 def _git_failure(command: str, stderr: str, where: Path) -> BluegrassError:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     last = lines[-1] if lines else "no message"
@@ -349,6 +377,13 @@ def classify_fetch(stderr: str, segment: Segment, where: Path) -> BluegrassError
     drive = errors.classify_drive_text(stderr, f"fetching {segment.key} into {where}")
     if drive:
         return drive
+    if any(t in lowered for t in _DAMAGED):
+        detail = next((ln for ln in lines if any(t in ln.lower() for t in _DAMAGED)), last)
+        return CloudCopyDamaged(
+            f"{segment.key}: the cloud's copy of this history is damaged ({detail}); nothing "
+            "was taken and the drive's copy is kept as it was. Repair the cloud from this "
+            f"drive: bluegrass-cloud repair {segment.user} {segment.name} --from-drive DRIVE"
+        )
     if "returned error: 401" in lowered or "returned error: 403" in lowered:
         return CloudRefused(f"{segment.key}: the cloud refused this device's credentials ({last})")
     if any(t in lowered for t in _CLOUD_DOWN):
@@ -385,6 +420,8 @@ def mirror_segment(
         alert = "rewrite" if isinstance(failure, HistoryRewriteRefused) else None
         if isinstance(failure, ObjectsRejected):
             alert = "bad-objects"
+        if isinstance(failure, CloudCopyDamaged):
+            alert = CLOUD_DAMAGED
         return SegmentResult(segment, False, before, mirror.head(), 0, str(failure), alert)
     after = mirror.head()
     _check_append_only(mirror, refs_before, segment)
@@ -447,7 +484,9 @@ def mirror_all(
         state.segment_result(
             segment.user, segment.name, "mirror", result.ok, result.after, result.message
         )
-        if result.alert:
+        if result.alert == CLOUD_DAMAGED:
+            report_cloud_damaged(state, segment.key, result.message)
+        elif result.alert:
             state.alert(result.alert, segment.key, result.message)
     report.vanished = _vanished(drive_root, segments, {s.user for s in segments})
     for key in report.vanished:

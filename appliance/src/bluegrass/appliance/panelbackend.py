@@ -80,6 +80,7 @@ JOB_LABELS = {"mirror": "Mirror now", "files": "Pull the latest files now"}
 ALERT_SEVERITY = {
     "rewrite": Severity.ERROR,
     "bad-objects": Severity.ERROR,
+    "cloud-damaged": Severity.ERROR,
     "cloud-refused": Severity.ERROR,
     "drive-full": Severity.ERROR,
     "segment-gone": Severity.WARNING,

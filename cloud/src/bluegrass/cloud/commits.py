@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bluegrass.cloud import settings
+from bluegrass.cloud import corruption, settings
 from bluegrass.cloud.datadir import Busy, DataRoot
 from bluegrass.core import diskspace, syncmeta, syncspec
 from bluegrass.core.config import Config
 from bluegrass.core.errors import BluegrassError
 from bluegrass.core.store import Repository, RepositoryBusy, SnapshotResult, snapshot
+from bluegrass.core.store.damage import RepositoryDamaged
+from bluegrass.core.store.git import GitError
 
 BUSY = "busy: another commit of this segment is running (the scheduler's?); try again shortly"
 
@@ -114,22 +116,33 @@ def commit_one(
         if not tree.is_dir():
             raise BluegrassError(f"live tree {tree} is missing")
         path = root.repo_path(user, segment)
+        # Never onto a damaged history: its new snapshots would share the damaged objects
+        # (git stores an object once), and a mirror fetching them fails (decision 220).
+        corruption.check_before_writing(
+            root, user, segment, "a commit's object check", corruption.COMMIT_LOOSE_LIMIT
+        )
         try:
             repo = Repository.init(path)
         except OSError as exc:  # a traceback is never the answer, a full disk least of all
             if diskspace.is_full(exc):
                 raise BluegrassError(diskspace.no_space(path, f"preparing {path}")) from exc
             raise BluegrassError(f"{path}: {exc.strerror}") from exc
-        res = snapshot(
-            repo,
-            tree,
-            when=when,
-            suspicious_share=settings.suspicious_share(cfg, user, segment),
-            label=f"{user}/{segment} {reason}" if reason else f"{user}/{segment}",
-            skip=_in_flight,
-            # What rclone over sftp could not carry: bits, ns times, links (decision 59).
-            adjust=syncmeta.adjust_snapshot,
-        )
+        try:
+            res = snapshot(
+                repo,
+                tree,
+                when=when,
+                suspicious_share=settings.suspicious_share(cfg, user, segment),
+                label=f"{user}/{segment} {reason}" if reason else f"{user}/{segment}",
+                skip=_in_flight,
+                # What rclone over sftp could not carry: bits, ns times, links (decision 59).
+                adjust=syncmeta.adjust_snapshot,
+            )
+        except GitError as exc:
+            if not corruption.looks_damaged(str(exc)):
+                raise
+            found = corruption.report_damaged(root, user, segment, [str(exc)], "a commit")
+            raise RepositoryDamaged(found.describe(f"{user}/{segment}")) from None
     return SegmentCommit(user, segment, res)
 
 

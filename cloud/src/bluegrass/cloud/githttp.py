@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 import subprocess
@@ -91,8 +92,12 @@ class GitHTTP:
         authenticate: Authenticate,
         files: Path | None = None,
         quota: Callable[[str], object] | None = None,
+        on_failure: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.repos = repos.absolute()
+        # (user, segment, git's error text) when a fetch's git fails: the cloud marks a
+        # repository whose objects git could not read (corruption.report_damaged).
+        self.on_failure = on_failure
         self.quota = quota  # user -> their quota as JSON (httpspec.QUOTA_PATH), if served
         self.files = files.absolute() if files is not None else None
         self.authenticate = authenticate
@@ -155,7 +160,8 @@ class GitHTTP:
             and environ.get("QUERY_STRING") != "service=git-upload-pack"
         ):
             return _plain(start, "403 Forbidden", "this server is read-only")
-        return self._backend(environ, start, user, f"/{user}/{match['segment']}.git{match['rest']}")
+        segment = match["segment"]
+        return self._backend(environ, start, user, f"/{user}/{segment}.git{match['rest']}", segment)
 
     def _segments(self, user: str, start: StartResponse) -> list[bytes]:
         folder = self.repos / user
@@ -194,7 +200,12 @@ class GitHTTP:
         return _json(start, {"segment": segment, "state": found.to_json()})
 
     def _backend(
-        self, environ: dict[str, Any], start: StartResponse, user: str, path_info: str
+        self,
+        environ: dict[str, Any],
+        start: StartResponse,
+        user: str,
+        path_info: str,
+        segment: str = "",
     ) -> Iterable[bytes]:
         env = git_env(
             self.repos,
@@ -217,19 +228,35 @@ class GitHTTP:
                 env[key] = environ[key]
         if environ.get("HTTP_GIT_PROTOCOL"):
             env["GIT_PROTOCOL"] = environ["HTTP_GIT_PROTOCOL"]
+        watch = self.on_failure is not None and bool(segment)
         proc = subprocess.Popen(
             ["git", "http-backend"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE if watch else subprocess.DEVNULL,
             env=env,
             cwd=self.repos,
         )
         assert proc.stdin is not None and proc.stdout is not None
         threading.Thread(target=_feed, args=(environ, proc.stdin), daemon=True).start()
+        tail = bytearray()
+        reader = None
+        if watch:
+            reader = threading.Thread(target=_keep_tail, args=(proc.stderr, tail), daemon=True)
+            reader.start()
         status, headers = _cgi_headers(proc.stdout)
         start(status, headers)
-        return _stream(proc)
+
+        def finished(code: int) -> None:
+            if reader is None or self.on_failure is None:
+                return
+            reader.join(timeout=5)
+            if proc.stderr is not None:
+                proc.stderr.close()
+            if code != 0 and tail:
+                self.on_failure(user, segment, tail.decode("utf-8", "replace"))
+
+        return _stream(proc, finished)
 
 
 def _packed_head(repo: Path) -> str | None:
@@ -278,7 +305,17 @@ def _cgi_headers(stdout: Any) -> tuple[str, list[tuple[str, str]]]:
     return status, headers
 
 
-def _stream(proc: subprocess.Popen[bytes]) -> Iterator[bytes]:
+def _keep_tail(stderr: Any, tail: bytearray) -> None:
+    """Read git's stderr to its end, keeping the last 8 KiB (its last lines say why)."""
+    with contextlib.suppress(OSError, ValueError):
+        while chunk := stderr.read(CHUNK):
+            tail += chunk
+            del tail[:-8192]
+
+
+def _stream(
+    proc: subprocess.Popen[bytes], finished: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
     assert proc.stdout is not None
     try:
         while (
@@ -291,4 +328,7 @@ def _stream(proc: subprocess.Popen[bytes]) -> Iterator[bytes]:
         proc.stdout.close()
         if proc.poll() is None:
             proc.terminate()
-        proc.wait()
+        code = proc.wait()
+        if finished is not None:
+            with contextlib.suppress(Exception):  # a report must never break the response
+                finished(code)

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bluegrass.cloud import authproxy, emergency, kit, quota, settings, webjobs
+from bluegrass.cloud import authproxy, corruption, emergency, kit, quota, settings, webjobs
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import BUSY, SegmentCommit, commit_one, is_busy, is_upload, walk_tree
 from bluegrass.cloud.commitwatch import stuck_commits
@@ -343,6 +343,9 @@ class CloudBackend(SignIns):
         live = tree.is_dir() and not tree.is_symlink()
         repo_path = self.root.repo_path(ref.user, ref.segment)
         recent: list[browse.HistoryItem] = []
+        found = corruption.known_damage(self.root, ref.user, ref.segment)
+        if found is not None:
+            status.problems.append(Problem(Severity.ERROR, found.describe("The history")))
         if (repo_path / "HEAD").is_file():
             try:
                 recent = recent_history(Repository.open(repo_path))

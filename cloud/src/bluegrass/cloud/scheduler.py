@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bluegrass.cloud import notifications, quota, settings
+from bluegrass.cloud import corruption, notifications, quota, settings
 from bluegrass.cloud.accounts import Accounts
 from bluegrass.cloud.commits import commit_one, is_busy, summary, upload_in_flight
 from bluegrass.cloud.database import now_text
@@ -228,6 +228,9 @@ class Scheduler(threading.Thread):
         started = now_text()
         path: Path = self.root.repo_path(user, segment)
         try:
+            # Never "maintained" over damage: the commit's check may have left loose objects
+            # out (decision 221); this one reads them all.
+            corruption.check_before_writing(self.root, user, segment, "maintain")
             outcome, detail = "ok", maintain_summary(maintain_one(path))
         except BluegrassError as exc:
             # Packing can wait a day; a busy repository is simply done tomorrow.

@@ -105,11 +105,25 @@ class CloudApp:
             DeviceLogin(self.data_root),
             self.data_root / "files",
             quota=self._quota,
+            on_failure=self._git_failed,
         )
         if not devices_only and settings.load(self.data_root).get("web.trust_proxy"):
             # Devices behind the same proxy: their login rate limit counts real addresses.
             self.git = ProxyFix(self.git, x_for=1, x_proto=1)  # type: ignore[arg-type]
         self.panel: WSGIApp = _not_found if devices_only else create_panel(self.data_root)
+
+    def _git_failed(self, user: str, segment: str, text: str) -> None:
+        """A device's fetch failed in git: if git could not read an object, the repository
+        is damaged, and marked so (decision 220)."""
+        from bluegrass.cloud import corruption
+        from bluegrass.cloud.datadir import DataRoot
+
+        if corruption.looks_damaged(text):
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            found = [f"git upload-pack: {ln}" for ln in lines[-3:]]
+            corruption.report_damaged(
+                DataRoot(self.data_root), user, segment, found, "the git HTTP serving"
+            )
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bluegrass.cloud import corruption
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core.cli import emit_json
-from bluegrass.core.errors import UsageError
+from bluegrass.core.errors import BluegrassError, UsageError
 from bluegrass.core.store import restore
 
 
@@ -42,7 +43,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--to {target} is inside the data root's live trees or histories; restore elsewhere"
         )
-    result = restore(repo, target, at=args.at, path=args.path)
+    try:
+        result = restore(repo, target, at=args.at, path=args.path)
+    except BluegrassError as exc:
+        if not corruption.looks_damaged(str(exc)):
+            raise
+        found = corruption.report_damaged(root, args.user, args.segment, [str(exc)], "restore")
+        raise BluegrassError(f"{exc}; {found.describe(f'{args.user}/{args.segment}')}") from None
     if args.json:
         emit_json(result.to_json())
     else:

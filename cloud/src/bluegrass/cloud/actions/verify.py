@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from bluegrass.cloud import corruption
 from bluegrass.cloud.datadir import DataRoot
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import BluegrassError
-from bluegrass.core.store import Repository
+from bluegrass.core.store import Repository, damage
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +31,12 @@ def run(args: argparse.Namespace) -> int:
                 problems = Repository.open(path).verify()
             except BluegrassError as exc:
                 problems = [str(exc)]
+            damaged = [p for p in problems if p.startswith("fsck: ")]
+            if damaged:
+                # What fsck finds is damage: later jobs refuse to write onto it (decision 220).
+                # The object check names the damaged object where fsck names a pack offset.
+                found = damage.check_objects(path) + damaged
+                corruption.report_damaged(root, user_dir.name, path.name[:-4], found, "verify")
             reports.append(
                 {
                     "user": user_dir.name,

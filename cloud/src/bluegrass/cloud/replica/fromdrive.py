@@ -78,7 +78,7 @@ class _Segment:
     sidecars: Path | None
 
 
-def _drive_id(drive: Path) -> str:
+def drive_id_of(drive: Path) -> str:
     """The marker's id; a one-line refusal for anything that is not a Bluegrass drive."""
     if not drive.is_dir():
         raise UsageError(f"{drive} is not a folder; give the Pi drive's mount point")
@@ -125,7 +125,7 @@ def _survey(drive: Path, warnings: list[str]) -> dict[str, dict[str, _Segment]]:
 def rebuild_from_drive(root: DataRoot, drive: Path) -> DriveRebuildResult:
     started = time.monotonic()
     drive = drive.absolute()
-    drive_id = _drive_id(drive)
+    drive_id = drive_id_of(drive)
     if root.path.exists() and not root.path.is_dir():
         raise UsageError(f"{root.path} exists and is not a folder")
     if root.path.is_dir():
@@ -168,7 +168,7 @@ def _segment(
     repo = None
     if held.mirror is not None:
         config = built.path / "mirror.gitconfig"
-        env = _safe_to_read(held.mirror, config)
+        env = safe_to_read(held.mirror, config)
         try:
             tips = bundles.tips(Git(held.mirror), env)
             if tips:
@@ -206,7 +206,7 @@ def _segment(
     return DriveSegment(user, segment, head, FROM_SNAPSHOT, restored.files)
 
 
-def _safe_to_read(mirror: Path, config: Path) -> dict[str, str]:
+def safe_to_read(mirror: Path, config: Path) -> dict[str, str]:
     """git's environment for reading a mirror that another user owns (the Pi writes its
     drive as root): git refuses such a repository ("dubious ownership") unless it is a
     `safe.directory`, which it takes only from the global or system configuration, both shut
