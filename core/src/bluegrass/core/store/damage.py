@@ -65,7 +65,9 @@ def read_mark(repo_path: Path) -> Damage | None:
     try:
         data = json.loads((_state(repo_path) / MARK).read_text(encoding="utf-8"))
         return Damage(str(data["found_by"]), str(data["found_at"]), list(data["problems"]))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        # No mark; also where the repository's place is not a folder at all: that is not
+        # damage found in a history, and the job then fails for its real reason.
         return None
     except (OSError, ValueError, KeyError, TypeError):
         # A mark that cannot be read still says the repository is damaged.
