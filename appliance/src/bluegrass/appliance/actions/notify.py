@@ -5,24 +5,11 @@ from __future__ import annotations
 import argparse
 
 from bluegrass.appliance import notifications, settings
-from bluegrass.core.notify import test_report
+from bluegrass.core.notify import command, test_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "notify",
-        help="notifications ([notify], docs/notifications.md)",
-        description="Notifications through Apprise URLs and pings (docs/notifications.md).",
-    )
-    group = p.add_subparsers(metavar="ACTION")
-    t = group.add_parser(
-        "test",
-        help="send a test message to every notification URL",
-        description="Send a test message to every URL of [notify] now, each within "
-        "timeout_seconds, and say per URL whether it went. Exits 1 if any failed (or none "
-        "is configured). Ping URLs are not pinged: a test ping would tell the monitor a job ran.",
-    )
-    t.set_defaults(handler=run_test)
+    command.add_parser(sub, run_test)
 
 
 def run_test(args: argparse.Namespace) -> int:
