@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bluegrass.cloud import kit
 from bluegrass.cloud.datadir import DataRoot
-from bluegrass.cloud.kit import content, printed, sheets, split
+from bluegrass.cloud.kit import content, printed, split
 from bluegrass.core.cli import emit_json
 from bluegrass.core.errors import UsageError
 
@@ -79,6 +79,8 @@ def _split(args: argparse.Namespace, scheme: split.Scheme) -> int:
         raise UsageError("kit: expected either a USER or --server (not both, not neither)")
     root = DataRoot.from_args(args.data).require()
     whole = content.server_kit(root.path) if args.server else content.user_kit(root.path, args.user)
+    from bluegrass.cloud.kit import sheets  # with fpdf2: 0.3 s to import, so only here
+
     made = sheets.split_kit(whole, scheme)
     written = sheets.save(made, Path(args.out), force=args.force)
     if not args.server:

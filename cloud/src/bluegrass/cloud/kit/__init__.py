@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bluegrass.cloud.kit import content, pdf
+from bluegrass.cloud.kit import content
 from bluegrass.cloud.kit.content import secrets_fingerprint
 from bluegrass.core.errors import UsageError
 
@@ -24,10 +24,14 @@ __all__ = ["save", "secrets_fingerprint", "server_kit_pdf", "user_kit_pdf"]
 
 
 def user_kit_pdf(data_root: Path, user: str) -> bytes:
+    from bluegrass.cloud.kit import pdf  # fpdf2 costs 0.3 s to import: only when a kit is made
+
     return pdf.render(content.user_kit(data_root, user))
 
 
 def server_kit_pdf(data_root: Path) -> bytes:
+    from bluegrass.cloud.kit import pdf
+
     return pdf.render(content.server_kit(data_root))
 
 
