@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,8 @@ from tests.appliance.conftest import USER, Appliance, CloudData, enrollment
 from tests.appliance.fakecloud import FakeCloud
 from tests.support.net import free_port
 from tests.support.receivers import HttpReceiver, SmtpReceiver, wait_for
-
-
-@pytest.fixture
-def http() -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver(free_port())
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver(free_port())
-    receiver.start()
-    yield receiver
-    receiver.stop()
+from tests.support.receivers import http as http  # fixtures, used by name
+from tests.support.receivers import smtp as smtp
 
 
 def test_notify_test_sends_to_every_url(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,23 +19,9 @@ from bluegrass.core.notify import Notifier
 from tests.cloud.conftest import Run, one_line_error
 from tests.support.net import free_port
 from tests.support.receivers import HttpReceiver, SmtpReceiver, wait_for
+from tests.support.receivers import http as http  # fixtures, used by name
+from tests.support.receivers import smtp as smtp
 from tests.support.s3 import S3Server
-
-
-@pytest.fixture
-def http() -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver(free_port())
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver(free_port())
-    receiver.start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.mark.parametrize(

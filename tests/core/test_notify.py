@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,24 +22,10 @@ from bluegrass.core.notify.store import Folder
 
 from tests.support.net import free_port
 from tests.support.receivers import HttpReceiver, SmtpReceiver, wait_for
+from tests.support.receivers import http as http  # fixtures, used by name
+from tests.support.receivers import smtp as smtp
 
 DAY = 86400.0
-
-
-@pytest.fixture
-def http() -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver(free_port())
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    receiver = SmtpReceiver(free_port())
-    receiver.start()
-    yield receiver
-    receiver.stop()
 
 
 class Clock:

@@ -106,7 +106,7 @@ def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -
 
 
 @pytest.fixture
-def http_receiver() -> Iterator[HttpReceiver]:
+def http() -> Iterator[HttpReceiver]:
     receiver = HttpReceiver(free_port())
     receiver.start()
     yield receiver
@@ -114,7 +114,7 @@ def http_receiver() -> Iterator[HttpReceiver]:
 
 
 @pytest.fixture
-def smtp_receiver() -> Iterator[SmtpReceiver]:
+def smtp() -> Iterator[SmtpReceiver]:
     receiver = SmtpReceiver(free_port())
     receiver.start()
     yield receiver
